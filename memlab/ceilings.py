@@ -62,6 +62,7 @@ class Ceilings:
     h2d_pageable_gb_per_s: float
     d2h_pinned_gb_per_s: float
     d2h_pageable_gb_per_s: float
+    load_avg_1min: float          # os.getloadavg() before measuring: > num cores means shared, noisy
     measure_s: float              # how long the measurement took
     measured_at: str
 
@@ -210,6 +211,7 @@ def measure(quick: bool = False, refresh: bool = False, cache_dir: Path | str | 
 def measure_now(quick: bool = False, disk_folder: Path | None = None) -> Ceilings:
     """Measure every ceiling now (no cache)."""
     t0 = time.perf_counter()
+    load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     array_bytes = (128 if quick else 512) * 2**20  # >> a 32 MiB L3
     bw = stream(array_bytes, repeats=3 if quick else 10)
     sizes = (1024,) if quick else (512, 1024, 2048)
@@ -246,7 +248,7 @@ def measure_now(quick: bool = False, disk_folder: Path | None = None) -> Ceiling
         gpu_fp32_flop_per_s=gpu["fp32"], gpu_bf16_flop_per_s=gpu["bf16"],
         h2d_pinned_gb_per_s=gpu["h2d_pinned"], h2d_pageable_gb_per_s=gpu["h2d_pageable"],
         d2h_pinned_gb_per_s=gpu["d2h_pinned"], d2h_pageable_gb_per_s=gpu["d2h_pageable"],
-        measure_s=time.perf_counter() - t0,
+        load_avg_1min=load_avg, measure_s=time.perf_counter() - t0,
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
