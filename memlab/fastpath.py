@@ -238,3 +238,26 @@ def fast_generate(model, input_ids: torch.Tensor, max_new_tokens: int = 32, *,
         setup_s=fast.setup_s, warmup_s=warmup_s, prefill_s=prefill_s, decode_s=decode_s,
         decode_tok_per_s=B * len(itl) / decode_s if decode_s > 0 else float("nan"),
         itl_s=tuple(itl), is_compiled=compile)
+
+
+@torch.inference_mode()
+def profile_both(model, input_ids: torch.Tensor) -> tuple[StepProfile, StepProfile]:
+    """Profile one warmed-up decode step of transformers' eager model and of `FastLlama`."""
+    from .generation import decode_step, new_cache, prefill
+    T = input_ids.shape[1]
+    cache = new_cache(model)
+    tok = prefill(model, input_ids, cache).argmax(-1, keepdim=True)  # (B, 1)
+    decode_step(model, tok, cache)  # warm-up
+    eager = profile_decode_step(lambda: decode_step(model, tok, cache), "eager (transformers modules)")
+    fast = FastLlama(model, max_len=T + 4, batch_size=input_ids.shape[0])
+    tok = fast.prefill(input_ids).argmax(-1, keepdim=True)
+    fast.step(tok, T)  # warm-up
+    return eager, profile_decode_step(lambda: fast.step(tok, T + 1), "fast path (fused, static cache)")
+
+
+def profile_table(*profiles: StepProfile):
+    """Side-by-side summary of StepProfiles as a DataFrame (ms and operator counts)."""
+    import pandas as pd
+    return pd.DataFrame([{"path": p.label, "step_ms": p.step_s * 1e3, "aten_calls": p.num_ops,
+                          "matmul_ms": p.matmul_s * 1e3, "other_ms": p.other_s * 1e3,
+                          "top_op": p.top_ops[0].name if p.top_ops else ""} for p in profiles])

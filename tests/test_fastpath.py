@@ -68,3 +68,10 @@ def test_real_model_same_tokens(real):
     ref = _reference(real, ids, 16)
     r = fastpath.fast_generate(real.model, torch.tensor([ids]), 16)
     assert list(r.token_ids) == ref
+
+
+def test_profile_both(tiny):
+    eager, fast = fastpath.profile_both(tiny.model, torch.tensor([[1, 2, 3, 4]]))
+    assert fast.num_ops < eager.num_ops  # fewer, larger operations: the point of the fast path
+    table = fastpath.profile_table(eager, fast)
+    assert list(table["aten_calls"]) == [eager.num_ops, fast.num_ops]
