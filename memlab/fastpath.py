@@ -88,6 +88,8 @@ def profile_decode_step(step, label: str = "", top: int = 12) -> StepProfile:
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """y = w * x / sqrt(mean(x^2) + eps), computed in fp32 as transformers' LlamaRMSNorm does."""
+    if x.dtype == torch.float32:  # one fused op; other dtypes keep transformers' rounding order
+        return F.rms_norm(x, weight.shape, weight, eps)
     x32 = x.float()
     x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     return weight * x32.to(x.dtype)
