@@ -56,3 +56,14 @@ def test_host_device_copies():
     out = ceilings.host_device_copies(16 * 2**20, repeats=2)
     assert all(v > 0 for v in out.values())
     assert out["h2d_pinned"] > 0.5 * out["h2d_pageable"]
+
+
+def test_cli_ceilings_json(tmp_path, monkeypatch, capsys):
+    from memlab import cli
+    monkeypatch.setenv("MEMLAB_CACHE", str(tmp_path))
+    assert cli.main(["ceilings", "--quick", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["mode"] == "quick" and out["triad_gb_per_s"] > 0
+    assert out["disk_cold_resident_fraction"] < 0.05 and out["disk_warm_gb_per_s"] > 0
+    assert cli.main(["ceilings", "--quick"]) == 0  # second call: from the cache, human-readable
+    assert "triad" in capsys.readouterr().out

@@ -78,3 +78,20 @@ def test_real_model_bytes_match_tensors(real):
     w = roofline.decode_workload(real.model.config, 1, 0)
     kv = footprint.kv_bytes_per_token(real.model.config, "fp32")
     assert w.bytes - kv == _param_bytes(real.model)
+
+
+def test_cli_roofline_json(tiny_dir, tmp_path, monkeypatch, capsys):
+    import json
+
+    from memlab import ceilings, cli
+    monkeypatch.setenv("MEMLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(ceilings, "measure", lambda quick=True, **kw: ceilings.measure_now(quick=True))
+    out_png = tmp_path / "roof.png"
+    assert cli.main(["roofline", "--model", str(tiny_dir), "--json", "--max-new-tokens", "4",
+                     "--out", str(out_png)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["predicted_decode_tok_per_s"] > 0 and rep["measured_decode_tok_per_s"] > 0
+    assert rep["fast_same_tokens"] is True
+    assert rep["decode_fraction_of_bound"] == pytest.approx(
+        rep["measured_decode_tok_per_s"] / rep["predicted_decode_tok_per_s"])
+    assert out_png.stat().st_size > 0
