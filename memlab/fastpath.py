@@ -1,4 +1,4 @@
-"""The overhead wall, and a fast decode path for Llama-family models (lab 01, section 6).
+"""The overhead wall, and a fast decode path for Llama-family models (lab 01, sections 3-4).
 
 A 135M model at batch 1 should decode at bandwidth / weight bytes (about 70 tok/s fp32 on a
 35 GB/s machine) but transformers' eager loop reaches about a fifth of that: each token
@@ -10,8 +10,9 @@ and each costs microseconds of Python and dispatcher work whatever its size. The
    into another (the model's own parameters become views of them, so no bytes are copied twice);
    the KV cache is a static tensor written in place (no `DynamicCache` growth, no `torch.cat`);
    RoPE tables are precomputed; one hand-written step per token.
-2. `FastLlama(..., compile=True)`: the same step under `torch.compile` (slow to compile on a
-   CPU: minutes; the warm-up time is reported on its own).
+Not here: `torch.compile` of this step. On this project's 2-core CPU, compiling transformers'
+model took 130-140 s for +7% fp32 decode; a compiled step would need a fixed-shape, masked
+attention over the whole static cache so that each new position does not trigger a recompile.
 
 Shapes: B batch, T tokens in this call, H query heads, K kv heads, D head dim, C cache length.
 """
@@ -36,12 +37,11 @@ class FastDecodeResult:
     new_tokens: int
     token_ids: tuple            # the generated ids of sequence 0
     setup_s: float              # regroup weights, allocate the static cache, RoPE tables
-    warmup_s: float             # first prefill + first step (includes compile when compiled)
+    warmup_s: float             # first prefill + first step (allocations, kernel selection)
     prefill_s: float            # a timed prefill after warm-up
     decode_s: float             # new_tokens - 1 decode steps after the first token
     decode_tok_per_s: float     # batch_size * (new_tokens - 1) / decode_s
     itl_s: tuple                # each decode step's duration
-    is_compiled: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 class FastLlama:
     """A hand-written greedy decoder over a transformers Llama model's own weights."""
 
-    def __init__(self, model, max_len: int, batch_size: int = 1, compile: bool = False):
+    def __init__(self, model, max_len: int, batch_size: int = 1):
         t0 = time.perf_counter()
         cfg = model.config
         inner = model.model
@@ -128,8 +128,6 @@ class FastLlama:
         pos = torch.arange(max_len, device=self.device)[None]
         cos, sin = inner.rotary_emb(self.embed[:1][None].to(self.dtype), pos)
         self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
-        self.is_compiled = compile
-        self._step = torch.compile(self._forward, dynamic=False) if compile else self._forward
         self.setup_s = time.perf_counter() - t0
 
     @staticmethod
@@ -180,14 +178,12 @@ class FastLlama:
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
         """Fill the cache with a prompt (B, T) from position 0; logits of its last token (B, V)."""
-        if ids.shape[1] > 1 and self.is_compiled:
-            return self._forward(ids, 0)  # prompt shapes vary: keep prefill eager
-        return self._step(ids, 0)
+        return self._forward(ids, 0)
 
     @torch.inference_mode()
     def step(self, ids: torch.Tensor, position: int) -> torch.Tensor:
         """One decode step: ids (B, 1) at `position`; logits (B, V)."""
-        return self._step(ids, position)
+        return self._forward(ids, position)
 
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         """Greedy tokens (B, max_new_tokens) after the prompt (B, T); no early stop at EOS."""
@@ -211,14 +207,14 @@ def _sync(device: torch.device) -> None:
 
 
 def fast_generate(model, input_ids: torch.Tensor, max_new_tokens: int = 32, *,
-                  compile: bool = False, model_name: str = "") -> FastDecodeResult:
+                  model_name: str = "") -> FastDecodeResult:
     """Greedy generation through `FastLlama`, timed: setup, warm-up, prefill and decode apart."""
     B, T = input_ids.shape
-    fast = FastLlama(model, max_len=T + max_new_tokens, batch_size=B, compile=compile)
+    fast = FastLlama(model, max_len=T + max_new_tokens, batch_size=B)
     device = fast.device
     ids = input_ids.to(device)
     t0 = time.perf_counter()
-    fast.step(fast.prefill(ids).argmax(-1, keepdim=True), T)  # warm-up (and compile)
+    fast.step(fast.prefill(ids).argmax(-1, keepdim=True), T)  # warm-up
     _sync(device)
     warmup_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -239,7 +235,7 @@ def fast_generate(model, input_ids: torch.Tensor, max_new_tokens: int = 32, *,
         prompt_tokens=T, new_tokens=max_new_tokens, token_ids=tuple(tokens[0].tolist()),
         setup_s=fast.setup_s, warmup_s=warmup_s, prefill_s=prefill_s, decode_s=decode_s,
         decode_tok_per_s=B * len(itl) / decode_s if decode_s > 0 else float("nan"),
-        itl_s=tuple(itl), is_compiled=compile)
+        itl_s=tuple(itl))
 
 
 @torch.inference_mode()
