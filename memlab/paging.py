@@ -177,6 +177,13 @@ class LayerStreamer:
         self.prefetch = prefetch
         self.bigger_than_ram = bigger_than_ram
         self.fd = os.open(path, os.O_RDONLY)
+        if bigger_than_ram:
+            # start cold: dirty pages cannot be evicted, and the large folios a fresh write leaves
+            # would survive a range eviction that covers them only in part
+            os.fsync(self.fd)
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            # no kernel readahead: it would pull the next layer into the cache behind our back
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="memlab-prefetch") if prefetch else None
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
