@@ -99,6 +99,45 @@ def cold_start(model: str = models.DEFAULT_MODEL, strategy: str = "resident", pr
 
 
 @dataclass(frozen=True, slots=True)
+class StrategyRun:
+    """One strategy, cold or warm: its load, then one question answered (lab 02's table)."""
+
+    strategy: str
+    is_cold: bool
+    bigger_than_ram: bool
+    page_cache_before: float
+    load_s: float
+    ttft_s: float               # in-process TTFT (tokenize + prefill + first sample)
+    tpot_s: float
+    decode_tok_per_s: float
+    peak_rss_bytes: int         # max of the load's and the generation's peaks
+    weights_in_memory_bytes: int
+    layer_read_bytes: int       # bytes read by layer streaming during generation (0 otherwise)
+    text: str
+
+
+def run_strategy(model: str = models.DEFAULT_MODEL, strategy: str = "resident", prompt="Hello!",
+                 cold: bool = False, bigger_than_ram: bool = False, max_new_tokens: int = 16,
+                 dtype: str = "fp32", device: str = "cpu") -> StrategyRun:
+    """Load with `strategy` (cold: evicted first), answer `prompt` once, and free the model."""
+    import gc
+    gc.collect()  # a previous model may still map the file, and mapped pages cannot be evicted
+    loaded = loading.load(model, strategy, device, dtype, cold=cold, bigger_than_ram=bigger_than_ram)
+    r = generation.generate(loaded, prompt, max_new_tokens=max_new_tokens, stop_at_eos=False)
+    stats = loading.paging_stats(loaded)
+    lr = loaded.result
+    run = StrategyRun(strategy, cold, bigger_than_ram, lr.page_cache_before, lr.load_time_s, r.ttft_s,
+                      r.tpot_s, r.decode_tok_per_s, max(lr.peak_rss_bytes, r.peak_rss_bytes),
+                      lr.weights_bytes, stats.read_bytes if stats else 0, r.text)
+    streamer = getattr(loaded.model, "_memlab_streamer", None)
+    if streamer is not None:
+        streamer.close()
+    del loaded
+    gc.collect()
+    return run
+
+
+@dataclass(frozen=True, slots=True)
 class Stage:
     """One bar of a waterfall: it starts when the previous stage ends."""
 

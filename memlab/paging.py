@@ -252,3 +252,34 @@ class LayerStreamer:
             self.close()
         except Exception:
             pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRate:
+    """Sequential read of a whole file: how fast the disk (cold) or the page cache (warm) delivers."""
+
+    path: str
+    num_bytes: int
+    read_s: float
+    read_bytes_per_s: float
+    page_cache_before: float  # resident fraction measured just before the read
+    is_cold: bool
+
+
+def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16 * 2**20) -> ReadRate:
+    """Read `path` in `block_bytes` chunks with `readinto`; rate = bytes / seconds.
+
+    cold evicts the file first (and checks it): the rate is the disk's; warm: the page cache's.
+    """
+    from . import pagecache
+    if cold:
+        pagecache.evict(path)
+    before = pagecache.resident_fraction(path)
+    buf = bytearray(block_bytes)
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        t0 = time.perf_counter()
+        while (n := f.readinto(buf)) > 0:
+            total += n
+        dt = time.perf_counter() - t0
+    return ReadRate(str(path), total, dt, total / dt, before, cold)
