@@ -60,7 +60,7 @@ import torch, transformers
 from memlab import generation, loading
 t_imported = time.monotonic()
 loaded = loading.load(a["model"], strategy=a["strategy"], device=a["device"], dtype=a["dtype"],
-                      cache_dir=a["cache_dir"], force=True)
+                      cache_dir=a["cache_dir"], cold=a["cold"], force=True)
 t_loaded = time.monotonic()
 r = generation.generate(loaded, a["prompt"], max_new_tokens=1, stop_at_eos=False)
 print(json.dumps(dict(t_begin=t_begin, t_imported=t_imported, t_loaded=t_loaded,
@@ -78,7 +78,7 @@ def cold_start(model: str = models.DEFAULT_MODEL, strategy: str = "resident", pr
     if cold and file is not None:
         pagecache.evict(file)
     args = dict(model=model, strategy=strategy, device=device, dtype=dtype,
-                cache_dir=str(cache_dir) if cache_dir else None, prompt=prompt)
+                cache_dir=str(cache_dir) if cache_dir else None, prompt=prompt, cold=cold)
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)  # so the child imports this same memlab
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")

@@ -183,13 +183,13 @@ def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: 
     folder = models.prepare(model, dtype=dtype, cache_dir=cache_dir)
     guard.check(guard.predict(AutoConfig.from_pretrained(folder), strategy, dtype, context_tokens,
                               batch_size, str(dev)), force=force)
-    models.check_checkpoint(folder)
     file = checkpoint_file(folder)
     if strategy != "resident" and file is None:
         raise MemlabError(f"Strategy {strategy!r} needs a single model.safetensors in {folder}.")
     if cold and file is not None:
         pagecache.evict(file)
     cached_before = pagecache.resident_fraction(file) if file else float("nan")
+    models.check_checkpoint(folder)  # after the residency count: reading the header caches pages
     extra = {"bigger_than_ram": True} if bigger_than_ram else {}
     with PeakMemory(dev) as pm, Timer(dev) as t:
         net = STRATEGIES[strategy](folder, dev, dtype, **extra)
