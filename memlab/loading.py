@@ -109,6 +109,10 @@ def _load_streaming(folder: Path, device: torch.device, dtype: str, prefetch: bo
     finally:
         os.close(fd)
     paging.assign_weights(model, {k: v.to(device) for k, v in resident.items()}, models.DTYPES[dtype])
+    for module in model.modules():  # buffers (rotary inv_freq) were built on the CPU
+        for k, b in module._buffers.items():
+            if b is not None and not b.is_meta and b.device != device:
+                module._buffers[k] = b.to(device)
     stack = paging.layer_stack(model)
     if len(layers) != len(stack):
         raise MemlabError(f"{file} has {len(layers)} decoder layers named like 'model.layers.<i>.', "

@@ -139,3 +139,13 @@ def test_real_model_strategies_agree():
         del loaded
     torch.testing.assert_close(out["mmap"], out["resident"], rtol=0, atol=0)
     torch.testing.assert_close(out["paged-prefetch"], out["resident"], rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("strategy", ["mmap", "paged", "paged-prefetch"])
+def test_strategies_on_cuda_match_cpu(tiny_folder, reference, strategy):
+    ids, logits, _ = reference
+    loaded = loading.load(str(tiny_folder), strategy, device="cuda")
+    with torch.inference_mode():
+        got = loaded.model(ids.cuda()).logits.cpu()
+    torch.testing.assert_close(got, logits, rtol=1e-4, atol=1e-4)
