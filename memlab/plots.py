@@ -110,8 +110,9 @@ def latency_throughput(points) -> Figure:
     ax.set_xlabel("total decode tok/s (all requests)")
     ax.set_ylabel("per-request decode tok/s")
     a, b = points[0], points[-1]
-    ax.set_title(f"Batching trades latency for throughput: B={b.batch_size} serves "
-                 f"{b.total_tok_per_s / a.total_tok_per_s:.1f}x the tokens, each request "
+    gain = b.total_tok_per_s / a.total_tok_per_s
+    head = "Batching trades latency for throughput" if gain > 1 else "Batching did not pay off in this run"
+    ax.set_title(f"{head}: B={b.batch_size} serves {gain:.1f}x the tokens, each request "
                  f"{a.per_request_tok_per_s / b.per_request_tok_per_s:.1f}x slower", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
