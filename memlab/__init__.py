@@ -10,6 +10,7 @@ from .errors import MemlabError
 from .generation import GenerationResult, generate
 from .loading import LoadResult, load
 from . import ceilings, fastpath, roofline  # issue 3
+from . import guard, latency, paging  # issue 4: memory guard, TTFT anatomy, layer streaming
 
 __version__ = "0.1.0"
 

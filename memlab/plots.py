@@ -68,6 +68,31 @@ def roofline(ceilings, points=(), devices=None, reference=("NVIDIA H100 SXM5", "
     ax.set_title("Decode sits on the memory slope; prefill climbs toward the compute roof", fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(True, which="major", alpha=0.3)
+# --- issue 4: RAM vs disk, TTFT anatomy -------------------------------------------------------
+
+def strategy_bars(runs, floor_tok_per_s: float | None = None) -> Figure:
+    """Per strategy (cold and warm): load + TTFT stacked on the left, decode tok/s on the right."""
+    labels = [f"{r.strategy}{' >RAM' if r.bigger_than_ram else ''}\n{'cold' if r.is_cold else 'warm'}"
+              for r in runs]
+    x = range(len(runs))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    a.bar(x, [r.load_s for r in runs], color="tab:gray", label="load")
+    a.bar(x, [r.ttft_s for r in runs], bottom=[r.load_s for r in runs], color="tab:orange",
+          label="TTFT (tokenize + prefill + first sample)")
+    a.set_ylabel("seconds from load() to first token")
+    a.set_xticks(list(x), labels, fontsize=7)
+    a.legend(fontsize=8)
+    b.bar(x, [r.decode_tok_per_s for r in runs], color=["tab:blue" if not r.is_cold else "tab:cyan" for r in runs])
+    if floor_tok_per_s:
+        b.axhline(floor_tok_per_s, color="k", ls="--", lw=1, label="bound for streamed layers at cold read rate")
+        b.legend(fontsize=8)
+    b.set_ylabel("decode tokens / s")
+    b.set_xticks(list(x), labels, fontsize=7)
+    fast = max(runs, key=lambda r: r.decode_tok_per_s)
+    slow = min(runs, key=lambda r: r.decode_tok_per_s)
+    fig.suptitle(f"Where the weights live sets the speed: {fast.decode_tok_per_s:.1f} tok/s ({fast.strategy}) "
+                 f"vs {slow.decode_tok_per_s:.1f} tok/s ({slow.strategy}{' >RAM' if slow.bigger_than_ram else ''})",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -89,6 +114,38 @@ def decode_batch_sweep(batch_sizes, predicted_tok_per_s, measured_tok_per_s, lab
     ax.set_title("Batching reuses each weight byte: throughput grows until compute binds", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
+def waterfall(stages, title: str = "") -> Figure:
+    """Horizontal bars, each stage starting where the previous one ended (latency.waterfall)."""
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(stages) + 1.2))
+    total = sum(s.duration_s for s in stages)
+    for i, s in enumerate(stages):
+        ax.barh(i, s.duration_s * 1e3, left=s.start_s * 1e3, color=plt.cm.tab10(i % 10))
+        ax.text((s.start_s + s.duration_s) * 1e3, i, f" {fmt_time(s.duration_s)}", va="center", fontsize=8)
+    ax.set_yticks(range(len(stages)), [s.name for s in stages])
+    ax.invert_yaxis()
+    ax.set_xlabel("time since request start (ms)")
+    big = max(stages, key=lambda s: s.duration_s)
+    ax.set_title(title or f"{big.name} is {big.duration_s / total:.0%} of the {fmt_time(total)} to the first token",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def ttft_vs_prompt(points) -> Figure:
+    """Measured TTFT and prefill against prompt length, with the FLOP floor of prefill."""
+    T = [p.prompt_tokens for p in points]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(T, [p.ttft_s * 1e3 for p in points], "o-", label="TTFT measured (median)")
+    ax.fill_between(T, [p.ttft_min_s * 1e3 for p in points], [p.ttft_max_s * 1e3 for p in points], alpha=0.2)
+    ax.plot(T, [p.prefill_s * 1e3 for p in points], "s--", label="prefill forward alone")
+    ax.plot(T, [p.predicted_prefill_s * 1e3 for p in points], "k:", label="floor: 2·N·T / matmul FLOP/s")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("prompt tokens T")
+    ax.set_ylabel("ms")
+    ax.set_title(f"TTFT grows with the prompt: {fmt_time(points[0].ttft_s)} at {T[0]} tokens, "
+                 f"{fmt_time(points[-1].ttft_s)} at {T[-1]}", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -116,5 +173,25 @@ def memory_wall(devices) -> Figure:
                  f"({len(gpus)} GPUs, spec sheets)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
+def latency_throughput(points) -> Figure:
+    """Per-request tok/s (what one user sees) against total tok/s (what the machine serves)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot([p.total_tok_per_s for p in points], [p.per_request_tok_per_s for p in points], "o-",
+            label="measured")
+    ax.plot([p.bound_total_tok_per_s for p in points], [p.bound_per_request_tok_per_s for p in points], "k:",
+            marker="x", label="bound: max(bytes / bandwidth, FLOPs / FLOP/s) per step")
+    for p in points:
+        ax.annotate(f"B={p.batch_size}", (p.total_tok_per_s, p.per_request_tok_per_s), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("total decode tok/s (all requests)")
+    ax.set_ylabel("per-request decode tok/s")
+    a, b = points[0], points[-1]
+    gain = b.total_tok_per_s / a.total_tok_per_s
+    head = "Batching trades latency for throughput" if gain > 1 else "Batching did not pay off in this run"
+    ax.set_title(f"{head}: B={b.batch_size} serves {gain:.1f}x the tokens, each request "
+                 f"{a.per_request_tok_per_s / b.per_request_tok_per_s:.1f}x slower", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

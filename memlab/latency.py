@@ -1,0 +1,277 @@
+"""Where the milliseconds before the first token go: TTFT anatomy (lab 03, and lab 02's cold start).
+
+1. `cold_start`: a fresh Python process, timed from spawn to first token, stage by stage:
+   interpreter start -> imports -> load -> tokenize -> prefill -> first sample. With cold=True
+   the checkpoint's pages are evicted first, and the child records the residency it found.
+2. `waterfall`: those stages (or a warm `GenerationResult`'s) as start/duration bars.
+3. `prompt_sweep`: TTFT against prompt length; prefill does 2 * N * T FLOPs, so TTFT grows with T.
+4. `batch_sweep`: B requests decoded together; per-request tok/s falls, total tok/s rises.
+   Bounds beside them, from a bandwidth and a FLOP rate measured here (`measure_ceilings`):
+       decode step >= max((W + B * kv_per_token * T) / bandwidth,  2 * N * B / peak FLOP/s)
+       prefill     >= 2 * N * B * T / peak FLOP/s
+   per-request tok/s <= 1 / step, total tok/s <= B / step.
+TTFT, TPOT and friends are defined once, in `memlab.generation`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import footprint, generation, loading, models, pagecache
+from .errors import MemlabError
+from .hardware import card
+from .measure import summarize
+
+
+@dataclass(frozen=True, slots=True)
+class ColdStartResult:
+    """One fresh process from spawn to first token; stage durations add up to `ttft_s`."""
+
+    model_name: str
+    strategy: str
+    dtype: str
+    cold: bool                  # the checkpoint was evicted before the process started
+    page_cache_before: float    # resident fraction the child measured just before loading
+    checkpoint_bytes: int
+    spawn_s: float              # exec + interpreter start, up to the first line of the script
+    imports_s: float            # import torch, transformers, memlab
+    load_s: float               # weights (strategy) + tokenizer
+    tokenize_s: float
+    prefill_s: float
+    sample_s: float             # argmax + read back of the first token
+    ttft_s: float               # spawn -> first token available
+    first_token: str
+    host: str
+
+
+_CHILD = """
+import time; t_begin = time.monotonic()
+import json, sys
+a = json.loads(sys.argv[1])
+import torch, transformers
+from memlab import generation, loading
+t_imported = time.monotonic()
+loaded = loading.load(a["model"], strategy=a["strategy"], device=a["device"], dtype=a["dtype"],
+                      cache_dir=a["cache_dir"], cold=a["cold"], force=True)
+t_loaded = time.monotonic()
+r = generation.generate(loaded, a["prompt"], max_new_tokens=1, stop_at_eos=False)
+print(json.dumps(dict(t_begin=t_begin, t_imported=t_imported, t_loaded=t_loaded,
+    tokenize_s=r.tokenize_s, prefill_s=r.prefill_s, ttft_s=r.ttft_s, text=r.text,
+    page_cache_before=loaded.result.page_cache_before)))
+"""
+
+
+def cold_start(model: str = models.DEFAULT_MODEL, strategy: str = "resident", prompt="Hello!",
+               cold: bool = True, device: str = "cpu", dtype: str = "fp32",
+               cache_dir: str | Path | None = None, timeout_s: float = 300) -> ColdStartResult:
+    """Spawn a fresh interpreter that imports, loads, tokenizes, prefills and samples once."""
+    folder = models.prepare(model, dtype=dtype, cache_dir=cache_dir)
+    file = loading.checkpoint_file(folder)
+    if cold and file is not None:
+        pagecache.evict(file)
+    args = dict(model=model, strategy=strategy, device=device, dtype=dtype,
+                cache_dir=str(cache_dir) if cache_dir else None, prompt=prompt, cold=cold)
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)  # so the child imports this same memlab
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    t0 = time.monotonic()  # CLOCK_MONOTONIC is system-wide: the child's stamps share it
+    proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], env=env,
+                          capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise MemlabError(f"The cold-start child process failed:\n{proc.stderr[-2000:]}")
+    c = json.loads(proc.stdout.strip().splitlines()[-1])
+    sample_s = c["ttft_s"] - c["tokenize_s"] - c["prefill_s"]
+    return ColdStartResult(
+        model_name=model, strategy=strategy, dtype=dtype, cold=cold,
+        page_cache_before=c["page_cache_before"], checkpoint_bytes=file.stat().st_size if file else 0,
+        spawn_s=c["t_begin"] - t0, imports_s=c["t_imported"] - c["t_begin"],
+        load_s=c["t_loaded"] - c["t_imported"], tokenize_s=c["tokenize_s"], prefill_s=c["prefill_s"],
+        sample_s=sample_s, ttft_s=c["t_loaded"] - t0 + c["ttft_s"], first_token=c["text"],
+        host=card().host)
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyRun:
+    """One strategy, cold or warm: its load, then one question answered (lab 02's table)."""
+
+    strategy: str
+    is_cold: bool
+    bigger_than_ram: bool
+    page_cache_before: float
+    load_s: float
+    ttft_s: float               # in-process TTFT (tokenize + prefill + first sample)
+    tpot_s: float
+    decode_tok_per_s: float
+    peak_rss_bytes: int         # max of the load's and the generation's peaks
+    weights_in_memory_bytes: int
+    layer_read_bytes: int       # bytes read by layer streaming during generation (0 otherwise)
+    text: str
+
+
+def run_strategy(model: str = models.DEFAULT_MODEL, strategy: str = "resident", prompt="Hello!",
+                 cold: bool = False, bigger_than_ram: bool = False, max_new_tokens: int = 16,
+                 dtype: str = "fp32", device: str = "cpu") -> StrategyRun:
+    """Load with `strategy` (cold: evicted first), answer `prompt` once, and free the model."""
+    import gc
+    gc.collect()  # a previous model may still map the file, and mapped pages cannot be evicted
+    loaded = loading.load(model, strategy, device, dtype, cold=cold, bigger_than_ram=bigger_than_ram)
+    r = generation.generate(loaded, prompt, max_new_tokens=max_new_tokens, stop_at_eos=False)
+    stats = loading.paging_stats(loaded)
+    lr = loaded.result
+    run = StrategyRun(strategy, cold, bigger_than_ram, lr.page_cache_before, lr.load_time_s, r.ttft_s,
+                      r.tpot_s, r.decode_tok_per_s, max(lr.peak_rss_bytes, r.peak_rss_bytes),
+                      lr.weights_bytes, stats.read_bytes if stats else 0, r.text)
+    streamer = getattr(loaded.model, "_memlab_streamer", None)
+    if streamer is not None:
+        streamer.close()
+    del loaded
+    gc.collect()
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One bar of a waterfall: it starts when the previous stage ends."""
+
+    name: str
+    start_s: float
+    duration_s: float
+
+
+def waterfall(record) -> list[Stage]:
+    """The stages of a ColdStartResult (spawn .. sample) or a GenerationResult (tokenize .. sample)."""
+    if isinstance(record, ColdStartResult):
+        parts = [("process start", record.spawn_s), ("imports", record.imports_s),
+                 ("load", record.load_s), ("tokenize", record.tokenize_s),
+                 ("prefill", record.prefill_s), ("first sample", record.sample_s)]
+    else:
+        parts = [("tokenize", record.tokenize_s), ("prefill", record.prefill_s),
+                 ("first sample", record.ttft_s - record.tokenize_s - record.prefill_s)]
+    stages, at = [], 0.0
+    for name, dur in parts:
+        stages.append(Stage(name, at, dur))
+        at += dur
+    return stages
+
+
+def prompt_ids(tokenizer, num_tokens: int) -> list[int]:
+    """Exactly `num_tokens` token ids of English prose (Python's own docs, shipped with Python)."""
+    from pydoc_data.topics import topics
+    ids: list[int] = []
+    for key in sorted(topics):
+        ids += tokenizer(topics[key], add_special_tokens=False).input_ids
+        if len(ids) >= num_tokens:
+            return ids[:num_tokens]
+    raise ValueError(f"not enough text for {num_tokens} tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class Ceilings:
+    """This machine's rates for the bounds: memory read bandwidth and matmul FLOP/s."""
+
+    read_bytes_per_s: float
+    matmul_flop_per_s: float
+    device: str
+
+
+def measure_ceilings(device: str = "cpu", array_bytes: int = 256 * 2**20, n: int = 1024,
+                     repeats: int = 5) -> Ceilings:
+    """Best of `repeats`: sum over a large fp32 array (read rate) and an n x n fp32 matmul."""
+    x = torch.ones(array_bytes // 4, device=device)
+    a = torch.randn(n, n, device=device)
+    reads, flops = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); x.sum().item(); reads.append(array_bytes / (time.perf_counter() - t0))
+        t0 = time.perf_counter(); (a @ a).sum().item(); flops.append(2 * n ** 3 / (time.perf_counter() - t0))
+    return Ceilings(max(reads), max(flops), str(device))
+
+
+def prefill_floor_s(config, num_tokens: int, ceilings: Ceilings, batch_size: int = 1) -> float:
+    """prefill >= 2 * N * B * T / peak FLOP/s (every weight used once per prompt token)."""
+    return 2 * footprint.num_params(config) * batch_size * num_tokens / ceilings.matmul_flop_per_s
+
+
+def decode_step_floor_s(config, context_tokens: int, ceilings: Ceilings, batch_size: int = 1,
+                        dtype: str = "fp32") -> float:
+    """step >= max((W + B*kv*T) / bandwidth, 2*N*B / FLOP/s): read every weight and KV once."""
+    moved = (footprint.weights_bytes(config, dtype)
+             + footprint.kv_cache_bytes(config, context_tokens, batch_size, dtype))
+    return max(moved / ceilings.read_bytes_per_s,
+               2 * footprint.num_params(config) * batch_size / ceilings.matmul_flop_per_s)
+
+
+@dataclass(frozen=True, slots=True)
+class TTFTPoint:
+    """Medians over repeats for one prompt length (and batch size)."""
+
+    prompt_tokens: int
+    batch_size: int
+    tokenize_s: float
+    prefill_s: float
+    ttft_s: float
+    ttft_min_s: float
+    ttft_max_s: float
+    predicted_prefill_s: float  # FLOP floor; nan without ceilings
+    num_repeats: int
+
+
+def prompt_sweep(loaded, prompt_tokens=(16, 256, 1024), repeats: int = 3, batch_size: int = 1,
+                 ceilings: Ceilings | None = None) -> list[TTFTPoint]:
+    """TTFT for prompts of each length (one warm-up call first, then `repeats` timed ones)."""
+    points = []
+    for T in prompt_tokens:
+        ids = prompt_ids(loaded.tokenizer, T)
+        generation.generate(loaded, ids, max_new_tokens=1, batch_size=batch_size)  # warm-up
+        runs = [generation.generate(loaded, ids, max_new_tokens=1, batch_size=batch_size)
+                for _ in range(repeats)]
+        ttft = summarize(r.ttft_s for r in runs)
+        pred = prefill_floor_s(loaded.config, T, ceilings, batch_size) if ceilings else float("nan")
+        points.append(TTFTPoint(T, batch_size, summarize(r.tokenize_s for r in runs).median,
+                                summarize(r.prefill_s for r in runs).median, ttft.median,
+                                ttft.min, ttft.max, pred, repeats))
+    return points
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputPoint:
+    """B requests decoded together: what each one sees and what the machine delivers."""
+
+    batch_size: int
+    prompt_tokens: int
+    new_tokens: int
+    ttft_s: float
+    tpot_s: float
+    per_request_tok_per_s: float      # 1 / TPOT
+    total_tok_per_s: float            # B / TPOT
+    bound_per_request_tok_per_s: float
+    bound_total_tok_per_s: float
+
+
+def batch_sweep(loaded, batch_sizes=(1, 2, 4, 8), prompt_tokens: int = 64, new_tokens: int = 16,
+                repeats: int = 1, ceilings: Ceilings | None = None) -> list[ThroughputPoint]:
+    """Latency vs throughput: decode `new_tokens` for B copies of one prompt, per batch size."""
+    ids = prompt_ids(loaded.tokenizer, prompt_tokens)
+    generation.generate(loaded, ids, max_new_tokens=2)  # warm-up
+    points = []
+    for B in batch_sizes:
+        runs = [generation.generate(loaded, ids, max_new_tokens=new_tokens, batch_size=B,
+                                    stop_at_eos=False) for _ in range(repeats)]
+        tpot = summarize(r.tpot_s for r in runs).median
+        if ceilings:
+            step = decode_step_floor_s(loaded.config, prompt_tokens + new_tokens // 2, ceilings, B,
+                                       loaded.dtype)
+            bound_req, bound_total = 1 / step, B / step
+        else:
+            bound_req = bound_total = float("nan")
+        points.append(ThroughputPoint(B, prompt_tokens, new_tokens,
+                                      summarize(r.ttft_s for r in runs).median, tpot,
+                                      1 / tpot, B / tpot, bound_req, bound_total))
+    return points

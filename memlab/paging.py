@@ -1,0 +1,285 @@
+"""Weights that stay on disk: map them, or stream one decoder layer at a time (lab 02).
+
+The machinery behind `loading.load_mmap` and the `paged` strategies, simplest first:
+
+1. `read_header`: where each tensor sits in a safetensors file (8-byte length, JSON, raw bytes).
+2. `map_checkpoint`: every tensor a view into one private mmap of the file; nothing is read
+   until a page is touched (what gpt-fast does with `torch.load(mmap=True)` + `assign=True`).
+3. `LayerStreamer(prefetch=False)`: the model skeleton lives on the meta device; a forward
+   pre-hook reads a decoder layer's bytes with `pread` right before the layer runs, and a
+   forward hook drops them afterwards (AirLLM, "LLM in a flash"). Per token, all layers are read.
+4. `LayerStreamer(prefetch=True)`: a background thread reads layer i+1 while layer i computes,
+   so disk time hides behind compute: time per token ~ max(read, compute) instead of the sum.
+5. `bigger_than_ram=True`: after a layer runs, its file range is evicted from the page cache
+   (`posix_fadvise DONTNEED`), so the next token reads it from disk again, as it would when the
+   model is larger than the page cache. Without it the page cache quietly makes paging look free.
+
+Reads use `os.preadv` into anonymous memory (not mmap), so the pages are never mapped by this
+process and eviction works (the kernel cannot drop pages a process has mapped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "F64": torch.float64, "I64": torch.int64, "I32": torch.int32, "I8": torch.int8,
+           "U8": torch.uint8, "BOOL": torch.bool}
+_LAYER_RE = re.compile(r"^(?:model\.)?layers\.(\d+)\.(.+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class TensorEntry:
+    """One tensor of a safetensors file: absolute byte range [start, end) in the file."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    start_byte: int
+    end_byte: int
+
+
+def read_header(path: str | Path) -> dict[str, TensorEntry]:
+    """Parse a safetensors header: u64 little-endian length N, N bytes of JSON, then data."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        out[name] = TensorEntry(name, _DTYPES[info["dtype"]], tuple(info["shape"]),
+                                base + begin, base + end)
+    return out
+
+
+def map_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of `path` as a view into one copy-on-write mmap; no byte is read yet."""
+    entries = read_header(path)
+    size = os.path.getsize(path)
+    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
+    whole = torch.empty(0, dtype=torch.uint8).set_(storage)  # (size,) bytes, lazily paged
+    return {e.name: whole[e.start_byte:e.end_byte].view(e.dtype).reshape(e.shape)
+            for e in entries.values()}
+
+
+def split_layers(entries: dict[str, TensorEntry]) -> tuple[dict[int, dict[str, TensorEntry]], list[str]]:
+    """Group tensor names by decoder layer index; the rest (embedding, norm, head) apart."""
+    layers: dict[int, dict[str, TensorEntry]] = {}
+    rest = []
+    for name, e in entries.items():
+        m = _LAYER_RE.match(name)
+        if m:
+            layers.setdefault(int(m.group(1)), {})[m.group(2)] = e
+        else:
+            rest.append(name)
+    return layers, rest
+
+
+def read_tensors(fd: int, entries: dict[str, TensorEntry]) -> dict[str, torch.Tensor]:
+    """Read tensors with `pread` into fresh anonymous memory (one read per contiguous span)."""
+    ordered = sorted(entries.items(), key=lambda kv: kv[1].start_byte)
+    out = {}
+    i = 0
+    while i < len(ordered):  # merge adjacent ranges into one span: fewer, larger reads
+        j, end = i, ordered[i][1].end_byte
+        while j + 1 < len(ordered) and ordered[j + 1][1].start_byte == end:
+            j += 1
+            end = ordered[j][1].end_byte
+        start = ordered[i][1].start_byte
+        buf = torch.empty(end - start, dtype=torch.uint8)
+        view, got = memoryview(buf.numpy()), 0
+        while got < len(view):
+            n = os.preadv(fd, [view[got:]], start + got)
+            if n <= 0:
+                raise OSError(f"short read at byte {start + got} of the checkpoint")
+            got += n
+        for name, e in ordered[i:j + 1]:
+            lo = e.start_byte - start
+            out[name] = buf[lo:lo + e.end_byte - e.start_byte].view(e.dtype).reshape(e.shape)
+        i = j + 1
+    return out
+
+
+def evict_range(fd: int, entries: dict[str, TensorEntry]) -> None:
+    """Drop these tensors' bytes from the page cache (they are not mapped, so this works)."""
+    start = min(e.start_byte for e in entries.values())
+    end = max(e.end_byte for e in entries.values())
+    os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
+
+
+@dataclass(frozen=True, slots=True)
+class PagingStats:
+    """What streaming cost so far: layer reads, bytes, and seconds spent waiting for them."""
+
+    num_layer_reads: int
+    read_bytes: int
+    read_s: float       # time inside pread (on the reader thread when prefetching)
+    wait_s: float       # time the forward pass stood still waiting for weights
+    prefetch: bool
+    bigger_than_ram: bool
+
+
+def skeleton(config, dtype: torch.dtype = torch.float32):
+    """The model with every parameter on the meta device (no memory) and real buffers.
+
+    Buffers such as the rotary `inv_freq` are computed from the config, not stored in the
+    checkpoint, so they are created for real (`include_buffers=False`).
+    """
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model.eval()
+
+
+def assign_weights(model, tensors: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
+    """Make `tensors` the model's parameters without copying (`assign=True`); re-tie the head."""
+    if dtype is not None:
+        tensors = {k: v if v.dtype == dtype else v.to(dtype) for k, v in tensors.items()}
+    model.load_state_dict(tensors, strict=False, assign=True)
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    if getattr(model.config, "tie_word_embeddings", False) and out is not None and out.weight.is_meta:
+        out.weight = inp.weight
+
+
+def layer_stack(model, layer_prefix: str = "model.layers"):
+    """The ModuleList of decoder layers whose weights are named `<layer_prefix>.<i>.*`."""
+    return model.get_submodule(layer_prefix)
+
+
+class LayerStreamer:
+    """Hooks that give each decoder layer its weights just in time and take them away after.
+
+    `layers` are modules on the meta device; `entries[i]` maps layer i's parameter names
+    (relative to the layer) to their place in the checkpoint at `path`.
+    """
+
+    def __init__(self, layers, entries: dict[int, dict[str, TensorEntry]], path: str | Path,
+                 device: str | torch.device = "cpu", prefetch: bool = False,
+                 bigger_than_ram: bool = False):
+        self.layers = list(layers)
+        self.entries = entries
+        self.device = torch.device(device)
+        self.prefetch = prefetch
+        self.bigger_than_ram = bigger_than_ram
+        self.fd = os.open(path, os.O_RDONLY)
+        if bigger_than_ram:
+            # start cold: dirty pages cannot be evicted, and the large folios a fresh write leaves
+            # would survive a range eviction that covers them only in part
+            os.fsync(self.fd)
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            # no kernel readahead: it would pull the next layer into the cache behind our back
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="memlab-prefetch") if prefetch else None
+        self._pending: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._reads = self._bytes = 0
+        self._read_s = self._wait_s = 0.0
+        self._handles = []
+        for i, layer in enumerate(self.layers):
+            self._handles.append(layer.register_forward_pre_hook(self._make_pre(i)))
+            self._handles.append(layer.register_forward_hook(self._make_post(i)))
+
+    def _read(self, i: int) -> dict[str, torch.Tensor]:
+        t0 = time.perf_counter()
+        tensors = read_tensors(self.fd, self.entries[i])
+        if self.device.type != "cpu":
+            tensors = {k: v.to(self.device, non_blocking=True) for k, v in tensors.items()}
+        with self._lock:
+            self._reads += 1
+            self._bytes += sum(e.end_byte - e.start_byte for e in self.entries[i].values())
+            self._read_s += time.perf_counter() - t0
+        return tensors
+
+    def _make_pre(self, i: int):
+        def pre_hook(module, args):
+            t0 = time.perf_counter()
+            fut = self._pending.pop(i, None)
+            tensors = fut.result() if fut is not None else self._read(i)
+            self._wait_s += time.perf_counter() - t0
+            module.load_state_dict(tensors, strict=True, assign=True)
+            if self._pool is not None:  # next layer, wrapping to layer 0 for the next token
+                nxt = (i + 1) % len(self.layers)
+                if nxt not in self._pending:
+                    self._pending[nxt] = self._pool.submit(self._read, nxt)
+        return pre_hook
+
+    def _make_post(self, i: int):
+        def post_hook(module, args, output):
+            module.to("meta")  # drop the weights: this layer holds no memory until next use
+            if self.bigger_than_ram:
+                evict_range(self.fd, self.entries[i])
+            return output
+        return post_hook
+
+    def stats(self) -> PagingStats:
+        """Counters since creation (or the last `reset_stats`)."""
+        return PagingStats(self._reads, self._bytes, self._read_s, self._wait_s,
+                           self.prefetch, self.bigger_than_ram)
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._reads = self._bytes = 0
+            self._read_s = self._wait_s = 0.0
+
+    def close(self) -> None:
+        """Remove the hooks, stop the prefetch thread, close the file."""
+        for h in self._handles:
+            h.remove()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._pending.clear()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRate:
+    """Sequential read of a whole file: how fast the disk (cold) or the page cache (warm) delivers."""
+
+    path: str
+    num_bytes: int
+    read_s: float
+    read_bytes_per_s: float
+    page_cache_before: float  # resident fraction measured just before the read
+    is_cold: bool
+
+
+def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16 * 2**20) -> ReadRate:
+    """Read `path` in `block_bytes` chunks with `readinto`; rate = bytes / seconds.
+
+    cold evicts the file first (and checks it): the rate is the disk's; warm: the page cache's.
+    """
+    from . import pagecache
+    if cold:
+        pagecache.evict(path)
+    before = pagecache.resident_fraction(path)
+    buf = bytearray(block_bytes)
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        t0 = time.perf_counter()
+        while (n := f.readinto(buf)) > 0:
+            total += n
+        dt = time.perf_counter() - t0
+    return ReadRate(str(path), total, dt, total / dt, before, cold)
