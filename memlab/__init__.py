@@ -9,6 +9,8 @@ from . import errors, footprint, generation, hardware, loading, measure, models,
 from .errors import MemlabError
 from .generation import GenerationResult, generate
 from .loading import LoadResult, load
+from . import quality, quantize  # issue 5
+from .quantcompare import QuantResult  # issue 5
 
 __version__ = "0.1.0"
 

@@ -54,7 +54,7 @@ class QuantResult:
     reason: str                   # why it could not run ("" when it ran); notes such as emulation
     resident_bytes: int           # weights as held in memory, counted from the tensors
     streamed_bytes: int           # weights one decode step reads (input embedding excluded when untied)
-    bits_per_weight: float        # effective, of the quantized linear layers, scales/zeros included
+    bits_per_weight: float        # effective, of the decoder-layer matrices, scales/zeros included
     load_s: float                 # load the checkpoint (+ quantize)
     quantize_s: float
     prefill_tok_per_s: float
@@ -105,8 +105,10 @@ def measure(name: str, cfg: QuantConfig, reference: QuantResult | None = None,
     loaded = base if base is not None and v.load_dtype == "fp32" else load(cfg.model, dtype=v.load_dtype)
     load_s = loaded.result.load_time_s
     fp32_model, tokenizer = loaded.model, loaded.tokenizer
-    linears = [n for n, m in fp32_model.named_modules() if type(m) is torch.nn.Linear]
-    num_weights = sum(m.weight.numel() for m in fp32_model.modules() if type(m) is torch.nn.Linear)
+    # bits per weight of the decoder-layer matrices (lm_head is kept in fp32 by some variants)
+    linears = [n for n, m in fp32_model.named_modules() if type(m) is torch.nn.Linear and n != "lm_head"]
+    mods = dict(fp32_model.named_modules())
+    num_weights = sum(mods[n].weight.numel() for n in linears)
     t0 = time.perf_counter()
     try:
         model = quantize.build(fp32_model, v)
@@ -164,3 +166,40 @@ def ratios(results: list[QuantResult], bandwidth_bytes_per_s: float) -> list[dic
                          vs_fp32=r.decode_tok_per_s / fp32.decode_tok_per_s if fp32 else math.nan,
                          bound_tok_per_s=bound, of_bound=r.decode_tok_per_s / bound if bound else math.nan))
     return rows
+
+
+def read_bandwidth_bytes_per_s(size_bytes: int = 256 * 2**20, repeats: int = 5) -> float:
+    """Memory read bandwidth as a decode step sees it: bytes / time of summing a large fp32 tensor
+    (best of `repeats`; the roofline issue's STREAM probes measure more carefully)."""
+    x = torch.ones(size_bytes // 4)
+    x.sum()
+    best = min(_timed(lambda: x.sum()) for _ in range(repeats))
+    return size_bytes / best
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+@torch.inference_mode()
+def matmul_times(out_features: int = 49152, in_features: int = 576, repeats: int = 20) -> dict[str, float]:
+    """Seconds of one decode-shaped matmul (1 token x weight) per kernel: where the bytes go and
+    where they do not (median of `repeats`). Default shape: SmolLM2's lm_head."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(in_features, out_features, bias=False)
+    x = torch.randn(1, in_features)
+    kernels = {"fp32 F.linear": lin, "memlab int8 (fused)": quantize.Int8Linear(lin),
+               "memlab int4 (fused)": quantize.Int4Linear(lin),
+               "dequantize int8 then fp32": lambda x, q=quantize.Int8Linear(lin):
+                   torch.nn.functional.linear(x, q.qweight.float() * q.scale.float()[:, None])}
+    if quantize.missing_reason(quantize.VARIANTS["ao-int8"]) == "":
+        import copy
+        kernels["torchao int8 G=32"] = quantize.build(torch.nn.Sequential(copy.deepcopy(lin)),
+                                                      quantize.VARIANTS["ao-int8"])
+    out = {}
+    for name, k in kernels.items():
+        k(x)
+        out[name] = statistics.median(_timed(lambda: k(x)) for _ in range(repeats))
+    return out

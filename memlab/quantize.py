@@ -13,7 +13,8 @@ reported with its reason, never dropped):
   2. int8               memlab: per-row int8 weights, dequantized inside aten's fused CPU GEMM
                         (`_weight_int8pack_mm`), activations in bf16
   3. int4               memlab: G=32 asymmetric int4, two per byte, aten's fused CPU kernel
-                        (`_weight_int4pack_mm_for_cpu`, the one gpt-fast uses), activations in bf16
+                        (`_weight_int4pack_mm_for_cpu`, the one gpt-fast uses), activations in bf16;
+     int4-fast          the same plus an int8 lm_head (int8/int4 keep the tied fp32 lm_head)
   4. ao-int8, ao-int4   torchao weight-only, G=32 (ao-int4 keeps each 4-bit value in a whole byte)
   5. ao-int4-packed     torchao's packed int4 (needs CUDA or the mslk package)
   6. dyn-int8           torch.ao dynamic quantization: int8 weights *and* activations, per tensor
@@ -108,13 +109,37 @@ class Int4Linear(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
-def replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> nn.Module:
-    """Swap every nn.Linear (lm_head too, which unties it from the embedding) for make(linear)."""
+def replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module],
+                    lm_head: Callable[[nn.Linear], nn.Module] | None = None) -> nn.Module:
+    """Swap every nn.Linear for make(linear); lm_head (untied from the embedding) for lm_head(linear)."""
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if type(child) is nn.Linear:
-                setattr(module, child_name, make(child))
+                full = f"{name}.{child_name}" if name else child_name
+                setattr(module, child_name, (lm_head or make)(child) if full == "lm_head" else make(child))
     return model
+
+
+def _keep(linear: nn.Linear) -> nn.Linear:
+    return linear
+
+
+def memlab_int8(model: nn.Module) -> nn.Module:
+    """int8 for every decoder-layer matrix; lm_head stays the tied fp32 embedding, so logits keep
+    fp32 resolution (the fused kernels return bf16: logits near 25 round to steps of 0.125)."""
+    return replace_linears(model, Int8Linear, lm_head=_keep)
+
+
+def memlab_int4(model: nn.Module) -> nn.Module:
+    """int4 (G=32) for every decoder-layer matrix, fp32 lm_head as in memlab_int8. In the bundled
+    GGUF every layer matrix is Q4_1 (G=32, asymmetric), so this grid reproduces them exactly."""
+    return replace_linears(model, Int4Linear, lm_head=_keep)
+
+
+def memlab_int4_fast(model: nn.Module) -> nn.Module:
+    """memlab_int4 plus an int8 lm_head (the biggest matrix: 49152 x 576), the way llama.cpp keeps
+    the output matrix at 8 bits; faster, but its logits come back in bf16."""
+    return replace_linears(model, Int4Linear, lm_head=Int8Linear)
 
 
 # --- bytes, measured from the tensors themselves ------------------------------------------------
@@ -131,7 +156,10 @@ def _leaves(t: torch.Tensor):
 def tensor_bytes(tensors) -> int:
     """Bytes of the distinct storages behind `tensors` (a shared or tied tensor counts once)."""
     seen, total = set(), 0
-    for t in tensors:
+    flat = []
+    for t in tensors:  # torch.ao's dynamic Linear keeps (weight, bias) as a tuple in its state dict
+        flat.extend(t if isinstance(t, (tuple, list)) else [t])
+    for t in flat:
         if not isinstance(t, torch.Tensor) or t.device.type == "meta":
             continue
         for leaf in _leaves(t):
@@ -219,10 +247,12 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("fp32", "torch", 32, "fp32", None, "", "the converted checkpoint as it is"),
     Variant("bf16", "torch", 16, "bf16", None, "", "bfloat16 weights and activations"),
     Variant("fp16", "torch", 16, "fp16", None, "", "float16 weights and activations"),
-    Variant("int8", "memlab", 8, "fp32", lambda m: replace_linears(m, Int8Linear), "",
-            "per-row int8 weights, fused aten int8 GEMM, bf16 activations"),
-    Variant("int4", "memlab", 4, "fp32", lambda m: replace_linears(m, Int4Linear), "",
-            f"G={GROUP_SIZE} asymmetric int4 (Q4_1-like), fused aten int4 GEMM, bf16 activations"),
+    Variant("int8", "memlab", 8, "fp32", memlab_int8, "",
+            "per-row int8 layer weights, fused aten int8 GEMM, bf16 activations, fp32 lm_head"),
+    Variant("int4", "memlab", 4, "fp32", memlab_int4, "",
+            f"G={GROUP_SIZE} asymmetric int4 (Q4_1 grid) layer weights, fused aten int4 GEMM, fp32 lm_head"),
+    Variant("int4-fast", "memlab", 4, "fp32", memlab_int4_fast, "",
+            "int4 layers as in int4, plus an int8 lm_head (bf16 logits)"),
     Variant("ao-int8", "torchao", 8, "fp32", _torchao(_ao_int8), "torchao",
             f"torchao Int8WeightOnlyConfig, PerGroup({GROUP_SIZE})"),
     Variant("ao-int4", "torchao", 4, "fp32", _torchao(_ao_int4), "torchao",

