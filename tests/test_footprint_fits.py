@@ -110,3 +110,19 @@ def test_real_model_bytes_and_kv_match_the_formulas():
     n_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
     assert n_bytes == footprint.weights_bytes(loaded.config, "fp32")
     assert _prefill_cache(loaded.model, 50) == footprint.kv_cache_bytes(loaded.config, 50, dtype="fp32")
+
+
+def test_plots_take_records():
+    import matplotlib
+    matplotlib.use("Agg")
+    from memlab import plots
+    from memlab.quantcompare import QuantResult
+    mk = lambda v, b, tps, ppl, ok=True: QuantResult(v, "x", "", ok, "", b, b, 8.0, 1.0, 0.0, 100.0, tps, ppl,
+                                                      1.0, 4, "Paris", (), "host")
+    rs = [mk("fp32", 500 * 2**20, 10.0, 9.0), mk("int4", 170 * 2**20, 30.0, 9.2), mk("gguf", 0, 0.0, 0.0, False)]
+    fig = plots.quant_tradeoff(rs)
+    assert "int4 decodes 3.0x" in fig._suptitle.get_text()
+    assert plots.quant_roofline(rs, 30e9).axes
+    table = footprint.fits_table(["llama-3.1-8b"], ("bf16", "int4"), 1024,
+                                 table=pd.DataFrame({"name": ["g"], "kind": ["gpu"], "capacity_gb": [8]}))
+    assert plots.fits_heatmap(table).axes
