@@ -11,6 +11,8 @@ from .generation import GenerationResult, generate
 from .loading import LoadResult, load
 from . import ceilings, fastpath, roofline  # issue 3
 from . import guard, latency, paging  # issue 4: memory guard, TTFT anatomy, layer streaming
+from . import quality, quantize  # issue 5
+from .quantcompare import QuantResult  # issue 5
 
 __version__ = "0.1.0"
 

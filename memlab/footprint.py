@@ -68,3 +68,202 @@ def kv_cache_bytes(config: Any, num_tokens: int, batch_size: int = 1,
                    dtype: str | float | torch.dtype = "fp32") -> int:
     """KV cache for `batch_size` sequences of `num_tokens` tokens each."""
     return kv_bytes_per_token(config, dtype) * int(num_tokens) * int(batch_size)
+
+
+# --- issue 5: MoE/MLA-aware counts, activations, famous configs, what fits where ----------------
+# Extra shape letters: E routed experts, k experts per token, S shared experts, g MoE expert
+# MLP size, r_q / r_kv the MLA low-rank sizes, W a sliding-attention window.
+#   MoE layer = router d*E + (E + S) * 3*d*g;  active per token: d*E + (k + S) * 3*d*g
+#   MLA attention = d*r_q + r_q*H*(D_nope+D_rope) + d*(r_kv+D_rope) + r_kv*H*(D_nope+D_v) + H*D_v*d
+#   MLA KV cache per token = L * (r_kv + D_rope) * bytes (one latent serves K and V)
+
+import json as _json
+from dataclasses import dataclass as _dataclass
+from pathlib import Path as _Path
+
+_DATA = _Path(__file__).resolve().parent.parent / "data"
+PRECISIONS = ("fp32", "bf16", "int8", "int4")
+
+
+def _attention_params(config: Any) -> int:
+    d, H = _get(config, "hidden_size"), _get(config, "num_attention_heads")
+    if _get(config, "kv_lora_rank"):                       # DeepSeek's multi-head latent attention
+        r_q, r_kv = _get(config, "q_lora_rank"), _get(config, "kv_lora_rank")
+        nope, rope, dv = (_get(config, k) for k in ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"))
+        q = d * r_q + r_q + r_q * H * (nope + rope) if r_q else d * H * (nope + rope)
+        return q + d * (r_kv + rope) + r_kv + r_kv * H * (nope + dv) + H * dv * d
+    K, D = _get(config, "num_key_value_heads") or H, head_dim(config)
+    bias = (H * D + 2 * K * D + d) if _get(config, "attention_bias") else 0
+    return d * H * D + 2 * d * K * D + H * D * d + bias
+
+
+def _experts(config: Any) -> tuple[int, int, int]:
+    """(E routed, k per token, S shared); (0, 0, 0) for a dense model."""
+    E = _get(config, "num_local_experts") or _get(config, "n_routed_experts") or 0
+    return E, (_get(config, "num_experts_per_tok") or 0) if E else 0, _get(config, "n_shared_experts") or 0
+
+
+def param_counts(config: Any) -> tuple[int, int]:
+    """(total, active per token) parameters, MoE and MLA aware (formulas above and in the module doc).
+
+    active = what one decode step reads: attention, router, the k routed + S shared experts,
+    lm_head; not the input embedding, of which a token reads one row.
+    """
+    d, f, L, V = (_get(config, k) for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "vocab_size"))
+    E, k, S = _experts(config)
+    attn = _attention_params(config) + 2 * d
+    dense_mlp = 3 * d * f
+    total = active = 0
+    for layer in range(L):
+        if E and layer >= (_get(config, "first_k_dense_replace") or 0):
+            g = _get(config, "moe_intermediate_size") or f
+            expert = 3 * d * g + ((2 * g + d) if _get(config, "expert_bias") else 0)
+            router = d * E + (E if _get(config, "expert_bias") else 0)
+            total += attn + router + (E + S) * expert
+            active += attn + router + (k + S) * expert
+        else:
+            total += attn + dense_mlp
+            active += attn + dense_mlp
+    # a token reads one row of the input embedding, so `active` counts only lm_head (+ final norm)
+    tied = _get(config, "tie_word_embeddings", False)
+    return total + V * d * (1 if tied else 2) + d, active + V * d + d
+
+
+def kv_bytes_per_token_layerwise(config: Any, dtype: str | float | torch.dtype = "fp32") -> int:
+    """KV bytes one token adds in every layer: 2*K*D per layer, or r_kv + D_rope for MLA."""
+    if _get(config, "kv_lora_rank"):
+        per_layer = _get(config, "kv_lora_rank") + _get(config, "qk_rope_head_dim")
+        return int(_get(config, "num_hidden_layers") * per_layer * _bytes_per(dtype))
+    return kv_bytes_per_token(config, dtype)
+
+
+def kv_context_bytes(config: Any, context: int, batch_size: int = 1,
+                     dtype: str | float | torch.dtype = "fp32") -> int:
+    """KV cache for `context` tokens; sliding-window layers keep at most W tokens."""
+    per_token = kv_bytes_per_token_layerwise(config, dtype)
+    types = _get(config, "layer_types")
+    W = _get(config, "sliding_window")
+    if not (types and W):
+        return per_token * int(context) * int(batch_size)
+    L = len(types)
+    tokens = sum(min(context, W) if t == "sliding_attention" else context for t in types)
+    return int(per_token / L * tokens * batch_size)
+
+
+def activation_bytes(config: Any, num_tokens: int, batch_size: int = 1,
+                     dtype: str | float | torch.dtype = "fp32") -> int:
+    """Peak live activations of one forward (inference, no autograd), a model of the working set:
+
+    B*T * (2d residual+normed + (H+2K)*D q/k/v + 2*f_eff gate/up) * bytes  +  B*V*4 (fp32 logits of
+    the last position), with f_eff = k*g for a MoE layer. Attention scores are not materialised
+    (SDPA/flash attention); eager attention would add B*H*T*T*bytes.
+    """
+    d, H = _get(config, "hidden_size"), _get(config, "num_attention_heads")
+    K, D = _get(config, "num_key_value_heads") or H, head_dim(config)
+    E, k, _ = _experts(config)
+    f_eff = k * (_get(config, "moe_intermediate_size") or _get(config, "intermediate_size")) if E \
+        else _get(config, "intermediate_size")
+    per_token = 2 * d + (H + 2 * K) * D + 2 * f_eff
+    return int(batch_size * num_tokens * per_token * _bytes_per(dtype) + batch_size * _get(config, "vocab_size") * 4)
+
+
+def famous_configs(path: str | _Path | None = None) -> dict[str, dict]:
+    """The shipped configs of famous models (data/model_configs.json), keyed by short name."""
+    data = _json.loads(_Path(path or _DATA / "model_configs.json").read_text())
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def resolve_config(model: Any) -> Any:
+    """A config from a famous-model name, a config.json path, a checkpoint folder, a catalog name or a config."""
+    if not isinstance(model, (str, _Path)):
+        return model
+    famous = famous_configs()
+    if str(model).lower() in famous:
+        return famous[str(model).lower()]
+    p = _Path(model).expanduser()
+    if p.is_file():
+        return _json.loads(p.read_text())
+    if (p / "config.json").is_file():
+        return _json.loads((p / "config.json").read_text())
+    from . import models
+    if model in models.CATALOG:
+        return _json.loads((models.prepare(model) / "config.json").read_text())
+    from .errors import UnknownModelError
+    raise UnknownModelError(f"No config for {model!r}: use one of {', '.join(famous)}, a catalog model, "
+                            "a config.json file or a checkpoint folder.")
+
+
+@_dataclass(frozen=True, slots=True)
+class Footprint:
+    model: str
+    precision: str
+    params: int                 # total
+    active_params: int          # per token (MoE: routed top-k + shared)
+    weights_bytes: int
+    kv_bytes: int               # KV cache for `context` tokens (kept in bf16 unless fp32)
+    activation_bytes: int       # one forward over `context` tokens
+    total_bytes: int
+    context: int
+
+
+def footprint(model: Any, precision: str = "bf16", context: int = 8192, batch_size: int = 1,
+              name: str | None = None) -> Footprint:
+    """Weights + KV cache + activations of `model` at `precision` for one `context`-token sequence.
+
+    Quantized precisions (int8/int4) quantize weights only; KV and activations stay bf16.
+    """
+    config = resolve_config(model)
+    total, active = param_counts(config)
+    kv_dtype = "fp32" if precision == "fp32" else "bf16"
+    w = int(total * _bytes_per(precision))
+    kv = kv_context_bytes(config, context, batch_size, kv_dtype)
+    act = activation_bytes(config, context, batch_size, kv_dtype)
+    return Footprint(model=name or (model if isinstance(model, str) else "config"), precision=precision,
+                     params=total, active_params=active, weights_bytes=w, kv_bytes=kv,
+                     activation_bytes=act, total_bytes=w + kv + act, context=context)
+
+
+def devices(table: Any = None, include_this_machine: bool = True):
+    """Devices with a memory capacity (bytes) from the device table (data/hardware.csv, issue 3):
+    a DataFrame with columns name, kind, capacity_bytes; plus this machine's RAM."""
+    import pandas as pd
+    if table is None:
+        path = _DATA / "hardware.csv"
+        table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["name", "kind", "capacity_gb"])
+    elif not isinstance(table, pd.DataFrame):
+        table = pd.read_csv(table)
+    rows = table[table["kind"].isin(["cpu", "gpu", "soc", "fpga"]) & table["capacity_gb"].notna()]
+    out = pd.DataFrame({"name": rows["name"], "kind": rows["kind"],
+                        "capacity_bytes": (rows["capacity_gb"].astype(float) * 1e9).astype("int64")})
+    if include_this_machine:
+        from .hardware import card
+        hw = card()
+        mine = [("this machine (RAM)", "host", hw.ram_total_bytes)]
+        if hw.gpu_vram_bytes:
+            mine.append((f"this machine ({hw.gpu_name})", "host-gpu", hw.gpu_vram_bytes))
+        out = pd.concat([pd.DataFrame(mine, columns=out.columns), out], ignore_index=True)
+    return out.reset_index(drop=True)
+
+
+def fits_table(models: Any = None, precisions=PRECISIONS, context: int = 8192, table: Any = None):
+    """One row per (model, precision, device): the footprint, the capacity and whether it fits.
+
+    `models`: names, configs or a dict name -> config (default: the shipped famous configs).
+    A model fits when weights + KV(context) + activations <= capacity (one device, no offload).
+    """
+    import pandas as pd
+    if models is None:
+        models = famous_configs()
+    if not isinstance(models, dict):
+        models = {m if isinstance(m, str) else f"model{i}": m for i, m in enumerate(models)}
+    devs = devices(table)
+    rows = []
+    for name, cfg in models.items():
+        for p in precisions:
+            fp = footprint(cfg, p, context, name=name)
+            for d in devs.itertuples():
+                rows.append(dict(model=name, precision=p, device=d.name, kind=d.kind,
+                                 capacity_bytes=int(d.capacity_bytes), weights_bytes=fp.weights_bytes,
+                                 kv_bytes=fp.kv_bytes, activation_bytes=fp.activation_bytes,
+                                 total_bytes=fp.total_bytes, fits=fp.total_bytes <= d.capacity_bytes))
+    return pd.DataFrame(rows)
