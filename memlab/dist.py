@@ -26,7 +26,7 @@ import torch.distributed as dist
 from memlab.errors import MemlabError
 
 __all__ = ["ParallelConfig", "Event", "RankResult", "Comm", "weight_map", "read_tensor",
-           "worker_device", "maybe_fail", "unique_bytes"]
+           "peak_rss_bytes", "worker_device", "maybe_fail", "unique_bytes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +94,24 @@ class RankResult:
     num_decode_steps: int
     token_ids: tuple = ()        # generated ids of sequence 0 (filled on rank 0)
     events: tuple = ()           # tuple[Event, ...]
+
+
+def peak_rss_bytes() -> int:
+    """Peak RSS of this process so far: VmHWM from /proc (Linux), else ru_maxrss.
+
+    Not ru_maxrss on Linux: a spawned process inherits its parent's ru_maxrss across exec, so a
+    worker started by a notebook that holds a model would report the notebook's peak.
+    """
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+    scale = 1 if sys.platform == "darwin" else 1024          # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def worker_device(rank: int, backend: str) -> torch.device:

@@ -22,12 +22,11 @@ SDPA is causal for the prefill and needs no mask for a 1-token decode).
 """
 from __future__ import annotations
 
-import resource
 import time
 
 import torch
 
-from memlab.dist import (Comm, ParallelConfig, RankResult, maybe_fail, read_tensor, unique_bytes,
+from memlab.dist import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_bytes, read_tensor, unique_bytes,
                          weight_map, worker_device)
 from memlab.errors import MemlabError
 
@@ -186,7 +185,7 @@ def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: Paral
         rank=rank, world_size=world_size, mode="pipeline", holds=holds,
         weights_bytes=unique_bytes(stage.tensors()), kv_cache_bytes=_cache_bytes(caches),
         start_rss_bytes=start_rss,
-        peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        peak_rss_bytes=peak_rss_bytes(),
         load_s=load_s, prefill_compute_s=pre_c, prefill_comm_s=pre_m,
         decode_compute_s=dec_c, decode_comm_s=dec_m,
         decode_comm_bytes=sum(v for k, v in comm.bytes_by_step.items() if k >= 1),

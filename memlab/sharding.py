@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import resource
 import shutil
 import statistics
 import tempfile
@@ -25,10 +24,11 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from memlab.dist import Event, ParallelConfig, RankResult, weight_map
+from memlab.dist import ParallelConfig, peak_rss_bytes, weight_map
 from memlab.errors import MemlabError
 
-__all__ = ["ShardFile", "ShardLoadResult", "ShardResult", "save_shards", "measure_load",
+__all__ = ["ShardFile", "ShardLoadResult", "ShardResult", "CheckpointResult", "save_shards",
+           "measure_load", "compare_checkpoint", "shard_files",
            "run", "reference_tokens", "step_times", "summary", "ParallelConfig"]
 
 INDEX = "model.safetensors.index.json"
@@ -75,6 +75,7 @@ class ShardResult:
     decode_compute_s_per_token: float   # mean over ranks of compute per decode step
     decode_comm_s_per_token: float      # mean over ranks of time blocked in communication
     comm_share: float                # comm / (comm + compute) over ranks' decode time
+    bubble_fraction: float           # 1 - (compute summed over ranks) / (R * decode wall time)
     comm_bytes_per_token: float      # measured payload per decode step, summed over ranks
     predicted_comm_bytes_per_token: int  # the formula (pipeline.py / tensor_parallel.py docstrings)
     ranks: tuple                     # tuple[RankResult, ...]
@@ -179,7 +180,7 @@ def _load_worker(rank, world_size, folder):
         del sd
         per_file.append(time.perf_counter() - t)
     load_s = time.perf_counter() - t0
-    return start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, load_s, tuple(per_file)
+    return start, peak_rss_bytes(), load_s, tuple(per_file)
 
 
 def measure_load(folder, timeout_s: float = 300.0) -> ShardLoadResult:
@@ -195,6 +196,34 @@ def measure_load(folder, timeout_s: float = 300.0) -> ShardLoadResult:
                            start_rss_bytes=start, peak_rss_bytes=peak,
                            predicted_peak_rss_bytes=start + largest, load_s=load_s,
                            per_file_load_s=per_file)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointResult:
+    """Single-file vs sharded checkpoint: both loads, and whether both give the same tokens."""
+    model_name: str
+    shard_dir: str
+    max_shard_bytes: int
+    single: ShardLoadResult
+    shards: ShardLoadResult
+    tokens_match: bool | None        # greedy tokens from the sharded folder == from the single file
+    hardware: object = None
+
+
+def compare_checkpoint(model: str = "smollm2-135m", max_shard_bytes: int = 64 * 2**20,
+                       max_new_tokens: int = 8, check_tokens: bool = True) -> CheckpointResult:
+    """Shard the model's checkpoint, then measure both loads, each in a fresh process."""
+    from memlab import hardware, models
+    folder = models.prepare(model)
+    out = save_shards(folder, models.cache_dir() / f"{folder.name}-shards-{max_shard_bytes // 2**20}MiB",
+                      max_shard_bytes)
+    match = None
+    if check_tokens:
+        from transformers import AutoTokenizer
+        ids = AutoTokenizer.from_pretrained(folder)(ParallelConfig().prompt)["input_ids"]
+        match = reference_tokens(folder, ids, max_new_tokens) == reference_tokens(out, ids, max_new_tokens)
+    return CheckpointResult(model, str(out), max_shard_bytes, measure_load(folder), measure_load(out),
+                            match, hardware.card())
 
 
 # ---- 2, 3. pipeline and tensor parallel ------------------------------------------------------------
@@ -234,6 +263,7 @@ def run(cfg: ParallelConfig, mode: str = "pipeline") -> ShardResult:
     ref = reference_tokens(folder, prompt_ids, cfg.max_new_tokens, cfg.dtype) if cfg.check_tokens else ()
     steps = range(1, cfg.max_new_tokens)
     n = max(len(steps), 1)
+    wall = sum(step_times(ranks, s) for s in steps)
     comp = statistics.mean(r.decode_compute_s for r in ranks) / n
     comm = statistics.mean(r.decode_comm_s for r in ranks) / n
     b = {"fp32": 4, "bf16": 2, "fp16": 2}[cfg.dtype]
@@ -251,6 +281,7 @@ def run(cfg: ParallelConfig, mode: str = "pipeline") -> ShardResult:
         tpot_s=statistics.median(step_times(ranks, s) for s in steps) if len(steps) else float("nan"),
         decode_compute_s_per_token=comp, decode_comm_s_per_token=comm,
         comm_share=comm / (comm + comp) if comm + comp else 0.0,
+        bubble_fraction=1 - sum(r.decode_compute_s for r in ranks) / (cfg.world_size * wall) if wall else 0.0,
         comm_bytes_per_token=sum(r.decode_comm_bytes for r in ranks) / n,
         predicted_comm_bytes_per_token=pred, ranks=ranks, hardware=hardware.card())
 

@@ -17,13 +17,13 @@ KV heads cannot be cut in two, so R <= num_key_value_heads; with 3 KV heads and 
 """
 from __future__ import annotations
 
-import resource
 import time
 
 import torch
 import torch.nn.functional as F
 
-from memlab.dist import Comm, ParallelConfig, RankResult, maybe_fail, read_tensor, unique_bytes, weight_map, worker_device
+from memlab.dist import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_bytes, read_tensor,
+                         unique_bytes, weight_map, worker_device)
 from memlab.errors import MemlabError
 
 __all__ = ["split_range", "allreduce_bytes_per_token", "TPShard", "load_shard", "worker"]
@@ -191,7 +191,7 @@ def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: Paral
               f"1/{world_size} of MLP and vocab",
         weights_bytes=unique_bytes(shard.tensors()), kv_cache_bytes=shard.kv_cache_bytes(),
         start_rss_bytes=start_rss,
-        peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        peak_rss_bytes=peak_rss_bytes(),
         load_s=load_s, prefill_compute_s=pre_c, prefill_comm_s=pre_m,
         decode_compute_s=dec_c, decode_comm_s=dec_m,
         decode_comm_bytes=sum(v for k, v in comm.bytes_by_step.items() if k >= 1),
