@@ -255,6 +255,10 @@ def run(cfg: ParallelConfig, mode: str = "pipeline") -> ShardResult:
         raise MemlabError("micro_batches applies to the pipeline only; use micro_batches=1 for tensor.")
     folder = models.prepare(cfg.model) if not Path(cfg.model).is_dir() else Path(cfg.model)
     config = AutoConfig.from_pretrained(folder)
+    if mode == "tensor":
+        tensor_parallel.check(config, cfg.world_size)
+    else:
+        pipeline.layer_split(config.num_hidden_layers, cfg.world_size)
     prompt_ids = AutoTokenizer.from_pretrained(folder)(cfg.prompt)["input_ids"]
     fn = pipeline.worker if mode == "pipeline" else tensor_parallel.worker
     ranks = tuple(run_workers(fn, world_size=cfg.world_size, args=(str(folder), prompt_ids, cfg),

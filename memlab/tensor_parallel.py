@@ -26,7 +26,7 @@ from memlab.dist import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_
                          unique_bytes, weight_map, worker_device)
 from memlab.errors import MemlabError
 
-__all__ = ["split_range", "allreduce_bytes_per_token", "TPShard", "load_shard", "worker"]
+__all__ = ["check", "split_range", "allreduce_bytes_per_token", "TPShard", "load_shard", "worker"]
 
 SUPPORTED = ("llama", "mistral", "qwen2")
 
@@ -41,6 +41,15 @@ def split_range(n: int, world_size: int, rank: int) -> tuple[int, int]:
 def allreduce_bytes_per_token(config, dtype_bytes: int = 4) -> int:
     """Payload all-reduced per decoded token and sequence: (2 L + 1) * H * bytes."""
     return (2 * config.num_hidden_layers + 1) * config.hidden_size * dtype_bytes
+
+
+def check(config, world_size: int) -> None:
+    """Refuse, before any process starts, a split this module cannot do."""
+    if config.model_type not in SUPPORTED:
+        raise MemlabError(f"Tensor parallel supports {SUPPORTED}, not {config.model_type!r}.")
+    nkv = config.num_key_value_heads
+    if world_size > nkv:
+        raise MemlabError(f"{nkv} KV heads cannot be split across {world_size} ranks; use --ranks <= {nkv}.")
 
 
 def _rms(x, w, eps):
@@ -122,11 +131,8 @@ def load_shard(folder, rank: int, world_size: int, device, dtype=None) -> TPShar
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     config = AutoConfig.from_pretrained(folder)
-    if config.model_type not in SUPPORTED:
-        raise MemlabError(f"Tensor parallel supports {SUPPORTED}, not {config.model_type!r}.")
+    check(config, world_size)
     nh, nkv = config.num_attention_heads, config.num_key_value_heads
-    if world_size > nkv:
-        raise MemlabError(f"{nkv} KV heads cannot be split across {world_size} ranks; use --ranks <= {nkv}.")
     D = getattr(config, "head_dim", None) or config.hidden_size // nh
     g = nh // nkv
     k0, k1 = split_range(nkv, world_size, rank)

@@ -103,20 +103,23 @@ def test_pipeline_microbatches_same_tokens(varied_dir):
 
 
 def test_tensor_parallel_refuses_more_ranks_than_kv_heads(varied_dir):
+    t0 = time.monotonic()
     with pytest.raises(MemlabError, match="KV heads"):
         sharding.run(ParallelConfig(model=str(varied_dir), world_size=3, max_new_tokens=2,
-                                    check_tokens=False, timeout_s=60), "tensor")
+                                    check_tokens=False), "tensor")
+    assert time.monotonic() - t0 < 30                # refused before any process starts
 
 
 @pytest.mark.parametrize("mode", ["pipeline", "tensor"])
 def test_killed_rank_stops_the_others(varied_dir, mode):
     """Rank 1 SIGKILLs itself mid-generation; rank 0 is blocked on it and must not hang."""
     cfg = ParallelConfig(model=str(varied_dir), max_new_tokens=50, fail_rank=1, fail_at_step=3,
-                         check_tokens=False, timeout_s=60)
+                         check_tokens=False, timeout_s=240)
     t0 = time.monotonic()
-    with pytest.raises(MemlabError, match="rank 1"):
+    with pytest.raises(MemlabError, match="distributed run stopped") as err:
         sharding.run(cfg, mode)
-    assert time.monotonic() - t0 < 60
+    assert "timed out" not in str(err.value)       # stopped because a rank died, not by the clock
+    assert time.monotonic() - t0 < 240
 
 
 def test_bad_config():
