@@ -1,8 +1,10 @@
 """The alpha-beta model of communication, measured here and used to predict other machines.
 
 Lab 05. Sending n bytes costs  t(n) = alpha + n / beta  (alpha: latency per message, beta: link
-bandwidth). A ring all-reduce of n bytes over R ranks costs about
-  t_ar(n) = 2 (R-1) * alpha + 2 (R-1)/R * n / beta.
+bandwidth). An all-reduce of n bytes over R ranks costs about
+  t_ar(n) = alpha + 2 (R-1)/R * n / beta
+(a ring moves 2 (R-1)/R of the data per rank; alpha is taken per collective call, which is what
+tuned libraries such as NCCL approach for small messages; a naive ring would pay 2 (R-1) alphas).
 `probe_link` measures alpha and beta between two real processes (gloo here, NCCL on GPUs), and
 `predict_decode` turns a model config plus (alpha, beta, memory bandwidth) into per-token time
 for pipeline and tensor parallel at R ranks, so the lab can set the prediction for an 8-GPU
@@ -106,14 +108,14 @@ def predict_decode(config, world_size: int, alpha_s: float, beta_bytes_per_s: fl
       tensor:   each rank streams W / R  ->  W / (R * mem_bw)
       pipeline: the stages run one after another for one token  ->  W / mem_bw (no speed-up)
     communication per token:
-      tensor:   (2 L + 1) all-reduces of B*H*bytes -> (2L+1) * (2(R-1) alpha + 2(R-1)/R * B*H*b / beta)
+      tensor:   (2 L + 1) all-reduces of B*H*bytes -> (2L+1) * (alpha + 2(R-1)/R * B*H*b / beta)
       pipeline: R hops (R-1 activations B*H*b, one token id back) -> R * alpha + (R-1) * B*H*b / beta
     """
     R, L, H = world_size, config.num_hidden_layers, config.hidden_size
     msg = batch_size * H * dtype_bytes
     out = []
     comp = weights_bytes / (R * mem_bytes_per_s)
-    comm = (2 * L + 1) * (2 * (R - 1) * alpha_s + 2 * (R - 1) / R * msg / beta_bytes_per_s) if R > 1 else 0.0
+    comm = (2 * L + 1) * (alpha_s + 2 * (R - 1) / R * msg / beta_bytes_per_s) if R > 1 else 0.0
     out.append(Prediction("tensor", R, comp, comm, comp + comm, comm / (comp + comm)))
     comp = weights_bytes / mem_bytes_per_s
     comm = R * alpha_s + (R - 1) * msg / beta_bytes_per_s if R > 1 else 0.0

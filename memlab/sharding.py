@@ -110,6 +110,7 @@ def save_shards(folder, out_dir=None, max_shard_bytes: int = 64 * 2**20) -> Path
         cur.append(name)
         cur_bytes += sizes[name]
     groups.append(cur)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".shards-", dir=out.parent))
     try:
         weight_to_file = {}

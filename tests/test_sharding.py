@@ -148,3 +148,24 @@ def test_real_model_two_ranks_match(mode):
     full = 538_000_000
     # each rank holds clearly less than the whole model (tied embedding counted where it lives)
     assert all(r.weights_bytes < 0.8 * full for r in res.ranks)
+
+
+def test_cli_shard_json(varied_dir, capsys):
+    from memlab import cli
+    assert cli.main(["shard", "--mode", "tensor", "--ranks", "2", "--model", str(varied_dir),
+                     "--max-new-tokens", "3", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["tokens_match"] is True
+    assert [r["rank"] for r in d["ranks"]] == [0, 1]
+    assert all(r["weights_bytes"] > 0 and r["peak_rss_bytes"] > 0 for r in d["ranks"])
+    assert d["decode_comm_s_per_token"] > 0 and "events" not in d["ranks"][0]
+
+
+def test_cli_shard_checkpoint_json(varied_dir, capsys, monkeypatch, tmp_path):
+    from memlab import cli
+    monkeypatch.setenv("MEMLAB_CACHE", str(tmp_path))
+    assert cli.main(["shard", "--mode", "checkpoint", "--model", str(varied_dir), "--max-shard-mib", "0",
+                     "--max-new-tokens", "3", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["mode"] == "checkpoint" and d["tokens_match"] is True
+    assert d["shards"]["num_files"] > d["single"]["num_files"] == 1
