@@ -84,6 +84,7 @@ class RankResult:
     weights_bytes: int           # sum of nbytes of the unique tensors this rank holds
     kv_cache_bytes: int          # this rank's KV cache at the end of generation
     start_rss_bytes: int         # RSS before loading weights (torch and transformers imported)
+    loaded_rss_bytes: int        # RSS once this rank's weights are in memory
     peak_rss_bytes: int          # peak RSS of this rank's process over the whole run
     load_s: float
     prefill_compute_s: float

@@ -126,12 +126,15 @@ def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: Paral
     from memlab.models import DTYPES
     from transformers import DynamicCache
 
+    import transformers.models.llama.modeling_llama  # noqa: F401  imports count as base, not weights
+    from transformers import AutoModelForCausalLM  # noqa: F401
     start_rss = rss_bytes()
     device = worker_device(rank, cfg.backend)
     dtype = DTYPES[cfg.dtype]
     t0 = time.perf_counter()
     stage = load_stage(folder, rank, world_size, device, dtype)
     load_s = time.perf_counter() - t0
+    loaded_rss = rss_bytes()
 
     comm = Comm(rank, device)
     first, last = rank == 0, rank == world_size - 1
@@ -184,7 +187,7 @@ def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: Paral
     return RankResult(
         rank=rank, world_size=world_size, mode="pipeline", holds=holds,
         weights_bytes=unique_bytes(stage.tensors()), kv_cache_bytes=_cache_bytes(caches),
-        start_rss_bytes=start_rss,
+        start_rss_bytes=start_rss, loaded_rss_bytes=loaded_rss,
         peak_rss_bytes=peak_rss_bytes(),
         load_s=load_s, prefill_compute_s=pre_c, prefill_comm_s=pre_m,
         decode_compute_s=dec_c, decode_comm_s=dec_m,

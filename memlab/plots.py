@@ -70,7 +70,7 @@ def comm_split(results) -> Figure:
     comm = [r.decode_comm_s_per_token * 1e3 for r in results]
     ax.bar(names, comp, color="tab:blue", label="compute")
     ax.bar(names, comm, bottom=comp, color="tab:orange", label="blocked in send/recv/all-reduce")
-    ax.plot(names, [r.tpot_s * 1e3 for r in results], "k_", markersize=30, label="wall time per token")
+    ax.plot(names, [r.tpot_s * 1e3 for r in results], "k_", markersize=30, label="wall time per token (TPOT)")
     ax.set_ylabel("ms per decoded token (per rank)")
     worst = max(results, key=lambda r: r.comm_share)
     ax.set_title(f"Talking costs: up to {worst.comm_share:.0%} of a rank's decode time is spent "
@@ -95,7 +95,8 @@ def decode_gantt(result, step: int | None = None) -> Figure:
     ax.invert_yaxis()
     ax.set_xlabel("ms since the step started")
     from matplotlib.patches import Patch
-    ax.legend(handles=[Patch(color=c, label=k) for k, c in colors.items()], fontsize=8, loc="lower right")
+    ax.legend(handles=[Patch(color=c, label=k) for k, c in colors.items()], fontsize=8,
+              loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title(f"One decode step (step {step}), {result.mode} parallel on {result.world_size} ranks: "
                  f"{(max(e.end_at_s for e in ev) - t0) * 1e3:.1f} ms", fontsize=10)
     fig.tight_layout()

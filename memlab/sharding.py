@@ -71,7 +71,7 @@ class ShardResult:
     reference_token_ids: tuple       # single-process memlab.generation ((), if not checked)
     tokens_match: bool | None        # None when not checked
     prefill_s: float                 # wall time of step 0, first event to last event over ranks
-    tpot_s: float                    # median wall time of a decode step
+    tpot_s: float                    # mean wall time of a decode step (decode wall / steps, as in generation)
     decode_compute_s_per_token: float   # mean over ranks of compute per decode step
     decode_comm_s_per_token: float      # mean over ranks of time blocked in communication
     comm_share: float                # comm / (comm + compute) over ranks' decode time
@@ -283,7 +283,7 @@ def run(cfg: ParallelConfig, mode: str = "pipeline") -> ShardResult:
         prompt_tokens=len(prompt_ids), new_tokens=len(tokens), token_ids=tokens,
         reference_token_ids=ref, tokens_match=(tokens == ref) if cfg.check_tokens else None,
         prefill_s=step_times(ranks, 0),
-        tpot_s=statistics.median(step_times(ranks, s) for s in steps) if len(steps) else float("nan"),
+        tpot_s=wall / len(steps) if len(steps) else float("nan"),
         decode_compute_s_per_token=comp, decode_comm_s_per_token=comm,
         comm_share=comm / (comm + comp) if comm + comp else 0.0,
         bubble_fraction=1 - sum(r.decode_compute_s for r in ranks) / (cfg.world_size * wall) if wall else 0.0,

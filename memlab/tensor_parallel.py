@@ -171,11 +171,14 @@ def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: Paral
     from memlab.measure import rss_bytes
     from memlab.models import DTYPES
 
+    import transformers.models.llama.modeling_llama  # noqa: F401  imports count as base, not weights
+    from transformers import AutoModelForCausalLM  # noqa: F401
     start_rss = rss_bytes()
     device = worker_device(rank, cfg.backend)
     t0 = time.perf_counter()
     shard = load_shard(folder, rank, world_size, device, DTYPES[cfg.dtype])
     load_s = time.perf_counter() - t0
+    loaded_rss = rss_bytes()
     comm = Comm(rank, device)
     ids = torch.tensor([list(prompt_ids)] * cfg.batch_size, device=device)        # (B, T)
     generated, pos = [], 0
@@ -196,7 +199,7 @@ def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: Paral
         holds=f"KV heads {split_range(shard.config.num_key_value_heads, world_size, rank)}, "
               f"1/{world_size} of MLP and vocab",
         weights_bytes=unique_bytes(shard.tensors()), kv_cache_bytes=shard.kv_cache_bytes(),
-        start_rss_bytes=start_rss,
+        start_rss_bytes=start_rss, loaded_rss_bytes=loaded_rss,
         peak_rss_bytes=peak_rss_bytes(),
         load_s=load_s, prefill_compute_s=pre_c, prefill_comm_s=pre_m,
         decode_compute_s=dec_c, decode_comm_s=dec_m,
