@@ -1,0 +1,25 @@
+"""memlab: where an LLM's weights and context live, and what that costs, measured live.
+
+`import memlab as ml` gives the modules a lab needs; nothing runs at import time.
+"""
+
+import inspect as _inspect
+
+from . import errors, footprint, generation, hardware, loading, measure, models, pagecache, results, units
+from .errors import MemlabError
+from .generation import GenerationResult, generate
+from .loading import LoadResult, load
+
+__version__ = "0.1.0"
+
+
+def show_source(obj) -> None:
+    """Print the source of a memlab function or class, so a lab shows code without copying it."""
+    print(_inspect.getsource(obj))
+
+
+def __getattr__(name):  # plots pulls in matplotlib: import it only when a lab asks
+    if name in ("plots", "launch"):
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'memlab' has no attribute {name!r}")

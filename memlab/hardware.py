@@ -1,0 +1,131 @@
+"""The hardware card: what machine a measurement was taken on (lab 00, every record).
+
+Every result memlab returns carries a `HardwareCard` (or its `host` name), so numbers from two
+machines can be compared honestly: CPU, cores, RAM, GPU and VRAM, the disk that holds the model
+cache, and the versions of the libraries that did the work. Measured ceilings (bandwidth,
+FLOP/s, disk) live in `ceilings.py`; this module only describes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import shutil
+import socket
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import psutil
+import torch
+
+from .errors import DeviceUnavailableError
+from .units import fmt_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareCard:
+    host: str                    # hostname, so every row says where it was measured
+    cpu_model: str
+    num_cores: int               # physical cores
+    num_threads: int             # logical CPUs
+    torch_num_threads: int       # threads torch's CPU kernels use
+    ram_total_bytes: int
+    ram_available_bytes: int
+    gpu_name: str                # "" without a GPU
+    gpu_vram_bytes: int          # 0 without a GPU
+    cache_dir: str
+    cache_disk_total_bytes: int
+    cache_disk_free_bytes: int
+    os: str
+    python_version: str
+    torch_version: str
+    transformers_version: str
+    measured_at: str             # ISO timestamp (UTC)
+
+    def rows(self) -> list[tuple[str, str]]:
+        """Human-readable (label, value) pairs, byte fields formatted."""
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_bytes"):
+                value = fmt_bytes(value) if value else "-"
+            out.append((f.name.removesuffix("_bytes"), str(value) if value != "" else "-"))
+        return out
+
+    def __str__(self) -> str:
+        width = max(len(k) for k, _ in self.rows())
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in self.rows())
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def has_cuda() -> bool:
+    """True when torch sees at least one CUDA device."""
+    return torch.cuda.is_available()
+
+
+def resolve_device(device: str | torch.device = "cpu") -> torch.device:
+    """`"cpu"`, `"cuda"` or `"cuda:N"` -> torch.device, with a clear error when it is not here."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not has_cuda():
+        raise DeviceUnavailableError(
+            f"device={str(device)!r} was asked for, but torch sees no CUDA GPU on this machine "
+            f"(torch {torch.__version__}). Use device='cpu', or run on a machine with an NVIDIA GPU "
+            "and a CUDA build of torch."
+        )
+    if dev.type not in ("cpu", "cuda"):
+        raise DeviceUnavailableError(f"device={str(device)!r} is not supported: use 'cpu' or 'cuda'.")
+    return dev
+
+
+def card(cache_dir: str | Path | None = None) -> HardwareCard:
+    """Probe this machine now (cheap: no benchmarks) and return its card."""
+    import transformers
+
+    from .models import cache_dir as default_cache_dir
+
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the cache may not exist yet: report the disk it will live on
+    disk = shutil.disk_usage(probe)
+    vm = psutil.virtual_memory()
+    gpu_name, gpu_vram = "", 0
+    if has_cuda():
+        props = torch.cuda.get_device_properties(0)
+        gpu_name, gpu_vram = props.name, int(props.total_memory)
+    return HardwareCard(
+        host=socket.gethostname(),
+        cpu_model=_cpu_model(),
+        num_cores=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
+        num_threads=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
+        torch_num_threads=torch.get_num_threads(),
+        ram_total_bytes=int(vm.total),
+        ram_available_bytes=int(vm.available),
+        gpu_name=gpu_name,
+        gpu_vram_bytes=gpu_vram,
+        cache_dir=str(folder),
+        cache_disk_total_bytes=int(disk.total),
+        cache_disk_free_bytes=int(disk.free),
+        os=f"{platform.system()} {platform.release()}",
+        python_version=platform.python_version(),
+        torch_version=torch.__version__,
+        transformers_version=transformers.__version__,
+        measured_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def describe(cache_dir: str | Path | None = None) -> HardwareCard:
+    """Print this machine's card as a table and return it (the first cell of every lab)."""
+    hw = card(cache_dir)
+    print(hw)
+    return hw

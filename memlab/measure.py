@@ -1,0 +1,127 @@
+"""How memlab times and weighs things (used by every module that measures).
+
+- `Timer`: wall time with `time.perf_counter`, synchronizing the GPU first so the clock sees
+  finished kernels, not queued ones.
+- `PeakMemory`: the highest resident set size (RSS) of this process while a block runs, sampled
+  by a background thread, plus CUDA's own peak allocation counter on a GPU.
+- `repeat` / `summarize`: warm up, repeat, report the median and the spread. Medians, because a
+  shared machine adds one-sided noise (a run is never *faster* than the hardware allows).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import psutil
+import torch
+
+
+def sync(device: str | torch.device = "cpu") -> None:
+    """Wait for queued GPU work so a timestamp means 'done'; a no-op on the CPU."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (anonymous + file-backed pages)."""
+    return psutil.Process().memory_info().rss
+
+
+class Timer:
+    """`with Timer(device) as t: ...` then `t.elapsed_s`."""
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.device = device
+        self.elapsed_s = float("nan")
+
+    def __enter__(self) -> "Timer":
+        sync(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sync(self.device)
+        self.elapsed_s = time.perf_counter() - self._start
+
+
+class PeakMemory:
+    """`with PeakMemory(device) as pm: ...` then `pm.peak_rss_bytes`, `pm.peak_vram_bytes`.
+
+    RSS is sampled every `interval_s` by a thread, so a spike shorter than that can be missed;
+    the final and starting values are always included.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", interval_s: float = 0.005):
+        self.device = torch.device(device)
+        self.interval_s = interval_s
+        self.start_rss_bytes = 0
+        self.peak_rss_bytes = 0
+        self.peak_vram_bytes = 0
+
+    def _sample(self) -> None:
+        proc = psutil.Process()
+        while not self._stop.wait(self.interval_s):
+            self.peak_rss_bytes = max(self.peak_rss_bytes, proc.memory_info().rss)
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.start_rss_bytes = self.peak_rss_bytes = rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_rss_bytes = max(self.peak_rss_bytes, rss_bytes())
+        if self.device.type == "cuda":
+            sync(self.device)
+            self.peak_vram_bytes = int(torch.cuda.max_memory_allocated(self.device))
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Summary of repeated measurements, in the caller's unit."""
+
+    median: float
+    mean: float
+    min: float
+    max: float
+    stdev: float  # 0.0 for a single value
+    n: int
+
+
+def summarize(values: Iterable[float]) -> Stats:
+    """Median, mean, min, max and sample standard deviation of `values`."""
+    xs = [float(v) for v in values]
+    if not xs:
+        raise ValueError("summarize() needs at least one value")
+    return Stats(
+        median=statistics.median(xs),
+        mean=statistics.fmean(xs),
+        min=min(xs),
+        max=max(xs),
+        stdev=statistics.stdev(xs) if len(xs) > 1 else 0.0,
+        n=len(xs),
+    )
+
+
+def repeat(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
+           device: str | torch.device = "cpu") -> Stats:
+    """Seconds per call of `fn`: `warmup` untimed calls, then `repeats` timed ones."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        with Timer(device) as t:
+            fn()
+        times.append(t.elapsed_s)
+    return summarize(times)

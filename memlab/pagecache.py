@@ -1,0 +1,60 @@
+"""The page cache: is a file's data in RAM already (warm) or still on disk (cold)?
+
+Linux keeps recently read file pages in RAM. A "cold" measurement must first evict them:
+`posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)` drops the clean pages of a file, *except* pages
+some process still has mapped (an open mmap pins them), so evict before mapping. `mincore(2)`
+over a fresh mapping tells how many pages are resident, which is how memlab checks that cold
+really is cold. Used by labs 01 (disk ceilings) and 02 (RAM vs disk).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import os
+from pathlib import Path
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
+_PAGE = mmap.PAGESIZE
+
+
+def evict(path: str | Path) -> None:
+    """Ask the kernel to drop `path`'s pages from the page cache (cannot drop mapped pages)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd) if os.access(path, os.W_OK) else None  # dirty pages cannot be dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def resident_fraction(path: str | Path) -> float:
+    """Share of `path`'s pages that are in the page cache now, 0.0 to 1.0 (via mincore)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return 1.0
+    with open(path, "rb") as f:
+        # a private (copy-on-write) mapping reads nothing until touched, and gives ctypes an address
+        mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+        try:
+            num_pages = (size + _PAGE - 1) // _PAGE
+            vec = (ctypes.c_ubyte * num_pages)()
+            anchor = ctypes.c_char.from_buffer(mm)  # gives the mapping's address
+            try:
+                rc = _libc.mincore(ctypes.c_void_p(ctypes.addressof(anchor)), size, vec)
+            finally:
+                del anchor  # an exported buffer would keep the mapping from closing
+            if rc != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"mincore failed on {path}: {os.strerror(err)}")
+            return sum(b & 1 for b in vec) / num_pages
+        finally:
+            mm.close()
+
+
+def state(path: str | Path) -> str:
+    """'cold' (< 5 % of pages cached), 'warm' (> 95 %) or 'partial'."""
+    frac = resident_fraction(path)
+    return "cold" if frac < 0.05 else "warm" if frac > 0.95 else "partial"
