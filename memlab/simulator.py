@@ -123,6 +123,8 @@ class Cluster:
     max_decode_batch: int = 64
     link_bytes_per_s: float | None = None   # None: the profile's measured link
     link_latency_s: float | None = None
+    ttft_includes_transfer: bool = False    # True: the decode worker emits token 1 once the KV has
+                                            # landed (vLLM's disagg proxy); False: prefill does (DistServe)
 
     def __post_init__(self):
         if self.mode not in ("disagg", "colocated"):
@@ -148,7 +150,7 @@ class RequestRecord:
     decode_worker: int
     arrived_at_s: float
     prefill_started_at_s: float
-    first_token_at_s: float                  # = prefill end
+    first_token_at_s: float                  # prefill end (or KV landed, see Cluster)
     transfer_started_at_s: float
     transfer_ended_at_s: float
     decode_started_at_s: float               # joined a decode batch
@@ -210,7 +212,7 @@ class _Worker:
                     r.t["prefill_started"], r.pw = env.now, self.index
                 yield env.timeout(prof.prefill_s([r.spec.prompt_tokens for r in batch]))
                 for r in batch:
-                    r.t["first_token"] = env.now
+                    r.t["first_token"] = r.t["prefill_ended"] = env.now
                     if r.spec.output_tokens <= 1:
                         self.sim.finish(r, transfer=False)
                     elif self.does_decode:
@@ -315,13 +317,15 @@ class _Sim:
         t.setdefault("transfer_ended", t["first_token"])
         t.setdefault("decode_started", t["first_token"])
         n = s.output_tokens
+        if transfer and self.cluster.ttft_includes_transfer:
+            t["first_token"] = t["decode_started"]
         self.records.append(RequestRecord(
             s.request_id, s.prompt_tokens, n,
             s.prompt_tokens * self.profile.kv_bytes_per_token if transfer else 0, r.pw, r.dw,
             t["arrived"], t["prefill_started"], t["first_token"], t["transfer_started"],
             t["transfer_ended"], t["decode_started"], now,
             t["first_token"] - t["arrived"], (now - t["first_token"]) / (n - 1) if n > 1 else 0.0,
-            now - t["arrived"], t["first_token"] - t["prefill_started"],
+            now - t["arrived"], t["prefill_ended"] - t["prefill_started"],
             t["transfer_ended"] - t["transfer_started"]))
 
 

@@ -138,3 +138,12 @@ def test_bad_config_is_refused():
         Cluster(mode="pipelined")
     with pytest.raises(ValueError):
         Workload(rate_per_s=0)
+
+
+def test_ttft_can_include_the_transfer():
+    prof = _flat()
+    (a,) = simulate(prof, Cluster(), [RequestSpec(0, 0.0, 100, 5)])
+    (b,) = simulate(prof, Cluster(ttft_includes_transfer=True), [RequestSpec(0, 0.0, 100, 5)])
+    assert b.ttft_s == pytest.approx(a.ttft_s + a.transfer_s)
+    assert b.prefill_s == pytest.approx(a.prefill_s) == pytest.approx(0.1)
+    assert b.finished_at_s == pytest.approx(a.finished_at_s)
