@@ -165,10 +165,12 @@ class RequestRecord:
 class _Req:
     """Mutable per-request state while it is in flight (turned into a RequestRecord at the end)."""
 
-    __slots__ = ("spec", "t", "pw", "dw", "ctx0", "remaining")
+    __slots__ = ("spec", "pw", "dw", "ctx0", "prefill_started", "prefill_ended", "first_token",
+                 "transfer_started", "transfer_ended", "decode_started")
 
     def __init__(self, spec: RequestSpec):
-        self.spec, self.t, self.pw, self.dw = spec, {"arrived": spec.arrived_at_s}, -1, -1
+        self.spec, self.pw, self.dw = spec, -1, -1
+        self.transfer_started = self.transfer_ended = self.decode_started = None
 
 
 class _Worker:
@@ -209,14 +211,14 @@ class _Worker:
                     r = self.prefill_queue.popleft()
                     batch.append(r)
                     tokens += r.spec.prompt_tokens
-                    r.t["prefill_started"], r.pw = env.now, self.index
+                    r.prefill_started, r.pw = env.now, self.index
                 yield env.timeout(prof.prefill_s([r.spec.prompt_tokens for r in batch]))
                 for r in batch:
-                    r.t["first_token"] = r.t["prefill_ended"] = env.now
+                    r.first_token = r.prefill_ended = env.now
                     if r.spec.output_tokens <= 1:
                         self.sim.finish(r, transfer=False)
                     elif self.does_decode:
-                        r.t["transfer_started"] = r.t["transfer_ended"] = env.now
+                        r.transfer_started = r.transfer_ended = env.now
                         self.decode_queue.append(r)
                     else:
                         self.sim.send(self, r)
@@ -231,7 +233,7 @@ class _Worker:
         cap = self.sim.cluster.max_decode_batch
         while self.decode_queue and len(self.running) < cap:
             r = self.decode_queue.popleft()
-            r.t["decode_started"], r.dw = self.sim.env.now, self.index
+            r.decode_started, r.dw = self.sim.env.now, self.index
             ctx = r.spec.prompt_tokens + 1
             self.ctx_base += ctx - self.step
             r.ctx0 = ctx - self.step
@@ -302,8 +304,8 @@ class _Sim:
         start = max(now, self.link_free_at[src.index])
         wire_s = kv / self.link_bytes_per_s
         self.link_free_at[src.index] = start + wire_s
-        r.t["transfer_started"], r.t["transfer_ended"] = start, start + wire_s + self.link_latency_s
-        ev = self.env.timeout(r.t["transfer_ended"] - now)
+        r.transfer_started, r.transfer_ended = start, start + wire_s + self.link_latency_s
+        ev = self.env.timeout(r.transfer_ended - now)
         ev.callbacks.append(lambda _e, r=r: self.deliver(r))
 
     def deliver(self, r: _Req):
@@ -312,21 +314,28 @@ class _Sim:
         w.notify()
 
     def finish(self, r: _Req, transfer: bool):
-        t, s, now = r.t, r.spec, self.env.now
-        t.setdefault("transfer_started", t["first_token"])
-        t.setdefault("transfer_ended", t["first_token"])
-        t.setdefault("decode_started", t["first_token"])
-        n = s.output_tokens
+        s, now = r.spec, self.env.now
+        first = r.first_token
+        t_start = first if r.transfer_started is None else r.transfer_started
+        t_end = first if r.transfer_ended is None else r.transfer_ended
+        d_start = first if r.decode_started is None else r.decode_started
         if transfer and self.cluster.ttft_includes_transfer:
-            t["first_token"] = t["decode_started"]
+            first = d_start
+        n, arrived = s.output_tokens, s.arrived_at_s
         self.records.append(RequestRecord(
             s.request_id, s.prompt_tokens, n,
             s.prompt_tokens * self.profile.kv_bytes_per_token if transfer else 0, r.pw, r.dw,
-            t["arrived"], t["prefill_started"], t["first_token"], t["transfer_started"],
-            t["transfer_ended"], t["decode_started"], now,
-            t["first_token"] - t["arrived"], (now - t["first_token"]) / (n - 1) if n > 1 else 0.0,
-            now - t["arrived"], t["prefill_ended"] - t["prefill_started"],
-            t["transfer_ended"] - t["transfer_started"]))
+            arrived, r.prefill_started, first, t_start, t_end, d_start, now,
+            first - arrived, (now - first) / (n - 1) if n > 1 else 0.0,
+            now - arrived, r.prefill_ended - r.prefill_started, t_end - t_start))
+
+    def arrivals(self, specs):
+        """One process feeds the requests in at their arrival times (keeps the event heap small)."""
+        env = self.env
+        for spec in specs:
+            if spec.arrived_at_s > env.now:
+                yield env.timeout(spec.arrived_at_s - env.now)
+            self.arrive(_Req(spec))
 
 
 def simulate(profile: Profile, cluster: Cluster = Cluster(),
@@ -334,9 +343,7 @@ def simulate(profile: Profile, cluster: Cluster = Cluster(),
     """Serve `requests` (a Workload or a trace) on `cluster`; records sorted by request id."""
     specs = requests.requests() if isinstance(requests, Workload) else tuple(requests)
     sim = _Sim(profile, cluster)
-    for spec in specs:
-        ev = sim.env.timeout(spec.arrived_at_s)
-        ev.callbacks.append(lambda _e, r=_Req(spec): sim.arrive(r))
+    sim.env.process(sim.arrivals(sorted(specs, key=lambda r: r.arrived_at_s)))
     sim.env.run()
     if len(sim.records) != len(specs):
         raise RuntimeError(f"simulator lost requests: {len(sim.records)} of {len(specs)} finished")
