@@ -29,7 +29,29 @@ from memlab.errors import MemlabError
 from memlab.simulator import Cluster, Profile, RequestRecord, RequestSpec, Workload, simulate
 
 # Ethernet is not in the device table; line rates by definition (1 Gb/s = 0.125 GB/s).
-ETHERNET_BYTES_PER_S = {"100 Gb Ethernet": 100e9 / 8, "400 Gb Ethernet": 400e9 / 8}
+ETHERNET_BYTES_PER_S = {"10 Gb Ethernet": 10e9 / 8, "25 Gb Ethernet": 25e9 / 8,
+                        "100 Gb Ethernet": 100e9 / 8, "400 Gb Ethernet": 400e9 / 8}
+LINKS = ("10 Gb Ethernet", "25 Gb Ethernet", "100 Gb Ethernet", "PCIe 4.0 x16", "400 Gb Ethernet",
+         "PCIe 5.0 x16", "NVLink 4 (H100)")
+
+
+def links(names=LINKS, table_path=None) -> dict[str, float]:
+    """{link name: bytes/s}; table links are skipped (with no error) when the device table is absent."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = link_bytes_per_s(name, device_table(table_path) if name not in ETHERNET_BYTES_PER_S else {})
+        except (MemlabError, KeyError):
+            continue
+    return out
+
+
+def has_device_table(path=None) -> bool:
+    try:
+        device_table(path)
+        return True
+    except MemlabError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,3 +128,20 @@ def chrome_trace(records: tuple[RequestRecord, ...], path: str | Path | None = N
     if path is not None:
         Path(path).write_text(json.dumps(trace))
     return trace
+
+
+def load_sweep(profile: Profile, clusters, workload: Workload, rates, ttft_slo_s: float = float("inf"),
+               tpot_slo_s: float = float("inf")) -> list[SimSummary]:
+    """One SimSummary per (cluster, rate): the same seeded requests, arriving faster."""
+    return [summarize(simulate(profile, cl, replace(workload, rate_per_s=rate)), cl, ttft_slo_s, tpot_slo_s)
+            for cl in clusters for rate in rates]
+
+
+def link_sweep(profile: Profile, cluster: Cluster, workload: Workload, links: dict[str, float],
+               ttft_slo_s: float = float("inf"), tpot_slo_s: float = float("inf")) -> list[tuple]:
+    """(link name, bytes/s, SimSummary) per link, first token counted once the KV has landed."""
+    rows = []
+    for name, bw in sorted(links.items(), key=lambda kv: kv[1]):
+        cl = replace(cluster, link_bytes_per_s=bw, ttft_includes_transfer=True)
+        rows.append((name, bw, summarize(simulate(profile, cl, workload), cl, ttft_slo_s, tpot_slo_s)))
+    return rows
