@@ -78,6 +78,10 @@ class Validation:
     sim_transfer_p50_s: float
     prefill_rel_error: float      # median over requests of predicted / real prefill time - 1
     decode_step_rel_error: float  # same for the mean decode step (service time, no queueing)
+    contended_ttft_rel_error: float    # the same, simulated with the profile measured next to a busy neighbour
+    contended_tpot_rel_error: float
+    prefill_contention_slowdown: float # contended / alone: 256-token prefill
+    decode_contention_slowdown: float  # contended / alone: decode step, batch 1, 256 tokens of context
     load_avg_1m: float            # os.getloadavg() after the run: other work on this machine
     num_cpus: int
     profile_source: str
@@ -115,9 +119,46 @@ def _median_s(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
+def _synthetic_cache(model, batch: int, context: int, dtype):
+    """A cache of random K/V: a decode step's cost depends on the cache's size, not its values."""
+    from memlab import footprint, generation
+    cfg = model.config
+    kvh, hd = cfg.num_key_value_heads, footprint.head_dim(cfg)
+    cache = generation.new_cache(model)
+    for i in range(cfg.num_hidden_layers):
+        cache.update(torch.randn(batch, kvh, context, hd, dtype=dtype), torch.randn(batch, kvh, context, hd, dtype=dtype), i)
+    return cache
+
+
+def _busy_until_told(model, tokenizer, phase: str, dtype) -> None:
+    """Rank 1 as a noisy neighbour: decode steps (or 160-token prefills) until rank 0 says stop."""
+    import torch.distributed as dist
+    from memlab import generation
+    from memlab.disagg import prompt_ids
+    flag = torch.zeros(1)
+    work = dist.irecv(flag, 0)
+    ids = torch.tensor([prompt_ids(tokenizer, 160)])
+    while not work.is_completed():
+        if phase == "decode":
+            cache, tok = _synthetic_cache(model, 1, 200, dtype), torch.ones(1, 1, dtype=torch.long)
+            for _ in range(16):
+                generation.decode_step(model, tok, cache)
+                if work.is_completed():
+                    break
+        else:
+            generation.prefill(model, ids, generation.new_cache(model))
+    work.wait()
+
+
 def measure_points(rank: int, loaded, prompt_lengths=(32, 128, 384), batches=(1, 4),
-                   contexts=(64, 512), link_tokens=(64, 512), repeats: int = 2) -> Calibration | None:
-    """Inside a 2-rank group: rank 0 times prefill and decode while rank 1 waits; both time the link."""
+                   contexts=(64, 512), link_tokens=(64, 512), repeats: int = 2,
+                   neighbour_busy: bool = False) -> Calibration | None:
+    """Inside a 2-rank group: rank 0 times prefill and decode; both time the link.
+
+    neighbour_busy=False: rank 1 waits (each phase alone, as on its own machine).
+    neighbour_busy=True: rank 1 decodes while rank 0 times prefill, and prefills while rank 0
+    times decode, as the two workers of the real split do on one shared machine.
+    """
     import torch.distributed as dist
     from memlab import footprint, generation
     from memlab.disagg import _recv_gloo, _send_gloo, prompt_ids
@@ -131,14 +172,18 @@ def measure_points(rank: int, loaded, prompt_lengths=(32, 128, 384), batches=(1,
             for n in prompt_lengths:
                 ids = torch.tensor([prompt_ids(loaded.tokenizer, n)])
                 pre.append((n, _median_s(lambda: generation.prefill(model, ids, generation.new_cache(model)), repeats)))
+            if neighbour_busy:
+                dist.send(torch.ones(1), 1)
             for b in batches:
-                for c in contexts:   # a cache of random K/V: a step's cost depends on its size, not values
-                    cache = generation.new_cache(model)
-                    for i in range(layers):
-                        cache.update(torch.randn(b, kvh, c, hd, dtype=dtype), torch.randn(b, kvh, c, hd, dtype=dtype), i)
-                    tok = torch.ones(b, 1, dtype=torch.long)
+                for c in contexts:
+                    cache, tok = _synthetic_cache(model, b, c, dtype), torch.ones(b, 1, dtype=torch.long)
                     generation.decode_step(model, tok, cache)     # warm-up step
                     dec.append((b, c, _median_s(lambda: generation.decode_step(model, tok, cache), repeats + 1)))
+            if neighbour_busy:
+                dist.send(torch.ones(1), 1)
+        elif neighbour_busy:
+            _busy_until_told(model, loaded.tokenizer, "decode", dtype)
+            _busy_until_told(model, loaded.tokenizer, "prefill", dtype)
         dist.barrier()
         for n in link_tokens:
             shapes = [(1, kvh, n, hd)] * (2 * layers)
@@ -169,9 +214,10 @@ def _validate_worker(rank, world_size, model_name, trace, workload, utilization,
     kw = dict(prompt_lengths=(32, 128, 384), repeats=2) if quick else dict(
         prompt_lengths=(16, 64, 128, 256, 512), batches=(1, 2, 4), contexts=(64, 256, 1024), repeats=3)
     cal = measure_points(rank, loaded, **kw)
+    busy = measure_points(rank, loaded, **kw, neighbour_busy=True)
     box = [trace or (trace_at_utilization(fit_profile(cal), workload, utilization) if rank == 0 else None)]
     dist.broadcast_object_list(box, src=0)
-    return cal, box[0], disagg.serve_rows(rank, loaded, box[0])
+    return (cal, busy), box[0], disagg.serve_rows(rank, loaded, box[0])
 
 
 def trace_at_utilization(profile: Profile, workload: Workload, utilization: float) -> tuple[RequestSpec, ...]:
@@ -195,7 +241,9 @@ def validate(model: str = "smollm2-135m", trace=None, quick: bool = True, utiliz
              workload: Workload | None = None, timeout_s: float = 900):
     """Calibrate on this machine, serve a trace for real, simulate it; (Validation, profile, cal, real, sim).
 
-    Without `trace`, the requests come from `workload` at `utilization` of the measured capacity,
+    Two calibrations: each phase alone (the profile the simulator uses), and each phase next to
+    the other one running on the second process (to measure the interference the real split
+    suffers on one machine, the usual missing cost). Without `trace`, the requests come from `workload` at `utilization` of the measured capacity,
     so the real workers are loaded but not saturated (queueing would amplify any cost error).
     """
     from memlab import launch
@@ -203,14 +251,16 @@ def validate(model: str = "smollm2-135m", trace=None, quick: bool = True, utiliz
     workload = workload or validation_workload(quick)
     out = launch.run_workers(_validate_worker, world_size=2, timeout_s=timeout_s,
                              args=(str(model), tuple(trace) if trace else None, workload, utilization, quick))
-    cal, trace = out[0][0], out[0][1]
-    profile = fit_profile(cal)
+    (cal, busy), trace = out[0][0], out[0][1]
+    profile, contended = fit_profile(cal), fit_profile(busy, "measured next to a busy neighbour")
     real = to_records(trace, out[0][2], out[1][2])
-    sim = simulate(profile, Cluster("disagg", 1, 1, max_prefill_batch=1, max_decode_batch=1), trace)
-    return compare(real, sim, profile), profile, cal, real, sim
+    cluster = Cluster("disagg", 1, 1, max_prefill_batch=1, max_decode_batch=1)
+    sim = simulate(profile, cluster, trace)
+    return compare(real, sim, profile, simulate(contended, cluster, trace), contended), profile, cal, real, sim
 
 
-def compare(real: tuple[RequestRecord, ...], sim: tuple[RequestRecord, ...], profile: Profile) -> Validation:
+def compare(real: tuple[RequestRecord, ...], sim: tuple[RequestRecord, ...], profile: Profile,
+            sim_contended: tuple[RequestRecord, ...] | None = None, contended: Profile | None = None) -> Validation:
     """Relative error of the simulated median TTFT and TPOT against the real run's.
 
     Also splits the error: service times alone (prefill, decode step: cost model and contention)
@@ -222,9 +272,14 @@ def compare(real: tuple[RequestRecord, ...], sim: tuple[RequestRecord, ...], pro
     pre = [profile.prefill_s([r.prompt_tokens]) / r.prefill_s - 1 for r in real]
     dec = [sum(profile.decode_step_s(1, r.prompt_tokens + 1 + j) for j in range(r.output_tokens - 1))
            / (r.finished_at_s - r.decode_started_at_s) - 1 for r in real if r.output_tokens > 1]
+    sim_contended, contended = sim_contended or sim, contended or profile
+    ct, cp = med(sim_contended, "ttft_s"), med(sim_contended, "tpot_s")
     return Validation(len(real), rt, st, (st - rt) / rt, rp, sp, (sp - rp) / rp,
                       med(real, "transfer_s"), med(sim, "transfer_s"), float(np.median(pre)),
-                      float(np.median(dec)), os.getloadavg()[0], os.cpu_count() or 1, profile.source)
+                      float(np.median(dec)), (ct - rt) / rt, (cp - rp) / rp,
+                      contended.prefill_s([256]) / profile.prefill_s([256]),
+                      contended.decode_step_s(1, 256) / profile.decode_step_s(1, 256),
+                      os.getloadavg()[0], os.cpu_count() or 1, profile.source)
 
 
 # ---- spec-derived profiles from the device table ---------------------------------------------

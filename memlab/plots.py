@@ -146,7 +146,7 @@ def sim_timeline(records, max_requests: int = 12) -> Figure:
     ax.set_title("Where each request's time goes", fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
-    ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="lower right")
+    ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 

@@ -123,8 +123,8 @@ class Cluster:
     max_decode_batch: int = 64
     link_bytes_per_s: float | None = None   # None: the profile's measured link
     link_latency_s: float | None = None
-    ttft_includes_transfer: bool = False    # True: the decode worker emits token 1 once the KV has
-                                            # landed (vLLM's disagg proxy); False: prefill does (DistServe)
+    ttft_includes_transfer: bool = False    # True: token 1 counts once the KV has landed on the decode
+                                            # worker (it answers the user); False: at prefill end (DistServe)
 
     def __post_init__(self):
         if self.mode not in ("disagg", "colocated"):
@@ -320,7 +320,7 @@ class _Sim:
         t_end = first if r.transfer_ended is None else r.transfer_ended
         d_start = first if r.decode_started is None else r.decode_started
         if transfer and self.cluster.ttft_includes_transfer:
-            first = d_start
+            first = t_end
         n, arrived = s.output_tokens, s.arrived_at_s
         self.records.append(RequestRecord(
             s.request_id, s.prompt_tokens, n,
