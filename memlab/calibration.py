@@ -130,24 +130,32 @@ def _synthetic_cache(model, batch: int, context: int, dtype):
     return cache
 
 
+def _flag_path(phase: str) -> Path:
+    """A stop flag both ranks can see: a file in /dev/shm (or the temp dir), named by the run's port."""
+    import os
+    import tempfile
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    return base / f"memlab_neighbour_{os.environ.get('MASTER_PORT', '0')}_{phase}"
+
+
 def _busy_until_told(model, tokenizer, phase: str, dtype) -> None:
-    """Rank 1 as a noisy neighbour: decode steps (or 160-token prefills) until rank 0 says stop."""
-    import torch.distributed as dist
+    """Rank 1 as a noisy neighbour: decode steps (or 160-token prefills) until rank 0's flag appears.
+
+    (A file flag, not a gloo irecv: polling an irecv's is_completed() never saw it complete here.)
+    """
     from memlab import generation
     from memlab.disagg import prompt_ids
-    flag = torch.zeros(1)
-    work = dist.irecv(flag, 0)
+    flag = _flag_path(phase)
     ids = torch.tensor([prompt_ids(tokenizer, 160)])
-    while not work.is_completed():
+    while not flag.exists():
         if phase == "decode":
             cache, tok = _synthetic_cache(model, 1, 200, dtype), torch.ones(1, 1, dtype=torch.long)
             for _ in range(16):
                 generation.decode_step(model, tok, cache)
-                if work.is_completed():
+                if flag.exists():
                     break
         else:
             generation.prefill(model, ids, generation.new_cache(model))
-    work.wait()
 
 
 def measure_points(rank: int, loaded, prompt_lengths=(32, 128, 384), batches=(1, 4),
@@ -173,18 +181,21 @@ def measure_points(rank: int, loaded, prompt_lengths=(32, 128, 384), batches=(1,
                 ids = torch.tensor([prompt_ids(loaded.tokenizer, n)])
                 pre.append((n, _median_s(lambda: generation.prefill(model, ids, generation.new_cache(model)), repeats)))
             if neighbour_busy:
-                dist.send(torch.ones(1), 1)
+                _flag_path("decode").touch()
             for b in batches:
                 for c in contexts:
                     cache, tok = _synthetic_cache(model, b, c, dtype), torch.ones(b, 1, dtype=torch.long)
                     generation.decode_step(model, tok, cache)     # warm-up step
                     dec.append((b, c, _median_s(lambda: generation.decode_step(model, tok, cache), repeats + 1)))
             if neighbour_busy:
-                dist.send(torch.ones(1), 1)
+                _flag_path("prefill").touch()
         elif neighbour_busy:
             _busy_until_told(model, loaded.tokenizer, "decode", dtype)
             _busy_until_told(model, loaded.tokenizer, "prefill", dtype)
         dist.barrier()
+        if neighbour_busy and rank == 0:
+            for phase in ("decode", "prefill"):
+                _flag_path(phase).unlink(missing_ok=True)
         for n in link_tokens:
             shapes = [(1, kvh, n, hd)] * (2 * layers)
             for _ in range(repeats + 1):
