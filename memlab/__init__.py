@@ -9,6 +9,7 @@ from . import errors, footprint, generation, hardware, loading, measure, models,
 from .errors import MemlabError
 from .generation import GenerationResult, generate
 from .loading import LoadResult, load
+from . import rag  # lab 06
 
 __version__ = "0.1.0"
 
