@@ -145,3 +145,21 @@ def test_cli_rag_json_on_the_tiny_model(tiny_dir, capsys):
     rec = json.loads(capsys.readouterr().out)
     assert rec["store"] == "disk" and rec["cache_state"] == "cold" and rec["top_topics"] == ["with"]
     assert rec["ttft_s"] >= rec["retrieval_s"] > 0
+
+
+@needs_minilm
+def test_lab06_plots_draw_from_real_records(embedder, small, tiny):
+    import matplotlib
+    matplotlib.use("Agg")
+    from memlab import plots
+    chunks, emb, _, cache = small
+    stores = {kind: rag.open_store(kind, chunks, emb, cache) for kind in ("ram", "disk")}
+    searches = [rag.retrieve(stores["ram"], "for loop", embedder, k=2),
+                rag.retrieve(stores["disk"], "for loop", embedder, k=2),
+                rag.retrieve(stores["disk"], "for loop", embedder, k=2, cold=True)]
+    runs = [rag.rag_ttft(tiny, "for loop", None, max_new_tokens=1),
+            rag.rag_ttft(tiny, "for loop", stores["ram"], embedder, k=1, max_new_tokens=1),
+            rag.rag_ttft(tiny, "for loop", stores["disk"], embedder, k=2, max_new_tokens=1)]
+    assert "disk cold is" in plots.retrieval_latency(searches).axes[0].get_title()
+    assert "Retrieved context adds" in plots.rag_ttft_breakdown(runs).axes[0].get_title()
+    assert "per 100 prompt tokens" in plots.ttft_vs_context(runs).axes[0].get_title()
