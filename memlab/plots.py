@@ -72,7 +72,7 @@ def rag_ttft_breakdown(records) -> Figure:
         title = (f"Retrieved context adds {float(np.median(ctx)) - alone[0]:.0f} ms of model TTFT; "
                  f"retrieval itself takes {min(ret):.1f}-{max(ret):.1f} ms")
     ax.set_title(f"{title}\n{records[0].hardware.host}", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.3 / len(labels)), ncol=3, fontsize=8)
     fig.tight_layout()
     return fig
 

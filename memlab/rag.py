@@ -295,7 +295,11 @@ def open_store(kind: str, chunks: list[Chunk], embeddings: np.ndarray, cache_dir
 # ---------------------------------------------------------------- timed retrieval and TTFT
 
 def retrieve(store, question: str, embedder: Embedder | None, k: int = 3, cold: bool = False) -> RetrievalResult:
-    """Embed the question, then search `store`; `cold=True` evicts the store's file first (and checks)."""
+    """Embed the question, then search `store`, timing both.
+
+    Disk stores: `cold=True` evicts the file from the page cache first, `cold=False` reads it all
+    in first (warm); `resident_before` records what mincore saw either way.
+    """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if store.path is None:
@@ -303,6 +307,10 @@ def retrieve(store, question: str, embedder: Embedder | None, k: int = 3, cold: 
     else:
         if cold:
             pagecache.evict(store.path)
+        else:  # warm means all of it: read the file once, so an earlier partial read leaves no holes
+            with open(store.path, "rb") as f:
+                while f.read(1 << 20):
+                    pass
         resident = pagecache.resident_fraction(store.path)
         state = "cold" if resident < 0.05 else "warm" if resident > 0.95 else "partial"
     query_vec, embed_s = None, 0.0
