@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-EXTRAS ?= lab,test
+EXTRAS ?= lab,test,rag
 
 .PHONY: setup lab test bench clean-cache
 

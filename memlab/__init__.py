@@ -15,6 +15,7 @@ from . import quality, quantize  # issue 5
 from .quantcompare import QuantResult  # issue 5
 from . import comm_model, dist, pipeline, sharding, tensor_parallel  # issue 6: lab 05
 from . import calibration, disagg, simstats, simulator, widgets  # issue 7: lab 07
+from . import rag  # lab 06
 
 __version__ = "0.1.0"
 

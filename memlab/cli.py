@@ -364,6 +364,42 @@ def _add_issue7_commands(sub) -> None:
     s.add_argument("--json", action="store_true", help="one JSON object")
     s.set_defaults(func=_cmd_simulate)
 # ---- end issue 7 ------------------------------------------------------------------------------
+# ---- lab 06 (RAG): `memlab rag` -------------------------------------------------------------
+def _cmd_rag(args) -> int:
+    from . import rag
+    from .loading import load
+    embedder = rag.Embedder()
+    chunks = rag.corpus(max_chunks_per_topic=1 if args.quick else None)
+    emb, _ = rag.embed_corpus(chunks, embedder)
+    store = rag.open_store(args.store, chunks, emb)
+    loaded = load(args.model)
+    rag.retrieve(store, args.question, embedder, args.k)  # warm-up: first encode/search pays one-off costs
+    r = rag.rag_ttft(loaded, args.question, store, embedder, k=args.k, cold=args.cold,
+                     max_new_tokens=args.max_new_tokens)
+    if args.json:
+        _print_json(r)
+        return 0
+    print(r.text)
+    print(f"\n[{args.store} store, {r.cache_state}, {store.num_chunks} chunks, {fmt_bytes(store.index_bytes)}] "
+          f"top {r.top_k}: {', '.join(r.top_topics)}")
+    print(f"embed {fmt_time(r.embed_s)} + search {fmt_time(r.search_s)} + model TTFT {fmt_time(r.llm_ttft_s)} "
+          f"(prompt {r.prompt_tokens} tok, {r.context_tokens} of them context) = TTFT {fmt_time(r.ttft_s)}")
+    return 0
+
+
+def _add_rag_parser(sub) -> None:
+    s = sub.add_parser("rag", help="answer from retrieved pydoc chunks; time embed, search and TTFT")
+    s.add_argument("question")
+    s.add_argument("--store", default="ram", choices=["ram", "disk", "bm25"],
+                   help="ram: numpy index; disk: sqlite file scanned per query; bm25: sqlite FTS5")
+    s.add_argument("--cold", action="store_true", help="evict the database file from the page cache first")
+    s.add_argument("--k", type=int, default=3, help="chunks put into the prompt")
+    s.add_argument("--quick", action="store_true", help="one chunk per topic (79 chunks) instead of all")
+    s.add_argument("--model", default=models.DEFAULT_MODEL)
+    s.add_argument("--max-new-tokens", type=int, default=32)
+    s.add_argument("--json", action="store_true", help="one JSON object with the RagTTFT fields")
+    s.set_defaults(func=_cmd_rag)
+# ---- end lab 06 -------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -401,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_issue5_commands(sub)  # issue 5
     _add_shard_parser(sub)  # issue 6
     _add_issue7_commands(sub)  # issue 7
+    _add_rag_parser(sub)  # lab 06
     return p
 
 
