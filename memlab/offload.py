@@ -147,8 +147,11 @@ def evaluate(devices: tuple, shape: Shape, context_tokens: int, specs: dict = SP
         mem_s = moved * (on_chip / s.sram_bytes_per_s if on_chip else 0.0) + moved * (1 - on_chip) / bw
         t = max(mem_s, c.flops / s.peak_flop_per_s) + (0.0 if fused else s.launch_s)
         step_s.append(L * t)
-        handed = costs[i - 1].out_bytes if i else shape.num_kv_heads * shape.head_dim * shape.elem_bytes
-        extra = shape.num_q_heads * shape.head_dim * shape.elem_bytes if c.needs_query else 0
+        vec = shape.batch_size * shape.head_dim * shape.elem_bytes  # one head's vector, every sequence
+        handed = costs[i - 1].out_bytes if i else shape.num_kv_heads * vec  # prep takes the new key
+        extra = shape.num_q_heads * vec if c.needs_query else 0
+        if c.name == "apply":
+            extra += 2 * shape.num_kv_heads * vec  # the new key and value join the KV cache it holds
         if dev != prev:
             transfer_s += L * pcie_s(handed, to_gpu=dev == "gpu")
         if dev == "fpga" and extra:

@@ -83,3 +83,22 @@ def test_state_that_does_not_fit_is_infeasible():
 def test_real_model_profile(real):
     p = mp.profile_decode(real, 512, mp.PipeConfig(repeats=1))
     assert p.num_pages == 32 and p.step_s > 0
+
+
+def test_plots_draw_from_records(tiny):
+    import matplotlib
+    matplotlib.use("Agg")
+    from memlab import plots
+    profiles = mp.profile_contexts(tiny, (32, 64), mp.PipeConfig(repeats=1))
+    assert plots.step_shares(profiles).axes
+    pts = mp.index_kernels(num_keys=1024, dim=16, top_k=8, repeats=1)
+    assert plots.kernel_roofline(pts, 1e10, 1e11).axes
+    assert plots.offload_model(ob.sweep(contexts=(4096,))).axes
+
+
+def test_cli_mempipe_json(tiny_dir, capsys):
+    import json
+    from memlab.cli import main
+    assert main(["mempipe", "--model", str(tiny_dir), "--context", "40", "--repeats", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["context_tokens"] == 40 and 0 < out["memory_share"] < 1
