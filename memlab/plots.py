@@ -49,11 +49,10 @@ def step_shares(profiles) -> Figure:
     verb = "grows" if last.memory_share > first.memory_share else "does not grow"
     ax.set_xlabel("context (tokens already cached)")
     ax.set_ylabel("share of one decode step (%)")
-    ax.legend(loc="lower left", fontsize=8)
     ax2.set_xlabel("context (tokens already cached)")
     ax2.set_ylabel("median time per decode step (ms)")
     ax2.set_yscale("log")
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))  # one legend, both panels
     fig.suptitle(f"Memory processing {verb} with context: {100 * first.memory_share:.0f}% of the step at "
                  f"{first.context_tokens} tokens, {100 * last.memory_share:.0f}% at {last.context_tokens}\n"
                  f"{first.model_name}, page {first.page_tokens}, top {first.selected_pages} pages per KV head",
