@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-EXTRAS ?= lab,test,rag
+EXTRAS ?= lab,test,rag,quant
 
 .PHONY: setup lab test bench clean-cache
 
