@@ -53,6 +53,76 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+# --- issue 4: load strategies, cold starts, TTFT anatomy ------------------------------------------
+
+def _add_load_options(s) -> None:
+    from .loading import STRATEGIES
+    s.add_argument("--model", default=models.DEFAULT_MODEL)
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    s.add_argument("--dtype", default="fp32", choices=list(models.DTYPES))
+    s.add_argument("--strategy", default="resident", choices=list(STRATEGIES),
+                   help="where the weights live: resident (RAM/VRAM), mmap (mapped file), "
+                        "paged (one layer at a time from disk), paged-prefetch, paged-accelerate")
+    s.add_argument("--cold", action="store_true", help="evict the checkpoint from the page cache first")
+    s.add_argument("--bigger-than-ram", action="store_true",
+                   help="paged/paged-prefetch: evict each layer after use, so every token reads it from disk")
+    s.add_argument("--force", action="store_true", help="load even if the memory guard predicts it won't fit")
+
+
+def _cmd_load(args) -> int:
+    from .loading import load
+    from .units import fmt_rate
+    r = load(args.model, strategy=args.strategy, device=args.device, dtype=args.dtype, cold=args.cold,
+             bigger_than_ram=args.bigger_than_ram, force=args.force).result
+    if args.json:
+        _print_json(r)
+        return 0
+    print(f"{r.model_name} {r.dtype} on {r.device}, strategy {r.strategy}{' (cold)' if r.is_cold else ''}: "
+          f"loaded in {fmt_time(r.load_time_s)} | page cache before {r.page_cache_before:.0%} | "
+          f"in memory {fmt_bytes(r.weights_bytes)} of {fmt_bytes(r.checkpoint_bytes)} on disk "
+          f"({fmt_rate(r.checkpoint_bytes / r.load_time_s)} if all read) | peak RSS {fmt_bytes(r.peak_rss_bytes)}")
+    return 0
+
+
+def _cmd_ttft(args) -> int:
+    from . import latency
+    from .loading import load
+    from .results import as_dict
+    tokens = [int(t) for t in args.prompt_tokens.split(",")]
+    loaded = load(args.model, strategy=args.strategy, device=args.device, dtype=args.dtype,
+                  cold=args.cold, bigger_than_ram=args.bigger_than_ram, force=args.force,
+                  context_tokens=max(tokens) + 1)
+    ceilings = latency.measure_ceilings(args.device)
+    points = latency.prompt_sweep(loaded, tokens, repeats=args.repeats, ceilings=ceilings)
+    if args.json:
+        print(json.dumps({"load": as_dict(loaded.result), "ceilings": as_dict(ceilings),
+                          "points": [as_dict(p) for p in points]}, indent=1))
+        return 0
+    print(f"{loaded.name} {loaded.dtype} on {loaded.device} ({loaded.result.strategy}); matmul ceiling "
+          f"{ceilings.matmul_flop_per_s / 1e9:.0f} GFLOP/s; median of {args.repeats}")
+    print(f"{'prompt tok':>10} {'tokenize':>10} {'prefill':>10} {'TTFT':>10} {'prefill floor':>14}")
+    for p in points:
+        print(f"{p.prompt_tokens:>10} {fmt_time(p.tokenize_s):>10} {fmt_time(p.prefill_s):>10} "
+              f"{fmt_time(p.ttft_s):>10} {fmt_time(p.predicted_prefill_s):>14}")
+    return 0
+
+
+def _add_issue4_commands(sub) -> None:
+    s = sub.add_parser("load", help="load a model with a residency strategy and print the LoadResult")
+    _add_load_options(s)
+    s.add_argument("--json", action="store_true", help="one JSON object with the LoadResult fields")
+    s.set_defaults(func=_cmd_load)
+
+    s = sub.add_parser("ttft", help="time to first token against prompt length (TTFT anatomy)")
+    _add_load_options(s)
+    s.add_argument("--prompt-tokens", default="16,256,1024", help="comma-separated prompt lengths")
+    s.add_argument("--repeats", type=int, default=3)
+    s.add_argument("--json", action="store_true", help='{"load": LoadResult, "ceilings": Ceilings, "points": [TTFTPoint]}')
+    s.set_defaults(func=_cmd_ttft)
+
+# --- end issue 4 -----------------------------------------------------------------------------------
+
+
 # ---- issue 3: ceilings and roofline ----------------------------------------------------------
 
 def _cmd_ceilings(args) -> int:
@@ -125,74 +195,8 @@ def _add_issue3_commands(sub) -> None:
     s.set_defaults(func=_cmd_roofline)
 
 # ---- end issue 3 ------------------------------------------------------------------------------
-# --- issue 4: load strategies, cold starts, TTFT anatomy ------------------------------------------
-
-def _add_load_options(s) -> None:
-    from .loading import STRATEGIES
-    s.add_argument("--model", default=models.DEFAULT_MODEL)
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    s.add_argument("--dtype", default="fp32", choices=list(models.DTYPES))
-    s.add_argument("--strategy", default="resident", choices=list(STRATEGIES),
-                   help="where the weights live: resident (RAM/VRAM), mmap (mapped file), "
-                        "paged (one layer at a time from disk), paged-prefetch, paged-accelerate")
-    s.add_argument("--cold", action="store_true", help="evict the checkpoint from the page cache first")
-    s.add_argument("--bigger-than-ram", action="store_true",
-                   help="paged/paged-prefetch: evict each layer after use, so every token reads it from disk")
-    s.add_argument("--force", action="store_true", help="load even if the memory guard predicts it won't fit")
 
 
-def _cmd_load(args) -> int:
-    from .loading import load
-    from .units import fmt_rate
-    r = load(args.model, strategy=args.strategy, device=args.device, dtype=args.dtype, cold=args.cold,
-             bigger_than_ram=args.bigger_than_ram, force=args.force).result
-    if args.json:
-        _print_json(r)
-        return 0
-    print(f"{r.model_name} {r.dtype} on {r.device}, strategy {r.strategy}{' (cold)' if r.is_cold else ''}: "
-          f"loaded in {fmt_time(r.load_time_s)} | page cache before {r.page_cache_before:.0%} | "
-          f"in memory {fmt_bytes(r.weights_bytes)} of {fmt_bytes(r.checkpoint_bytes)} on disk "
-          f"({fmt_rate(r.checkpoint_bytes / r.load_time_s)} if all read) | peak RSS {fmt_bytes(r.peak_rss_bytes)}")
-    return 0
-
-
-def _cmd_ttft(args) -> int:
-    from . import latency
-    from .loading import load
-    from .results import as_dict
-    tokens = [int(t) for t in args.prompt_tokens.split(",")]
-    loaded = load(args.model, strategy=args.strategy, device=args.device, dtype=args.dtype,
-                  cold=args.cold, bigger_than_ram=args.bigger_than_ram, force=args.force,
-                  context_tokens=max(tokens) + 1)
-    ceilings = latency.measure_ceilings(args.device)
-    points = latency.prompt_sweep(loaded, tokens, repeats=args.repeats, ceilings=ceilings)
-    if args.json:
-        print(json.dumps({"load": as_dict(loaded.result), "ceilings": as_dict(ceilings),
-                          "points": [as_dict(p) for p in points]}, indent=1))
-        return 0
-    print(f"{loaded.name} {loaded.dtype} on {loaded.device} ({loaded.result.strategy}); matmul ceiling "
-          f"{ceilings.matmul_flop_per_s / 1e9:.0f} GFLOP/s; median of {args.repeats}")
-    print(f"{'prompt tok':>10} {'tokenize':>10} {'prefill':>10} {'TTFT':>10} {'prefill floor':>14}")
-    for p in points:
-        print(f"{p.prompt_tokens:>10} {fmt_time(p.tokenize_s):>10} {fmt_time(p.prefill_s):>10} "
-              f"{fmt_time(p.ttft_s):>10} {fmt_time(p.predicted_prefill_s):>14}")
-    return 0
-
-
-def _add_issue4_commands(sub) -> None:
-    s = sub.add_parser("load", help="load a model with a residency strategy and print the LoadResult")
-    _add_load_options(s)
-    s.add_argument("--json", action="store_true", help="one JSON object with the LoadResult fields")
-    s.set_defaults(func=_cmd_load)
-
-    s = sub.add_parser("ttft", help="time to first token against prompt length (TTFT anatomy)")
-    _add_load_options(s)
-    s.add_argument("--prompt-tokens", default="16,256,1024", help="comma-separated prompt lengths")
-    s.add_argument("--repeats", type=int, default=3)
-    s.add_argument("--json", action="store_true", help='{"load": LoadResult, "ceilings": Ceilings, "points": [TTFTPoint]}')
-    s.set_defaults(func=_cmd_ttft)
-
-# --- end issue 4 -----------------------------------------------------------------------------------
 # --- issue 5: quantized variants and what fits where ---------------------------------------------
 
 def _cmd_quant(args) -> int:
@@ -264,6 +268,8 @@ def _add_issue5_commands(sub) -> None:
     s.add_argument("--json", action="store_true", help='{"footprints": [...], "fits": [...]}')
     s.set_defaults(func=_cmd_fits)
 # --- end issue 5 ------------------------------------------------------------------------------------
+
+
 # ---- issue 7: disaggregated inference (memlab disagg, memlab simulate) ----------------------
 
 def _cmd_disagg(args) -> int:
@@ -364,6 +370,8 @@ def _add_issue7_commands(sub) -> None:
     s.add_argument("--json", action="store_true", help="one JSON object")
     s.set_defaults(func=_cmd_simulate)
 # ---- end issue 7 ------------------------------------------------------------------------------
+
+
 # ---- lab 06 (RAG): `memlab rag` -------------------------------------------------------------
 def _cmd_rag(args) -> int:
     from . import rag
@@ -400,6 +408,7 @@ def _add_rag_parser(sub) -> None:
     s.add_argument("--json", action="store_true", help="one JSON object with the RagTTFT fields")
     s.set_defaults(func=_cmd_rag)
 # ---- end lab 06 -------------------------------------------------------------------------------
+
 
 
 # --- lab 08: memory processing (mempipe) -----------------------------------------------------

@@ -68,6 +68,58 @@ def roofline(ceilings, points=(), devices=None, reference=("NVIDIA H100 SXM5", "
     ax.set_title("Decode sits on the memory slope; prefill climbs toward the compute roof", fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def decode_batch_sweep(batch_sizes, predicted_tok_per_s, measured_tok_per_s, labels=("measured",)) -> Figure:
+    """Decode tok/s (all sequences together) vs batch size: roofline bound beside measurement.
+
+    `measured_tok_per_s` is one sequence of values, or a list of them (one per label).
+    """
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(batch_sizes, predicted_tok_per_s, "--", color="tab:red", label="roofline bound (measured ceilings)")
+    series = measured_tok_per_s if isinstance(measured_tok_per_s[0], (list, tuple)) else [measured_tok_per_s]
+    for values, label in zip(series, labels):
+        ax.plot(batch_sizes, values, "o-", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (sequences decoded together)")
+    ax.set_ylabel("decode throughput (tok/s, all sequences)")
+    ax.set_title("Batching reuses each weight byte: throughput grows until compute binds", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def memory_wall(devices) -> Figure:
+    """Peak dense FLOP/s and memory bandwidth by year (GPUs), with fitted growth per two years."""
+    import numpy as np
+    from .roofline import growth_per_2_years, peak_tflop_per_s
+    gpus = devices[devices["kind"] == "gpu"].sort_values("year")
+    flops = np.array([peak_tflop_per_s(r) for _, r in gpus.iterrows()]) * 1e12
+    bws = gpus["bandwidth_gb_per_s"].to_numpy() * 1e9
+    years = gpus["year"].to_numpy()
+    g_f, g_b = growth_per_2_years(years, flops), growth_per_2_years(years, bws)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.scatter(years, flops / flops.min(), color="tab:red", label=f"peak dense FLOP/s (x{g_f:.1f} per 2 years)")
+    ax.scatter(years, bws / bws.min(), color="tab:blue", label=f"memory bandwidth (x{g_b:.1f} per 2 years)")
+    span = np.linspace(years.min(), years.max(), 50)
+    for values, color in ((flops, "tab:red"), (bws, "tab:blue")):
+        b, a = np.polyfit(years, np.log(values / values.min()), 1)
+        ax.plot(span, np.exp(a + b * span), color=color, alpha=0.6)
+    ax.set_yscale("log")
+    ax.set_xlabel("year")
+    ax.set_ylabel("relative to the smallest in the table")
+    ax.set_title(f"The memory wall: compute grew x{g_f:.1f}, bandwidth x{g_b:.1f} every two years "
+                 f"({len(gpus)} GPUs, spec sheets)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 # --- issue 4: RAM vs disk, TTFT anatomy -------------------------------------------------------
 
 def strategy_bars(runs, floor_tok_per_s: float | None = None) -> Figure:
@@ -93,6 +145,157 @@ def strategy_bars(runs, floor_tok_per_s: float | None = None) -> Figure:
     fig.suptitle(f"Where the weights live sets the speed: {fast.decode_tok_per_s:.1f} tok/s ({fast.strategy}) "
                  f"vs {slow.decode_tok_per_s:.1f} tok/s ({slow.strategy}{' >RAM' if slow.bigger_than_ram else ''})",
                  fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def waterfall(stages, title: str = "") -> Figure:
+    """Horizontal bars, each stage starting where the previous one ended (latency.waterfall)."""
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(stages) + 1.2))
+    total = sum(s.duration_s for s in stages)
+    for i, s in enumerate(stages):
+        ax.barh(i, s.duration_s * 1e3, left=s.start_s * 1e3, color=plt.cm.tab10(i % 10))
+        ax.text((s.start_s + s.duration_s) * 1e3, i, f" {fmt_time(s.duration_s)}", va="center", fontsize=8)
+    ax.set_yticks(range(len(stages)), [s.name for s in stages])
+    ax.invert_yaxis()
+    ax.set_xlabel("time since request start (ms)")
+    big = max(stages, key=lambda s: s.duration_s)
+    ax.set_title(title or f"{big.name} is {big.duration_s / total:.0%} of the {fmt_time(total)} to the first token",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def ttft_vs_prompt(points) -> Figure:
+    """Measured TTFT and prefill against prompt length, with the FLOP floor of prefill."""
+    T = [p.prompt_tokens for p in points]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(T, [p.ttft_s * 1e3 for p in points], "o-", label="TTFT measured (median)")
+    ax.fill_between(T, [p.ttft_min_s * 1e3 for p in points], [p.ttft_max_s * 1e3 for p in points], alpha=0.2)
+    ax.plot(T, [p.prefill_s * 1e3 for p in points], "s--", label="prefill forward alone")
+    ax.plot(T, [p.predicted_prefill_s * 1e3 for p in points], "k:", label="floor: 2·N·T / matmul FLOP/s")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("prompt tokens T")
+    ax.set_ylabel("ms")
+    ax.set_title(f"TTFT grows with the prompt: {fmt_time(points[0].ttft_s)} at {T[0]} tokens, "
+                 f"{fmt_time(points[-1].ttft_s)} at {T[-1]}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def latency_throughput(points) -> Figure:
+    """Per-request tok/s (what one user sees) against total tok/s (what the machine serves)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot([p.total_tok_per_s for p in points], [p.per_request_tok_per_s for p in points], "o-",
+            label="measured")
+    ax.plot([p.bound_total_tok_per_s for p in points], [p.bound_per_request_tok_per_s for p in points], "k:",
+            marker="x", label="bound: max(bytes / bandwidth, FLOPs / FLOP/s) per step")
+    for p in points:
+        ax.annotate(f"B={p.batch_size}", (p.total_tok_per_s, p.per_request_tok_per_s), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("total decode tok/s (all requests)")
+    ax.set_ylabel("per-request decode tok/s")
+    a, b = points[0], points[-1]
+    gain = b.total_tok_per_s / a.total_tok_per_s
+    head = "Batching trades latency for throughput" if gain > 1 else "Batching did not pay off in this run"
+    ax.set_title(f"{head}: B={b.batch_size} serves {gain:.1f}x the tokens, each request "
+                 f"{a.per_request_tok_per_s / b.per_request_tok_per_s:.1f}x slower", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --- issue 5: quantized variants and what fits where ---------------------------------------------
+
+def quant_tradeoff(results) -> Figure:
+    """One figure, three views of the same variants: bytes vs decode tok/s, bytes vs perplexity,
+    decode tok/s vs perplexity. Only variants that ran are drawn; byte axes are log scale."""
+    rows = [r for r in results if r.is_available]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    views = [("resident_bytes", "decode_tok_per_s", "weights in memory (MiB, log)", "decode (tok/s)"),
+             ("resident_bytes", "perplexity", "weights in memory (MiB, log)", "perplexity (lower is better)"),
+             ("decode_tok_per_s", "perplexity", "decode (tok/s)", "perplexity (lower is better)")]
+    for ax, (x, y, xl, yl) in zip(axes, views):
+        for i, r in enumerate(rows):
+            xv = getattr(r, x) / 2**20 if x.endswith("bytes") else getattr(r, x)
+            ax.scatter(xv, getattr(r, y), s=60, color=f"C{i}", zorder=3)
+            ax.annotate(r.variant, (xv, getattr(r, y)), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        if x.endswith("bytes"):
+            ax.set_xscale("log")
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.grid(alpha=0.3)
+    fp32 = next((r for r in rows if r.variant == "fp32"), None)
+    best = max(rows, key=lambda r: r.decode_tok_per_s)
+    title = "Fewer bytes per weight: size, speed and quality of each variant"
+    if fp32 is not None:
+        title = (f"{best.variant} decodes {best.decode_tok_per_s / fp32.decode_tok_per_s:.1f}x fp32's speed in "
+                 f"{best.resident_bytes / fp32.resident_bytes:.0%} of its bytes, at perplexity "
+                 f"{best.perplexity:.2f} vs {fp32.perplexity:.2f}")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def quant_roofline(results, bandwidth_bytes_per_s: float) -> Figure:
+    """Each variant's decode tok/s against the bound bandwidth / streamed bytes (the dashed line)."""
+    rows = [r for r in results if r.is_available and r.streamed_bytes]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = [r.streamed_bytes / 2**20 for r in rows]
+    lo, hi = min(xs) / 1.5, max(xs) * 1.5
+    grid = [lo * (hi / lo) ** (i / 50) for i in range(51)]
+    ax.plot(grid, [bandwidth_bytes_per_s / (g * 2**20) for g in grid], "--", color="gray",
+            label=f"bound: {bandwidth_bytes_per_s / 1e9:.1f} GB/s / bytes per token")
+    for i, r in enumerate(rows):
+        ax.scatter(r.streamed_bytes / 2**20, r.decode_tok_per_s, s=60, color=f"C{i}", zorder=3)
+        ax.annotate(f"{r.variant} ({r.decode_tok_per_s * r.streamed_bytes / bandwidth_bytes_per_s:.0%})",
+                    (r.streamed_bytes / 2**20, r.decode_tok_per_s), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("weight bytes read per decoded token (MiB, log)")
+    ax.set_ylabel("decode (tok/s, log)")
+    ax.set_title("Every variant decodes far below its bandwidth bound (share of the bound in brackets)",
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def fits_heatmap(table, precision: str | None = None) -> Figure:
+    """Models (rows) x devices (columns): the smallest precision of fp32/bf16/int8/int4 that fits,
+    from `footprint.fits_table`. Blank = does not fit even at 4 bits."""
+    import numpy as np
+    order = ["fp32", "bf16", "int8", "int4"]
+    order = [p for p in order if p in set(table["precision"])]
+    if precision is not None:
+        order = [precision]
+    models = list(dict.fromkeys(table["model"]))
+    devices = list(dict.fromkeys(table["device"]))
+    grid = np.full((len(models), len(devices)), np.nan)
+    for (m, d), g in table.groupby(["model", "device"], sort=False):
+        fits = [order.index(p) for p, ok in zip(g["precision"], g["fits"]) if ok and p in order]
+        if fits:
+            grid[models.index(m), devices.index(d)] = min(fits)
+    fig, ax = plt.subplots(figsize=(max(8, 0.32 * len(devices) + 3), 0.45 * len(models) + 2.8))
+    cmap = plt.get_cmap("viridis_r", len(order))
+    im = ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=len(order) - 0.5, aspect="auto")
+    ax.set_xticks(range(len(devices)), devices, rotation=75, ha="right", fontsize=7)
+    ax.set_yticks(range(len(models)), models, fontsize=8)
+    cbar = fig.colorbar(im, ax=ax, ticks=range(len(order)))
+    cbar.ax.set_yticklabels(order)
+    cbar.set_label("widest precision that fits")
+    ax.set_title("Big models fit one device only at 4 bits, or not at all "
+                 "(weights + KV + activations vs memory capacity; blank = does not fit)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 # --- issue 6: sharding (lab 05) ----------------------------------------------------------------
 
 def shard_memory(results, title: str | None = None) -> Figure:
@@ -119,6 +322,70 @@ def shard_memory(results, title: str | None = None) -> Figure:
     ax.set_ylabel("MiB (1024² bytes)")
     ax.set_title(title or "Each rank holds part of the weights; each process still pays for Python + torch",
                  fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def comm_split(results) -> Figure:
+    """Time per decoded token, stacked: compute vs time blocked in communication (mean over ranks)."""
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    names = [f"{r.mode}\nR={r.world_size}" + (f", M={r.micro_batches}" if r.micro_batches > 1 else "")
+             for r in results]
+    comp = [r.decode_compute_s_per_token * 1e3 for r in results]
+    comm = [r.decode_comm_s_per_token * 1e3 for r in results]
+    ax.bar(names, comp, color="tab:blue", label="compute")
+    ax.bar(names, comm, bottom=comp, color="tab:orange", label="blocked in send/recv/all-reduce")
+    ax.plot(names, [r.tpot_s * 1e3 for r in results], "k_", markersize=30, label="wall time per token (TPOT)")
+    ax.set_ylabel("ms per decoded token (per rank)")
+    worst = max(results, key=lambda r: r.comm_share)
+    ax.set_title(f"Talking costs: up to {worst.comm_share:.0%} of a rank's decode time is spent "
+                 f"communicating ({worst.mode}, R={worst.world_size})", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def decode_gantt(result, step: int | None = None) -> Figure:
+    """Timeline of one decode step across ranks: compute (blue) and communication (orange) intervals."""
+    steps = sorted({e.step for r in result.ranks for e in r.events if e.step > 0})
+    step = step if step is not None else steps[len(steps) // 2]
+    ev = [e for r in result.ranks for e in r.events if e.step == step]
+    t0 = min(e.start_at_s for e in ev)
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.6 * result.world_size))
+    colors = {"compute": "tab:blue", "comm": "tab:orange"}
+    for e in ev:
+        ax.barh(e.rank, (e.end_at_s - e.start_at_s) * 1e3, left=(e.start_at_s - t0) * 1e3,
+                color=colors[e.kind], edgecolor="white", linewidth=0.3)
+    ax.set_yticks(range(result.world_size), [f"rank {r}" for r in range(result.world_size)])
+    ax.invert_yaxis()
+    ax.set_xlabel("ms since the step started")
+    from matplotlib.patches import Patch
+    ax.legend(handles=[Patch(color=c, label=k) for k, c in colors.items()], fontsize=8,
+              loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(f"One decode step (step {step}), {result.mode} parallel on {result.world_size} ranks: "
+                 f"{(max(e.end_at_s for e in ev) - t0) * 1e3:.1f} ms", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def shard_load(loads) -> Figure:
+    """Peak RSS of a checkpoint load, single file vs shards, beside the prediction start + largest file."""
+    from .units import MiB
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    names = [f"{r.layout}\n{r.num_files} file(s), largest {r.largest_file_bytes / MiB:.0f} MiB" for r in loads]
+    ax.bar(names, [r.start_rss_bytes / MiB for r in loads], color="tab:gray", label="before reading (model allocated)")
+    ax.bar(names, [(r.peak_rss_bytes - r.start_rss_bytes) / MiB for r in loads],
+           bottom=[r.start_rss_bytes / MiB for r in loads], color="tab:red", label="extra during the load")
+    ax.plot(names, [r.predicted_peak_rss_bytes / MiB for r in loads], "k_", markersize=40,
+            label="predicted peak: start + largest file")
+    ax.set_ylabel("RSS (MiB)")
+    ax.set_title("Loading shard by shard needs room for one shard, not the whole file", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 # ---- issue 7: disaggregated inference (lab 07) -----------------------------------------------
 
 def disagg_split(results) -> Figure:
@@ -156,110 +423,10 @@ def kv_transports(results) -> Figure:
     ax.set_ylabel("transfer time (ms, log)")
     ax.set_title("KV transfer time grows with the prompt; the transport sets the slope", fontsize=10)
     ax.legend(fontsize=8)
-# --- lab 08: memory processing (mempipe, offload) ---------------------------------------------
-
-def step_shares(profiles) -> Figure:
-    """Left: stacked share of one decode step per part vs context. Right: the parts in ms."""
-    colors = {"prep": "tab:purple", "comp": "tab:red", "ret": "tab:orange", "apply": "tab:green",
-              "other": "tab:gray"}
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    labels = [str(p.context_tokens) for p in profiles]
-    bottom = [0.0] * len(profiles)
-    for part, color in colors.items():
-        vals = [100 * p.shares()[part] for p in profiles]
-        ax.bar(labels, vals, bottom=bottom, color=color, label=part)
-        bottom = [b + v for b, v in zip(bottom, vals)]
-        ax2.plot(labels, [1e3 * getattr(p, part + "_s") for p in profiles], "o-", color=color, label=part)
-    ax2.plot(labels, [1e3 * p.dense_step_s for p in profiles], "k--", label="dense step (transformers)")
-    first, last = profiles[0], profiles[-1]
-    verb = "grows" if last.memory_share > first.memory_share else "does not grow"
-    ax.set_xlabel("context (tokens already cached)")
-    ax.set_ylabel("share of one decode step (%)")
-    ax2.set_xlabel("context (tokens already cached)")
-    ax2.set_ylabel("median time per decode step (ms)")
-    ax2.set_yscale("log")
-    ax2.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))  # one legend, both panels
-    fig.suptitle(f"Memory processing {verb} with context: {100 * first.memory_share:.0f}% of the step at "
-                 f"{first.context_tokens} tokens, {100 * last.memory_share:.0f}% at {last.context_tokens}\n"
-                 f"{first.model_name}, page {first.page_tokens}, top {first.selected_pages} pages per KV head",
-                 fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def decode_batch_sweep(batch_sizes, predicted_tok_per_s, measured_tok_per_s, labels=("measured",)) -> Figure:
-    """Decode tok/s (all sequences together) vs batch size: roofline bound beside measurement.
-
-    `measured_tok_per_s` is one sequence of values, or a list of them (one per label).
-    """
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(batch_sizes, predicted_tok_per_s, "--", color="tab:red", label="roofline bound (measured ceilings)")
-    series = measured_tok_per_s if isinstance(measured_tok_per_s[0], (list, tuple)) else [measured_tok_per_s]
-    for values, label in zip(series, labels):
-        ax.plot(batch_sizes, values, "o-", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size (sequences decoded together)")
-    ax.set_ylabel("decode throughput (tok/s, all sequences)")
-    ax.set_title("Batching reuses each weight byte: throughput grows until compute binds", fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(True, alpha=0.3)
-def waterfall(stages, title: str = "") -> Figure:
-    """Horizontal bars, each stage starting where the previous one ended (latency.waterfall)."""
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(stages) + 1.2))
-    total = sum(s.duration_s for s in stages)
-    for i, s in enumerate(stages):
-        ax.barh(i, s.duration_s * 1e3, left=s.start_s * 1e3, color=plt.cm.tab10(i % 10))
-        ax.text((s.start_s + s.duration_s) * 1e3, i, f" {fmt_time(s.duration_s)}", va="center", fontsize=8)
-    ax.set_yticks(range(len(stages)), [s.name for s in stages])
-    ax.invert_yaxis()
-    ax.set_xlabel("time since request start (ms)")
-    big = max(stages, key=lambda s: s.duration_s)
-    ax.set_title(title or f"{big.name} is {big.duration_s / total:.0%} of the {fmt_time(total)} to the first token",
-                 fontsize=10)
-# --- issue 5: quantized variants and what fits where ---------------------------------------------
-
-def quant_tradeoff(results) -> Figure:
-    """One figure, three views of the same variants: bytes vs decode tok/s, bytes vs perplexity,
-    decode tok/s vs perplexity. Only variants that ran are drawn; byte axes are log scale."""
-    rows = [r for r in results if r.is_available]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    views = [("resident_bytes", "decode_tok_per_s", "weights in memory (MiB, log)", "decode (tok/s)"),
-             ("resident_bytes", "perplexity", "weights in memory (MiB, log)", "perplexity (lower is better)"),
-             ("decode_tok_per_s", "perplexity", "decode (tok/s)", "perplexity (lower is better)")]
-    for ax, (x, y, xl, yl) in zip(axes, views):
-        for i, r in enumerate(rows):
-            xv = getattr(r, x) / 2**20 if x.endswith("bytes") else getattr(r, x)
-            ax.scatter(xv, getattr(r, y), s=60, color=f"C{i}", zorder=3)
-            ax.annotate(r.variant, (xv, getattr(r, y)), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        if x.endswith("bytes"):
-            ax.set_xscale("log")
-        ax.set_xlabel(xl)
-        ax.set_ylabel(yl)
-        ax.grid(alpha=0.3)
-    fp32 = next((r for r in rows if r.variant == "fp32"), None)
-    best = max(rows, key=lambda r: r.decode_tok_per_s)
-    title = "Fewer bytes per weight: size, speed and quality of each variant"
-    if fp32 is not None:
-        title = (f"{best.variant} decodes {best.decode_tok_per_s / fp32.decode_tok_per_s:.1f}x fp32's speed in "
-                 f"{best.resident_bytes / fp32.resident_bytes:.0%} of its bytes, at perplexity "
-                 f"{best.perplexity:.2f} vs {fp32.perplexity:.2f}")
-    fig.suptitle(title, fontsize=11)
-def comm_split(results) -> Figure:
-    """Time per decoded token, stacked: compute vs time blocked in communication (mean over ranks)."""
-    fig, ax = plt.subplots(figsize=(8, 3.8))
-    names = [f"{r.mode}\nR={r.world_size}" + (f", M={r.micro_batches}" if r.micro_batches > 1 else "")
-             for r in results]
-    comp = [r.decode_compute_s_per_token * 1e3 for r in results]
-    comm = [r.decode_comm_s_per_token * 1e3 for r in results]
-    ax.bar(names, comp, color="tab:blue", label="compute")
-    ax.bar(names, comm, bottom=comp, color="tab:orange", label="blocked in send/recv/all-reduce")
-    ax.plot(names, [r.tpot_s * 1e3 for r in results], "k_", markersize=30, label="wall time per token (TPOT)")
-    ax.set_ylabel("ms per decoded token (per rank)")
-    worst = max(results, key=lambda r: r.comm_share)
-    ax.set_title(f"Talking costs: up to {worst.comm_share:.0%} of a rank's decode time is spent "
-                 f"communicating ({worst.mode}, R={worst.world_size})", fontsize=10)
-    ax.legend(fontsize=8)
 def sim_load_sweep(summaries) -> Figure:
     """Median and p90 TTFT and TPOT vs offered load, one line per mode (SimSummary records)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -279,6 +446,86 @@ def sim_load_sweep(summaries) -> Figure:
         ax.set_xlabel("arrival rate (requests/s)")
         ax.legend(fontsize=8)
     fig.suptitle("Colocated decode stalls behind every new prompt; split decode does not", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sim_ratio(rows, num_workers: int) -> Figure:
+    """Goodput per worker for each prefill:decode split (rows from simstats.best_ratio)."""
+    rows = sorted(rows, key=lambda r: (r[0] == 0, r[0]))
+    labels = ["colocated" if p == 0 else f"{p}P:{d}D" for p, d, _ in rows]
+    best = max(r[2] for r in rows)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.bar(labels, [r[2] for r in rows], color=["tab:green" if r[2] == best else "tab:gray" for r in rows])
+    ax.set_ylabel("goodput per worker (req/s at >= 90% SLO)")
+    ax.set_title(f"{num_workers} workers: the best split is {labels[[r[2] for r in rows].index(best)]}",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sim_link(link_rows) -> Figure:
+    """Median TTFT and TPOT vs KV link bandwidth; link_rows = [(name, bytes_per_s, SimSummary)]."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    bw = [r[1] / 1e9 for r in link_rows]
+    ax.plot(bw, [r[2].ttft_p50_s * 1e3 for r in link_rows], "o-", label="TTFT p50 (first token after KV lands)")
+    ax.plot(bw, [r[2].tpot_p50_s * 1e3 for r in link_rows], "s-", label="TPOT p50")
+    for name, b, s in link_rows:
+        ax.annotate(name, (b / 1e9, s.ttft_p50_s * 1e3), fontsize=7, rotation=30)
+    ax.set_xscale("log")
+    ax.set_xlabel("KV link bandwidth (GB/s, log)")
+    ax.set_ylabel("ms")
+    ax.set_title("A slow link adds the KV transfer to every request; past a point it stops mattering",
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def sim_timeline(records, max_requests: int = 12) -> Figure:
+    """A Gantt chart of the first requests: queueing, prefill, KV transfer, decode."""
+    recs = sorted(records, key=lambda r: r.request_id)[:max_requests]
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(recs) + 1.2))
+    for i, r in enumerate(recs):
+        spans = [(r.arrived_at_s, r.prefill_started_at_s, "lightgray", "queued"),
+                 (r.prefill_started_at_s, r.prefill_started_at_s + r.prefill_s, "tab:orange", "prefill"),
+                 (r.transfer_started_at_s, r.transfer_ended_at_s, "tab:purple", "KV transfer"),
+                 (r.transfer_ended_at_s, r.decode_started_at_s, "gainsboro", "waits for a decode slot"),
+                 (r.decode_started_at_s, r.finished_at_s, "tab:blue", "decode")]
+        for start, end, color, label in spans:
+            if end > start:
+                ax.barh(i, end - start, left=start, color=color, label=label if i == 0 or label not in
+                        ax.get_legend_handles_labels()[1] else None)
+    ax.set_yticks(range(len(recs)), [f"r{r.request_id} ({r.prompt_tokens} tok)" for r in recs])
+    ax.invert_yaxis()
+    ax.set_xlabel("time (s)")
+    ax.set_title("Where each request's time goes", fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def sim_validation(real, sim) -> Figure:
+    """Per-request TTFT and TPOT, real two-process run vs the simulator on the same trace."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ids = [r.request_id for r in real]
+    a.plot(ids, [r.ttft_s for r in real], "o-", label="real")
+    a.plot(ids, [r.ttft_s for r in sim], "x--", label="simulated")
+    b.plot(ids, [r.tpot_s * 1e3 for r in real], "o-", label="real")
+    b.plot(ids, [r.tpot_s * 1e3 for r in sim], "x--", label="simulated")
+    a.set_ylabel("TTFT (s)")
+    b.set_ylabel("TPOT (ms)")
+    for ax in (a, b):
+        ax.set_xlabel("request")
+        ax.legend(fontsize=8)
+    fig.suptitle("The simulator against the real prefill and decode workers, same requests", fontsize=10)
+    fig.tight_layout()
+    return fig
+# ---- end issue 7 ------------------------------------------------------------------------------
+
+
 # ---- lab 06 (RAG): retrieval time and its effect on TTFT -------------------------------------
 
 def _rag_label(r) -> str:
@@ -326,90 +573,6 @@ def rag_ttft_breakdown(records) -> Figure:
     return fig
 
 
-def sim_ratio(rows, num_workers: int) -> Figure:
-    """Goodput per worker for each prefill:decode split (rows from simstats.best_ratio)."""
-    rows = sorted(rows, key=lambda r: (r[0] == 0, r[0]))
-    labels = ["colocated" if p == 0 else f"{p}P:{d}D" for p, d, _ in rows]
-    best = max(r[2] for r in rows)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.bar(labels, [r[2] for r in rows], color=["tab:green" if r[2] == best else "tab:gray" for r in rows])
-    ax.set_ylabel("goodput per worker (req/s at >= 90% SLO)")
-    ax.set_title(f"{num_workers} workers: the best split is {labels[[r[2] for r in rows].index(best)]}",
-                 fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def ttft_vs_prompt(points) -> Figure:
-    """Measured TTFT and prefill against prompt length, with the FLOP floor of prefill."""
-    T = [p.prompt_tokens for p in points]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(T, [p.ttft_s * 1e3 for p in points], "o-", label="TTFT measured (median)")
-    ax.fill_between(T, [p.ttft_min_s * 1e3 for p in points], [p.ttft_max_s * 1e3 for p in points], alpha=0.2)
-    ax.plot(T, [p.prefill_s * 1e3 for p in points], "s--", label="prefill forward alone")
-    ax.plot(T, [p.predicted_prefill_s * 1e3 for p in points], "k:", label="floor: 2·N·T / matmul FLOP/s")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("prompt tokens T")
-    ax.set_ylabel("ms")
-    ax.set_title(f"TTFT grows with the prompt: {fmt_time(points[0].ttft_s)} at {T[0]} tokens, "
-                 f"{fmt_time(points[-1].ttft_s)} at {T[-1]}", fontsize=10)
-    ax.legend(fontsize=8)
-def quant_roofline(results, bandwidth_bytes_per_s: float) -> Figure:
-    """Each variant's decode tok/s against the bound bandwidth / streamed bytes (the dashed line)."""
-    rows = [r for r in results if r.is_available and r.streamed_bytes]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    xs = [r.streamed_bytes / 2**20 for r in rows]
-    lo, hi = min(xs) / 1.5, max(xs) * 1.5
-    grid = [lo * (hi / lo) ** (i / 50) for i in range(51)]
-    ax.plot(grid, [bandwidth_bytes_per_s / (g * 2**20) for g in grid], "--", color="gray",
-            label=f"bound: {bandwidth_bytes_per_s / 1e9:.1f} GB/s / bytes per token")
-    for i, r in enumerate(rows):
-        ax.scatter(r.streamed_bytes / 2**20, r.decode_tok_per_s, s=60, color=f"C{i}", zorder=3)
-        ax.annotate(f"{r.variant} ({r.decode_tok_per_s * r.streamed_bytes / bandwidth_bytes_per_s:.0%})",
-                    (r.streamed_bytes / 2**20, r.decode_tok_per_s), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("weight bytes read per decoded token (MiB, log)")
-    ax.set_ylabel("decode (tok/s, log)")
-    ax.set_title("Every variant decodes far below its bandwidth bound (share of the bound in brackets)",
-                 fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-def decode_gantt(result, step: int | None = None) -> Figure:
-    """Timeline of one decode step across ranks: compute (blue) and communication (orange) intervals."""
-    steps = sorted({e.step for r in result.ranks for e in r.events if e.step > 0})
-    step = step if step is not None else steps[len(steps) // 2]
-    ev = [e for r in result.ranks for e in r.events if e.step == step]
-    t0 = min(e.start_at_s for e in ev)
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.6 * result.world_size))
-    colors = {"compute": "tab:blue", "comm": "tab:orange"}
-    for e in ev:
-        ax.barh(e.rank, (e.end_at_s - e.start_at_s) * 1e3, left=(e.start_at_s - t0) * 1e3,
-                color=colors[e.kind], edgecolor="white", linewidth=0.3)
-    ax.set_yticks(range(result.world_size), [f"rank {r}" for r in range(result.world_size)])
-    ax.invert_yaxis()
-    ax.set_xlabel("ms since the step started")
-    from matplotlib.patches import Patch
-    ax.legend(handles=[Patch(color=c, label=k) for k, c in colors.items()], fontsize=8,
-              loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(f"One decode step (step {step}), {result.mode} parallel on {result.world_size} ranks: "
-                 f"{(max(e.end_at_s for e in ev) - t0) * 1e3:.1f} ms", fontsize=10)
-def sim_link(link_rows) -> Figure:
-    """Median TTFT and TPOT vs KV link bandwidth; link_rows = [(name, bytes_per_s, SimSummary)]."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    bw = [r[1] / 1e9 for r in link_rows]
-    ax.plot(bw, [r[2].ttft_p50_s * 1e3 for r in link_rows], "o-", label="TTFT p50 (first token after KV lands)")
-    ax.plot(bw, [r[2].tpot_p50_s * 1e3 for r in link_rows], "s-", label="TPOT p50")
-    for name, b, s in link_rows:
-        ax.annotate(name, (b / 1e9, s.ttft_p50_s * 1e3), fontsize=7, rotation=30)
-    ax.set_xscale("log")
-    ax.set_xlabel("KV link bandwidth (GB/s, log)")
-    ax.set_ylabel("ms")
-    ax.set_title("A slow link adds the KV transfer to every request; past a point it stops mattering",
-                 fontsize=10)
-    ax.legend(fontsize=8)
 def retrieval_latency(results) -> Figure:
     """Search time per store and page-cache state (every repeat as a dot, median as a bar), log axis."""
     import numpy as np
@@ -444,131 +607,6 @@ def retrieval_latency(results) -> Figure:
     return fig
 
 
-def sim_timeline(records, max_requests: int = 12) -> Figure:
-    """A Gantt chart of the first requests: queueing, prefill, KV transfer, decode."""
-    recs = sorted(records, key=lambda r: r.request_id)[:max_requests]
-    fig, ax = plt.subplots(figsize=(9, 0.35 * len(recs) + 1.2))
-    for i, r in enumerate(recs):
-        spans = [(r.arrived_at_s, r.prefill_started_at_s, "lightgray", "queued"),
-                 (r.prefill_started_at_s, r.prefill_started_at_s + r.prefill_s, "tab:orange", "prefill"),
-                 (r.transfer_started_at_s, r.transfer_ended_at_s, "tab:purple", "KV transfer"),
-                 (r.transfer_ended_at_s, r.decode_started_at_s, "gainsboro", "waits for a decode slot"),
-                 (r.decode_started_at_s, r.finished_at_s, "tab:blue", "decode")]
-        for start, end, color, label in spans:
-            if end > start:
-                ax.barh(i, end - start, left=start, color=color, label=label if i == 0 or label not in
-                        ax.get_legend_handles_labels()[1] else None)
-    ax.set_yticks(range(len(recs)), [f"r{r.request_id} ({r.prompt_tokens} tok)" for r in recs])
-    ax.invert_yaxis()
-    ax.set_xlabel("time (s)")
-    ax.set_title("Where each request's time goes", fontsize=10)
-    handles, labels = ax.get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
-    ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    return fig
-
-
-def memory_wall(devices) -> Figure:
-    """Peak dense FLOP/s and memory bandwidth by year (GPUs), with fitted growth per two years."""
-    import numpy as np
-    from .roofline import growth_per_2_years, peak_tflop_per_s
-    gpus = devices[devices["kind"] == "gpu"].sort_values("year")
-    flops = np.array([peak_tflop_per_s(r) for _, r in gpus.iterrows()]) * 1e12
-    bws = gpus["bandwidth_gb_per_s"].to_numpy() * 1e9
-    years = gpus["year"].to_numpy()
-    g_f, g_b = growth_per_2_years(years, flops), growth_per_2_years(years, bws)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.scatter(years, flops / flops.min(), color="tab:red", label=f"peak dense FLOP/s (x{g_f:.1f} per 2 years)")
-    ax.scatter(years, bws / bws.min(), color="tab:blue", label=f"memory bandwidth (x{g_b:.1f} per 2 years)")
-    span = np.linspace(years.min(), years.max(), 50)
-    for values, color in ((flops, "tab:red"), (bws, "tab:blue")):
-        b, a = np.polyfit(years, np.log(values / values.min()), 1)
-        ax.plot(span, np.exp(a + b * span), color=color, alpha=0.6)
-    ax.set_yscale("log")
-    ax.set_xlabel("year")
-    ax.set_ylabel("relative to the smallest in the table")
-    ax.set_title(f"The memory wall: compute grew x{g_f:.1f}, bandwidth x{g_b:.1f} every two years "
-                 f"({len(gpus)} GPUs, spec sheets)", fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(True, alpha=0.3)
-def latency_throughput(points) -> Figure:
-    """Per-request tok/s (what one user sees) against total tok/s (what the machine serves)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot([p.total_tok_per_s for p in points], [p.per_request_tok_per_s for p in points], "o-",
-            label="measured")
-    ax.plot([p.bound_total_tok_per_s for p in points], [p.bound_per_request_tok_per_s for p in points], "k:",
-            marker="x", label="bound: max(bytes / bandwidth, FLOPs / FLOP/s) per step")
-    for p in points:
-        ax.annotate(f"B={p.batch_size}", (p.total_tok_per_s, p.per_request_tok_per_s), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("total decode tok/s (all requests)")
-    ax.set_ylabel("per-request decode tok/s")
-    a, b = points[0], points[-1]
-    gain = b.total_tok_per_s / a.total_tok_per_s
-    head = "Batching trades latency for throughput" if gain > 1 else "Batching did not pay off in this run"
-    ax.set_title(f"{head}: B={b.batch_size} serves {gain:.1f}x the tokens, each request "
-                 f"{a.per_request_tok_per_s / b.per_request_tok_per_s:.1f}x slower", fontsize=10)
-    ax.legend(fontsize=8)
-def fits_heatmap(table, precision: str | None = None) -> Figure:
-    """Models (rows) x devices (columns): the smallest precision of fp32/bf16/int8/int4 that fits,
-    from `footprint.fits_table`. Blank = does not fit even at 4 bits."""
-    import numpy as np
-    order = ["fp32", "bf16", "int8", "int4"]
-    order = [p for p in order if p in set(table["precision"])]
-    if precision is not None:
-        order = [precision]
-    models = list(dict.fromkeys(table["model"]))
-    devices = list(dict.fromkeys(table["device"]))
-    grid = np.full((len(models), len(devices)), np.nan)
-    for (m, d), g in table.groupby(["model", "device"], sort=False):
-        fits = [order.index(p) for p, ok in zip(g["precision"], g["fits"]) if ok and p in order]
-        if fits:
-            grid[models.index(m), devices.index(d)] = min(fits)
-    fig, ax = plt.subplots(figsize=(max(8, 0.32 * len(devices) + 3), 0.45 * len(models) + 2.8))
-    cmap = plt.get_cmap("viridis_r", len(order))
-    im = ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=len(order) - 0.5, aspect="auto")
-    ax.set_xticks(range(len(devices)), devices, rotation=75, ha="right", fontsize=7)
-    ax.set_yticks(range(len(models)), models, fontsize=8)
-    cbar = fig.colorbar(im, ax=ax, ticks=range(len(order)))
-    cbar.ax.set_yticklabels(order)
-    cbar.set_label("widest precision that fits")
-    ax.set_title("Big models fit one device only at 4 bits, or not at all "
-                 "(weights + KV + activations vs memory capacity; blank = does not fit)", fontsize=9)
-def shard_load(loads) -> Figure:
-    """Peak RSS of a checkpoint load, single file vs shards, beside the prediction start + largest file."""
-    from .units import MiB
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    names = [f"{r.layout}\n{r.num_files} file(s), largest {r.largest_file_bytes / MiB:.0f} MiB" for r in loads]
-    ax.bar(names, [r.start_rss_bytes / MiB for r in loads], color="tab:gray", label="before reading (model allocated)")
-    ax.bar(names, [(r.peak_rss_bytes - r.start_rss_bytes) / MiB for r in loads],
-           bottom=[r.start_rss_bytes / MiB for r in loads], color="tab:red", label="extra during the load")
-    ax.plot(names, [r.predicted_peak_rss_bytes / MiB for r in loads], "k_", markersize=40,
-            label="predicted peak: start + largest file")
-    ax.set_ylabel("RSS (MiB)")
-    ax.set_title("Loading shard by shard needs room for one shard, not the whole file", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-def sim_validation(real, sim) -> Figure:
-    """Per-request TTFT and TPOT, real two-process run vs the simulator on the same trace."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    ids = [r.request_id for r in real]
-    a.plot(ids, [r.ttft_s for r in real], "o-", label="real")
-    a.plot(ids, [r.ttft_s for r in sim], "x--", label="simulated")
-    b.plot(ids, [r.tpot_s * 1e3 for r in real], "o-", label="real")
-    b.plot(ids, [r.tpot_s * 1e3 for r in sim], "x--", label="simulated")
-    a.set_ylabel("TTFT (s)")
-    b.set_ylabel("TPOT (ms)")
-    for ax in (a, b):
-        ax.set_xlabel("request")
-        ax.legend(fontsize=8)
-    fig.suptitle("The simulator against the real prefill and decode workers, same requests", fontsize=10)
-    fig.tight_layout()
-    return fig
-# ---- end issue 7 ------------------------------------------------------------------------------
 def _fmt_index_bytes(results, store: str) -> str:
     from .units import fmt_bytes
     sizes = [r.index_bytes for r in results if r.store == store]
@@ -599,6 +637,39 @@ def ttft_vs_context(records) -> Figure:
     fig.tight_layout()
     return fig
 # ---- end lab 06 -------------------------------------------------------------------------------
+
+
+# --- lab 08: memory processing (mempipe, offload) ---------------------------------------------
+
+def step_shares(profiles) -> Figure:
+    """Left: stacked share of one decode step per part vs context. Right: the parts in ms."""
+    colors = {"prep": "tab:purple", "comp": "tab:red", "ret": "tab:orange", "apply": "tab:green",
+              "other": "tab:gray"}
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    labels = [str(p.context_tokens) for p in profiles]
+    bottom = [0.0] * len(profiles)
+    for part, color in colors.items():
+        vals = [100 * p.shares()[part] for p in profiles]
+        ax.bar(labels, vals, bottom=bottom, color=color, label=part)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+        ax2.plot(labels, [1e3 * getattr(p, part + "_s") for p in profiles], "o-", color=color, label=part)
+    ax2.plot(labels, [1e3 * p.dense_step_s for p in profiles], "k--", label="dense step (transformers)")
+    first, last = profiles[0], profiles[-1]
+    verb = "grows" if last.memory_share > first.memory_share else "does not grow"
+    ax.set_xlabel("context (tokens already cached)")
+    ax.set_ylabel("share of one decode step (%)")
+    ax2.set_xlabel("context (tokens already cached)")
+    ax2.set_ylabel("median time per decode step (ms)")
+    ax2.set_yscale("log")
+    ax2.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))  # one legend, both panels
+    fig.suptitle(f"Memory processing {verb} with context: {100 * first.memory_share:.0f}% of the step at "
+                 f"{first.context_tokens} tokens, {100 * last.memory_share:.0f}% at {last.context_tokens}\n"
+                 f"{first.model_name}, page {first.page_tokens}, top {first.selected_pages} pages per KV head",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def kernel_roofline(points, peak_bytes_per_s: float, peak_flop_per_s: float) -> Figure:
     """Measured kernels (achieved FLOP/s vs FLOP/byte) under the roofline min(peak, I * bandwidth)."""
     import numpy as np
