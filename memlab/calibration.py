@@ -215,15 +215,22 @@ def measure_points(rank: int, loaded, prompt_lengths=(32, 128, 384), batches=(1,
                        footprint.kv_bytes_per_token(cfg, dtype=dtype), card().host)
 
 
-def _validate_worker(rank, world_size, model_name, trace, workload, utilization, quick):
-    import torch.distributed as dist
-    from memlab import disagg, generation, loading
+def _warm_worker_model(model_name, quick):
+    """One worker's model, loaded and warmed by a tiny prefill, and its measurement grid."""
+    from memlab import generation, loading
     torch.set_num_threads(1)
     loaded = loading.load(model_name)
     with torch.inference_mode():
         generation.prefill(loaded.model, torch.tensor([[1, 2, 3, 4]]), generation.new_cache(loaded.model))
     kw = dict(prompt_lengths=(32, 128, 384), repeats=2) if quick else dict(
         prompt_lengths=(16, 64, 128, 256, 512), batches=(1, 2, 4), contexts=(64, 256, 1024), repeats=3)
+    return loaded, kw
+
+
+def _validate_worker(rank, world_size, model_name, trace, workload, utilization, quick):
+    import torch.distributed as dist
+    from memlab import disagg
+    loaded, kw = _warm_worker_model(model_name, quick)
     cal = measure_points(rank, loaded, **kw)
     busy = measure_points(rank, loaded, **kw, neighbour_busy=True)
     box = [trace or (trace_at_utilization(fit_profile(cal), workload, utilization) if rank == 0 else None)]
@@ -341,13 +348,7 @@ def fmt_profile(p: Profile) -> str:
 # ---- a measured profile, kept in the cache so the CLI and the widget start fast -------------
 
 def _calibrate_worker(rank, world_size, model_name, quick):
-    from memlab import generation, loading
-    torch.set_num_threads(1)
-    loaded = loading.load(model_name)
-    with torch.inference_mode():
-        generation.prefill(loaded.model, torch.tensor([[1, 2, 3, 4]]), generation.new_cache(loaded.model))
-    kw = dict(prompt_lengths=(32, 128, 384), repeats=2) if quick else dict(
-        prompt_lengths=(16, 64, 128, 256, 512), batches=(1, 2, 4), contexts=(64, 256, 1024), repeats=3)
+    loaded, kw = _warm_worker_model(model_name, quick)
     return measure_points(rank, loaded, **kw)
 
 
