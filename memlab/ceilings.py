@@ -76,6 +76,14 @@ class Ceilings:
         return {"fp32": self.fp32_flop_per_s, "bf16": self.bf16_flop_per_s,
                 "fp16": self.fp16_flop_per_s}[dtype]
 
+    def roof(self, dtype: str = "fp32", device: str = "cpu") -> tuple[float, float]:
+        """(peak FLOP/s, bandwidth bytes/s) of `device` ("cpu" or "cuda[:N]"); 0.0 = not measured."""
+        if str(device).startswith("cuda"):
+            # fp16 is not timed on the GPU: tensor cores run it at the bf16 rate (Ampere and later)
+            flops = self.gpu_fp32_flop_per_s if dtype == "fp32" else self.gpu_bf16_flop_per_s
+            return flops, self.vram_gb_per_s * GB
+        return self.flop_per_s(dtype), self.bandwidth_bytes_per_s
+
 
 def _best_time(fn, repeats: int, device: torch.device | None = None) -> float:
     """Fastest of `repeats` calls after one warm-up, seconds (best-of-N, as STREAM reports)."""

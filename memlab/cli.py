@@ -85,21 +85,24 @@ def _cmd_load(args) -> int:
 
 
 def _cmd_ttft(args) -> int:
-    from . import latency
+    from . import ceilings, latency
     from .loading import load
     from .results import as_dict
     tokens = [int(t) for t in args.prompt_tokens.split(",")]
     loaded = load(args.model, strategy=args.strategy, device=args.device, dtype=args.dtype,
                   cold=args.cold, bigger_than_ram=args.bigger_than_ram, force=args.force,
                   context_tokens=max(tokens) + 1)
-    ceilings = latency.measure_ceilings(args.device)
-    points = latency.prompt_sweep(loaded, tokens, repeats=args.repeats, ceilings=ceilings)
+    measured = ceilings.measure(quick=True)  # cached per machine (`memlab ceilings` refreshes it)
+    flops, bandwidth = measured.roof(loaded.dtype, loaded.device.type)
+    points = latency.prompt_sweep(loaded, tokens, repeats=args.repeats, ceilings=measured)
     if args.json:
-        print(json.dumps({"load": as_dict(loaded.result), "ceilings": as_dict(ceilings),
+        roofs = {"read_bytes_per_s": bandwidth, "matmul_flop_per_s": flops, "device": str(loaded.device),
+                 "dtype": loaded.dtype, "measured": as_dict(measured)}
+        print(json.dumps({"load": as_dict(loaded.result), "ceilings": roofs,
                           "points": [as_dict(p) for p in points]}, indent=1))
         return 0
-    print(f"{loaded.name} {loaded.dtype} on {loaded.device} ({loaded.result.strategy}); matmul ceiling "
-          f"{ceilings.matmul_flop_per_s / 1e9:.0f} GFLOP/s; median of {args.repeats}")
+    print(f"{loaded.name} {loaded.dtype} on {loaded.device} ({loaded.result.strategy}); {loaded.dtype} matmul "
+          f"ceiling {flops / 1e9:.0f} GFLOP/s (measured {measured.measured_at}); median of {args.repeats}")
     print(f"{'prompt tok':>10} {'tokenize':>10} {'prefill':>10} {'TTFT':>10} {'prefill floor':>14}")
     for p in points:
         print(f"{p.prompt_tokens:>10} {fmt_time(p.tokenize_s):>10} {fmt_time(p.prefill_s):>10} "

@@ -27,6 +27,7 @@ from .units import fmt_bytes
 class HardwareCard:
     host: str                    # hostname, so every row says where it was measured
     cpu_model: str
+    cpu_features: str            # the SIMD/matrix extensions that decide bf16/int8 speed, e.g. "avx2 amx_bf16"
     num_cores: int               # physical cores
     num_threads: int             # logical CPUs
     torch_num_threads: int       # threads torch's CPU kernels use
@@ -68,6 +69,30 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# Extensions that change which dtype is fast on a CPU: bf16 runs at fp32 speed or better only with
+# avx512_bf16 / amx_bf16 (x86) or bf16 (Arm); without them torch converts bf16 through slow paths.
+_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+             "amx_bf16", "amx_int8", "asimd", "asimddp", "bf16", "i8mm", "sve")
+
+
+def cpu_features() -> tuple[str, ...]:
+    """The extensions in `_FEATURES` this CPU reports (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ()
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    return tuple(f for f in _FEATURES if f in flags)
+
+
+def native_bf16() -> bool:
+    """True when the CPU has bf16 arithmetic instructions (so bf16 matmuls need no slow fallback)."""
+    return any(f in cpu_features() for f in ("avx512_bf16", "amx_bf16", "bf16"))
+
+
 def has_cuda() -> bool:
     """True when torch sees at least one CUDA device."""
     return torch.cuda.is_available()
@@ -106,6 +131,7 @@ def card(cache_dir: str | Path | None = None) -> HardwareCard:
     return HardwareCard(
         host=socket.gethostname(),
         cpu_model=_cpu_model(),
+        cpu_features=" ".join(cpu_features()) or "-",
         num_cores=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
         num_threads=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
         torch_num_threads=torch.get_num_threads(),

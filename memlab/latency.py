@@ -6,9 +6,10 @@
 2. `waterfall`: those stages (or a warm `GenerationResult`'s) as start/duration bars.
 3. `prompt_sweep`: TTFT against prompt length; prefill does 2 * N * T FLOPs, so TTFT grows with T.
 4. `batch_sweep`: B requests decoded together; per-request tok/s falls, total tok/s rises.
-   Bounds beside them, from a bandwidth and a FLOP rate measured here (`measure_ceilings`):
-       decode step >= max((W + B * kv_per_token * T) / bandwidth,  2 * N * B / peak FLOP/s)
-       prefill     >= 2 * N * B * T / peak FLOP/s
+   Bounds beside them, from this machine's measured `memlab.ceilings` (triad bandwidth, matmul
+   FLOP/s of the model's dtype) through `memlab.roofline`:
+       decode step >= max((W + B * kv_per_token * T) / bandwidth,  FLOPs / peak FLOP/s)
+       prefill     >= about 2 * N * B * T / peak FLOP/s
    per-request tok/s <= 1 / step, total tok/s <= B / step.
 TTFT, TPOT and friends are defined once, in `memlab.generation`.
 """
@@ -23,9 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from . import footprint, generation, loading, models, pagecache
+from . import generation, loading, models, pagecache, roofline
+from .ceilings import Ceilings
 from .errors import MemlabError
 from .hardware import card
 from .measure import summarize
@@ -173,39 +173,18 @@ def prompt_ids(tokenizer, num_tokens: int) -> list[int]:
     raise ValueError(f"not enough text for {num_tokens} tokens")
 
 
-@dataclass(frozen=True, slots=True)
-class Ceilings:
-    """This machine's rates for the bounds: memory read bandwidth and matmul FLOP/s."""
-
-    read_bytes_per_s: float
-    matmul_flop_per_s: float
-    device: str
-
-
-def measure_ceilings(device: str = "cpu", array_bytes: int = 256 * 2**20, n: int = 1024,
-                     repeats: int = 5) -> Ceilings:
-    """Best of `repeats`: sum over a large fp32 array (read rate) and an n x n fp32 matmul."""
-    x = torch.ones(array_bytes // 4, device=device)
-    a = torch.randn(n, n, device=device)
-    reads, flops = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter(); x.sum().item(); reads.append(array_bytes / (time.perf_counter() - t0))
-        t0 = time.perf_counter(); (a @ a).sum().item(); flops.append(2 * n ** 3 / (time.perf_counter() - t0))
-    return Ceilings(max(reads), max(flops), str(device))
-
-
-def prefill_floor_s(config, num_tokens: int, ceilings: Ceilings, batch_size: int = 1) -> float:
-    """prefill >= 2 * N * B * T / peak FLOP/s (every weight used once per prompt token)."""
-    return 2 * footprint.num_params(config) * batch_size * num_tokens / ceilings.matmul_flop_per_s
+def prefill_floor_s(config, num_tokens: int, ceilings: Ceilings, batch_size: int = 1,
+                    dtype: str = "fp32", device: str = "cpu") -> float:
+    """prefill >= its roofline bound: 2 * N * B * T FLOPs at the measured matmul rate (`memlab.roofline`)."""
+    work = roofline.prefill_workload(config, num_tokens, batch_size, dtype)
+    return roofline.predict(work, *ceilings.roof(dtype, device)).time_s
 
 
 def decode_step_floor_s(config, context_tokens: int, ceilings: Ceilings, batch_size: int = 1,
-                        dtype: str = "fp32") -> float:
-    """step >= max((W + B*kv*T) / bandwidth, 2*N*B / FLOP/s): read every weight and KV once."""
-    moved = (footprint.weights_bytes(config, dtype)
-             + footprint.kv_cache_bytes(config, context_tokens, batch_size, dtype))
-    return max(moved / ceilings.read_bytes_per_s,
-               2 * footprint.num_params(config) * batch_size / ceilings.matmul_flop_per_s)
+                        dtype: str = "fp32", device: str = "cpu") -> float:
+    """step >= max(bytes moved / bandwidth, FLOPs / FLOP/s): every weight and the KV read once."""
+    work = roofline.decode_workload(config, batch_size, context_tokens, dtype)
+    return roofline.predict(work, *ceilings.roof(dtype, device)).time_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +212,8 @@ def prompt_sweep(loaded, prompt_tokens=(16, 256, 1024), repeats: int = 3, batch_
         runs = [generation.generate(loaded, ids, max_new_tokens=1, batch_size=batch_size)
                 for _ in range(repeats)]
         ttft = summarize(r.ttft_s for r in runs)
-        pred = prefill_floor_s(loaded.config, T, ceilings, batch_size) if ceilings else float("nan")
+        pred = (prefill_floor_s(loaded.config, T, ceilings, batch_size, loaded.dtype, loaded.device.type)
+                if ceilings else float("nan"))
         points.append(TTFTPoint(T, batch_size, summarize(r.tokenize_s for r in runs).median,
                                 summarize(r.prefill_s for r in runs).median, ttft.median,
                                 ttft.min, ttft.max, pred, repeats))
@@ -267,7 +247,7 @@ def batch_sweep(loaded, batch_sizes=(1, 2, 4, 8), prompt_tokens: int = 64, new_t
         tpot = summarize(r.tpot_s for r in runs).median
         if ceilings:
             step = decode_step_floor_s(loaded.config, prompt_tokens + new_tokens // 2, ceilings, B,
-                                       loaded.dtype)
+                                       loaded.dtype, loaded.device.type)
             bound_req, bound_total = 1 / step, B / step
         else:
             bound_req = bound_total = float("nan")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
-from memlab import latency, loading, models
+from memlab import ceilings, latency, loading, models, roofline
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,15 @@ def test_waterfall_of_a_generation_adds_up(tiny_loaded):
 
 
 def test_prompt_sweep_and_bounds(tiny_loaded):
-    ceil = latency.Ceilings(read_bytes_per_s=1e10, matmul_flop_per_s=1e11, device="cpu")
+    record = {f.name: 0.0 for f in dataclasses.fields(ceilings.Ceilings)}
+    ceil = ceilings.Ceilings(**{**record, "triad_gb_per_s": 10.0, "fp32_flop_per_s": 1e11})
     pts = latency.prompt_sweep(tiny_loaded, (8, 32), repeats=2, ceilings=ceil)
     assert [p.prompt_tokens for p in pts] == [8, 32]
     assert all(p.ttft_min_s <= p.ttft_s <= p.ttft_max_s for p in pts)
-    n = models.tiny_config().to_dict()
-    assert pts[1].predicted_prefill_s == pytest.approx(4 * pts[0].predicted_prefill_s)
+    work = roofline.prefill_workload(tiny_loaded.config, 32, 1, "fp32")
+    expected = max(work.flops / 1e11, work.bytes / 10e9)  # the roofline: the slower of the two roofs
+    assert pts[1].predicted_prefill_s == pytest.approx(expected)
+    assert pts[1].predicted_prefill_s > pts[0].predicted_prefill_s
     step1 = latency.decode_step_floor_s(tiny_loaded.config, 10, ceil, 1)
     step8 = latency.decode_step_floor_s(tiny_loaded.config, 10, ceil, 8)
     assert step8 >= step1 > 0
