@@ -42,7 +42,7 @@ class ColdStartResult:
     page_cache_before: float    # resident fraction the child measured just before loading
     checkpoint_bytes: int
     spawn_s: float              # exec + interpreter start, up to the first line of the script
-    imports_s: float            # import torch, transformers, memlab
+    imports_s: float            # import torch, transformers, memlab, and the model's modeling code
     load_s: float               # weights (strategy) + tokenizer
     tokenize_s: float
     prefill_s: float
@@ -58,6 +58,11 @@ import json, sys
 a = json.loads(sys.argv[1])
 import torch, transformers
 from memlab import generation, loading
+# transformers imports lazily: without this, the model's modeling code (and every integration it
+# pulls in, about 2-3 s here) would be imported inside from_pretrained and counted as loading
+config = transformers.AutoConfig.from_pretrained(a["folder"])
+transformers.AutoModelForCausalLM._model_mapping[type(config)]
+transformers.AutoTokenizer
 t_imported = time.monotonic()
 loaded = loading.load(a["model"], strategy=a["strategy"], device=a["device"], dtype=a["dtype"],
                       cache_dir=a["cache_dir"], cold=a["cold"], force=True)
@@ -77,7 +82,7 @@ def cold_start(model: str = models.DEFAULT_MODEL, strategy: str = "resident", pr
     file = loading.checkpoint_file(folder)
     if cold and file is not None:
         pagecache.evict(file)
-    args = dict(model=model, strategy=strategy, device=device, dtype=dtype,
+    args = dict(model=model, folder=str(folder), strategy=strategy, device=device, dtype=dtype,
                 cache_dir=str(cache_dir) if cache_dir else None, prompt=prompt, cold=cold)
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)  # so the child imports this same memlab

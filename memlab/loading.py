@@ -74,7 +74,35 @@ def weights_bytes(model: torch.nn.Module) -> int:
 
 
 def load_resident(folder: Path, device: torch.device, dtype: str) -> torch.nn.Module:
-    """Load, then copy every tensor into anonymous RAM (clone) or VRAM (.to(device))."""
+    """Every tensor in anonymous RAM (or VRAM) before the first token.
+
+    A single-file checkpoint is read with large sequential `pread`s straight into anonymous memory
+    and assigned to a meta-device skeleton: one pass over the file at disk speed. (transformers'
+    `from_pretrained` maps the file instead, so its pages would fault in one by one at the first
+    forward, and a copy out of the mapping would touch every byte twice.) Other layouts: load
+    with transformers, then copy each tensor out of the file mapping.
+    """
+    import os
+    file = checkpoint_file(folder)
+    if file is not None:
+        from transformers import AutoConfig
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)  # a larger kernel readahead window
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)    # queue the whole file now: the disk
+            # works while Python builds the model skeleton (~0.25 s here), instead of after it
+            model = paging.skeleton(AutoConfig.from_pretrained(folder), models.DTYPES[dtype])
+            tensors = paging.read_tensors(fd, paging.read_header(file))
+        finally:
+            os.close(fd)
+        if device.type != "cpu":
+            tensors = {k: v.to(device) for k, v in tensors.items()}
+        paging.assign_weights(model, tensors, models.DTYPES[dtype])
+        for module in model.modules():  # buffers (rotary inv_freq) are built on the CPU
+            for k, b in module._buffers.items():
+                if b is not None and b.device != device:
+                    module._buffers[k] = b.to(device)
+        return model
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=models.DTYPES[dtype], use_safetensors=True)
     for t in list(model.parameters()) + list(model.buffers()):
@@ -118,6 +146,8 @@ def _load_streaming(folder: Path, device: torch.device, dtype: str, prefetch: bo
         raise MemlabError(f"{file} has {len(layers)} decoder layers named like 'model.layers.<i>.', "
                           f"the model {len(stack)}: this checkpoint layout cannot be streamed.")
     model._memlab_streamer = paging.LayerStreamer(stack, layers, file, device, prefetch, bigger_than_ram)
+    if prefetch and device.type == "cpu" and (os.cpu_count() or 1) > 1:
+        model._memlab_thread_hooks = paging.reserve_core_for_reads(model)
     return model
 
 

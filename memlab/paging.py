@@ -10,6 +10,8 @@ The machinery behind `loading.load_mmap` and the `paged` strategies, simplest fi
    forward hook drops them afterwards (AirLLM, "LLM in a flash"). Per token, all layers are read.
 4. `LayerStreamer(prefetch=True)`: a background thread reads layer i+1 while layer i computes,
    so disk time hides behind compute: time per token ~ max(read, compute) instead of the sum.
+   The reader gets a core of its own (`reserve_core_for_reads`), and reads go into two reused
+   buffers rather than fresh memory.
 5. `bigger_than_ram=True`: after a layer runs, its file range is evicted from the page cache
    (`posix_fadvise DONTNEED`), so the next token reads it from disk again, as it would when the
    model is larger than the page cache. Without it the page cache quietly makes paging look free.
@@ -35,6 +37,7 @@ import torch
 _DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
            "F64": torch.float64, "I64": torch.int64, "I32": torch.int32, "I8": torch.int8,
            "U8": torch.uint8, "BOOL": torch.bool}
+_CHUNK = 16 * 2**20
 _LAYER_RE = re.compile(r"^(?:model\.)?layers\.(\d+)\.(.+)$")
 
 
@@ -88,21 +91,35 @@ def split_layers(entries: dict[str, TensorEntry]) -> tuple[dict[int, dict[str, T
     return layers, rest
 
 
-def read_tensors(fd: int, entries: dict[str, TensorEntry]) -> dict[str, torch.Tensor]:
-    """Read tensors with `pread` into fresh anonymous memory (one read per contiguous span)."""
+def entries_bytes(entries: dict[str, TensorEntry]) -> int:
+    """Bytes these tensors occupy in the file (and in memory once read)."""
+    return sum(e.end_byte - e.start_byte for e in entries.values())
+
+
+def read_tensors(fd: int, entries: dict[str, TensorEntry],
+                 into: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Read tensors with `pread` (one read per contiguous span) into anonymous memory.
+
+    `into`: a uint8 buffer of at least `entries_bytes(entries)` to reuse; without it, fresh memory
+    is allocated, and every first touch of it is a page fault the kernel must zero-fill.
+    """
     ordered = sorted(entries.items(), key=lambda kv: kv[1].start_byte)
     out = {}
-    i = 0
+    i, offset = 0, 0
     while i < len(ordered):  # merge adjacent ranges into one span: fewer, larger reads
         j, end = i, ordered[i][1].end_byte
         while j + 1 < len(ordered) and ordered[j + 1][1].start_byte == end:
             j += 1
             end = ordered[j][1].end_byte
         start = ordered[i][1].start_byte
-        buf = torch.empty(end - start, dtype=torch.uint8)
+        if into is None:
+            buf = torch.empty(end - start, dtype=torch.uint8)
+        else:
+            buf = into[offset:offset + end - start]
+            offset += end - start
         view, got = memoryview(buf.numpy()), 0
-        while got < len(view):
-            n = os.preadv(fd, [view[got:]], start + got)
+        while got < len(view):  # 16 MiB per call: one huge call measured slower, and erratic
+            n = os.preadv(fd, [view[got:got + _CHUNK]], start + got)
             if n <= 0:
                 raise OSError(f"short read at byte {start + got} of the checkpoint")
             got += n
@@ -138,10 +155,16 @@ def skeleton(config, dtype: torch.dtype = torch.float32):
     Buffers such as the rotary `inv_freq` are computed from the config, not stored in the
     checkpoint, so they are created for real (`include_buffers=False`).
     """
+    import contextlib
+
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
+    try:  # skip random init: on meta tensors it does nothing but costs ~0.2 s of Python per load
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        no_init_weights = contextlib.nullcontext
 
-    with init_empty_weights(include_buffers=False):
+    with init_empty_weights(include_buffers=False), no_init_weights():
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     return model.eval()
 
@@ -185,6 +208,12 @@ class LayerStreamer:
             # no kernel readahead: it would pull the next layer into the cache behind our back
             os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="memlab-prefetch") if prefetch else None
+        # Two reusable read buffers, taken in turn (read k -> buffer k % 2): when read k starts, the
+        # layer that used read k-2 has run and dropped its weights. Reusing them saves a zero-filled
+        # page fault per 4 KiB and an munmap per layer (which also stalls the compute threads).
+        size = max(entries_bytes(e) for e in entries.values())
+        self._buffers = [torch.empty(size, dtype=torch.uint8) for _ in range(2)]
+        self._num_issued = 0
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
         self._reads = self._bytes = 0
@@ -194,14 +223,22 @@ class LayerStreamer:
             self._handles.append(layer.register_forward_pre_hook(self._make_pre(i)))
             self._handles.append(layer.register_forward_hook(self._make_post(i)))
 
-    def _read(self, i: int) -> dict[str, torch.Tensor]:
+    def _issue(self, i: int):
+        """Start reading layer i into the next buffer: in the background with prefetch, else now."""
+        buffer = self._buffers[self._num_issued % 2]
+        self._num_issued += 1
+        if self._pool is not None:
+            return self._pool.submit(self._read, i, buffer)
+        return self._read(i, buffer)
+
+    def _read(self, i: int, buffer: torch.Tensor) -> dict[str, torch.Tensor]:
         t0 = time.perf_counter()
-        tensors = read_tensors(self.fd, self.entries[i])
-        if self.device.type != "cpu":
-            tensors = {k: v.to(self.device, non_blocking=True) for k, v in tensors.items()}
+        tensors = read_tensors(self.fd, self.entries[i], into=buffer)
+        if self.device.type != "cpu":  # a blocking copy: the buffer is reused two reads later
+            tensors = {k: v.to(self.device) for k, v in tensors.items()}
         with self._lock:
             self._reads += 1
-            self._bytes += sum(e.end_byte - e.start_byte for e in self.entries[i].values())
+            self._bytes += entries_bytes(self.entries[i])
             self._read_s += time.perf_counter() - t0
         return tensors
 
@@ -209,13 +246,18 @@ class LayerStreamer:
         def pre_hook(module, args):
             t0 = time.perf_counter()
             fut = self._pending.pop(i, None)
-            tensors = fut.result() if fut is not None else self._read(i)
+            if fut is None and self._pending:  # out of order (an interrupted pass): start afresh
+                for f in self._pending.values():
+                    f.result()
+                self._pending.clear()
+            if fut is None:
+                fut = self._issue(i)
+            tensors = fut.result() if self._pool is not None else fut
             self._wait_s += time.perf_counter() - t0
             module.load_state_dict(tensors, strict=True, assign=True)
             if self._pool is not None:  # next layer, wrapping to layer 0 for the next token
                 nxt = (i + 1) % len(self.layers)
-                if nxt not in self._pending:
-                    self._pending[nxt] = self._pool.submit(self._read, nxt)
+                self._pending[nxt] = self._issue(nxt)
         return pre_hook
 
     def _make_post(self, i: int):
@@ -252,6 +294,28 @@ class LayerStreamer:
             self.close()
         except Exception:
             pass
+
+
+def reserve_core_for_reads(model, threads: int | None = None) -> list:
+    """While `model` runs forward, torch computes on `threads` threads (default: all cores but one).
+
+    The prefetch thread needs a core of its own: torch's CPU kernels split every matmul across
+    all cores and wait for the slowest part, so a reader that takes a core from one of them stalls
+    every kernel (measured on 2 cores: prefetch then ran slower than no prefetch at all).
+    Returns the hook handles; the previous thread count is restored after each forward.
+    """
+    n = threads or max(1, (os.cpu_count() or 1) - 1)
+    saved = []
+
+    def pre(module, args):
+        saved.append(torch.get_num_threads())
+        torch.set_num_threads(n)
+
+    def post(module, args, output):
+        torch.set_num_threads(saved.pop())
+        return output
+
+    return [model.register_forward_pre_hook(pre), model.register_forward_hook(post)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,15 @@ def _check_same(loaded, reference):
     assert r.token_ids == tokens
 
 
+def test_resident_matches_transformers_own_loader(tiny_folder, reference):
+    """memlab reads the file itself for `resident`: check it against from_pretrained."""
+    from transformers import AutoModelForCausalLM
+    ids, logits, _ = reference
+    hf = AutoModelForCausalLM.from_pretrained(tiny_folder, dtype=torch.float32).eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(hf(ids).logits, logits, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_same_logits_as_resident(tiny_folder, reference, strategy):
     loaded = loading.load(str(tiny_folder), strategy)

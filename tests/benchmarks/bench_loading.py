@@ -1,10 +1,12 @@
 """Benchmark for issue 4 (RAM vs disk): ratios against physical floors, all measured in this run.
 
-    python tests/benchmarks/bench_loading.py [--model smollm2-135m] [--tokens 16]
+    python tests/benchmarks/bench_loading.py [--model smollm2-135m] [--tokens 16] [--rounds 3]
 
 1. Cold-start TTFT vs its floor: checkpoint bytes / cold read rate + prefill time. The cold start
    runs in a fresh process; the ratio uses load + tokenize + prefill + sample (the interpreter
    start and imports are printed beside it: they are not part of the floor). Aim <= 1.3x.
+   The cold read rate is the best of `--rounds` reads (the disk's ceiling; a VM disk varies a lot),
+   the cold start the median of `--rounds` fresh processes.
 2. Bigger-than-RAM paged decode time per token, naive and with prefetch, against the overlap
    floor max(streamed layer bytes / cold read rate, resident time per token). Aim <= 1.2x with prefetch.
 3. Decode tok/s of resident vs mmap vs paged (warm page cache), as ratios to resident.
@@ -24,13 +26,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=models.DEFAULT_MODEL)
     ap.add_argument("--tokens", type=int, default=16, help="new tokens per decode measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="cold reads and cold starts per strategy")
     args = ap.parse_args()
     folder = models.prepare(args.model)
     file = loading.checkpoint_file(folder)
-    cold = paging.measure_read_rate(file, cold=True)
+    # the floor uses the disk's best: this VM's cold reads varied 0.4-2.2 GB/s from run to run
+    colds = [paging.measure_read_rate(file, cold=True) for _ in range(args.rounds)]
+    cold = max(colds, key=lambda r: r.read_bytes_per_s)
     warm = paging.measure_read_rate(file, cold=False)
-    print(f"checkpoint {fmt_bytes(cold.num_bytes)}: cold read {fmt_rate(cold.read_bytes_per_s)} "
-          f"(cached before: {cold.page_cache_before:.0%}), warm read {fmt_rate(warm.read_bytes_per_s)}")
+    print(f"checkpoint {fmt_bytes(cold.num_bytes)}: cold read best of {len(colds)} {fmt_rate(cold.read_bytes_per_s)} "
+          f"(all: {', '.join(fmt_rate(r.read_bytes_per_s) for r in colds)}; cached before: "
+          f"{max(r.page_cache_before for r in colds):.0%}), warm read {fmt_rate(warm.read_bytes_per_s)}")
 
     # 1. cold start in a fresh process vs bytes / cold rate + prefill
     prompt = "What is the capital of France?"
@@ -40,14 +46,20 @@ def main() -> None:
     warm_gen = generation.generate(resident, prompt, max_new_tokens=args.tokens, stop_at_eos=False)
     del resident
     gc.collect()
+    floor = cold.num_bytes / cold.read_bytes_per_s + warm_gen.prefill_s
+    for strategy in ("resident", "mmap"):  # what a load costs with no disk at all: CPU work
+        warm_load = loading.load(args.model, strategy, force=True).result.load_time_s
+        print(f"[1] warm in-process load ({strategy}): {fmt_time(warm_load)} of Python and memory work "
+              "(model skeleton, tensor set-up) that the floor does not count")
     for strategy in ("resident", "mmap"):
-        cs = latency.cold_start(args.model, strategy, prompt, cold=True)
-        floor = cold.num_bytes / cold.read_bytes_per_s + warm_gen.prefill_s
-        from_load = cs.load_s + cs.tokenize_s + cs.prefill_s + cs.sample_s
-        print(f"[1] cold start ({strategy}, cached before {cs.page_cache_before:.0%}): load->first token "
-              f"{fmt_time(from_load)} vs floor {fmt_time(floor)} = {from_load / floor:.2f}x (aim <= 1.3x); "
-              f"+ process start {fmt_time(cs.spawn_s)} + imports {fmt_time(cs.imports_s)} "
-              f"= spawn->first token {fmt_time(cs.ttft_s)}")
+        runs = [latency.cold_start(args.model, strategy, prompt, cold=True) for _ in range(args.rounds)]
+        from_load = sorted(cs.load_s + cs.tokenize_s + cs.prefill_s + cs.sample_s for cs in runs)
+        cs = runs[0]
+        print(f"[1] cold start ({strategy}, cached before {max(c.page_cache_before for c in runs):.0%}): "
+              f"load->first token median of {len(runs)} {fmt_time(from_load[len(runs) // 2])} (best "
+              f"{fmt_time(from_load[0])}) vs floor {fmt_time(floor)} = {from_load[len(runs) // 2] / floor:.2f}x "
+              f"(best {from_load[0] / floor:.2f}x; aim <= 1.3x); + process start {fmt_time(cs.spawn_s)} "
+              f"+ imports {fmt_time(cs.imports_s)} = spawn->first token {fmt_time(cs.ttft_s)}")
 
     # 2. bigger than RAM: every token reads every layer from disk
     res_tpot = warm_gen.tpot_s
