@@ -136,8 +136,8 @@ def memory_wall(devices) -> Figure:
 
 def strategy_bars(runs, floor_tok_per_s: float | None = None) -> Figure:
     """Per strategy (cold and warm): load + TTFT stacked on the left, decode tok/s on the right."""
-    labels = [f"{r.strategy}{' >RAM' if r.bigger_than_ram else ''}\n{'cold' if r.is_cold else 'warm'}"
-              for r in runs]
+    labels = [f"{r.strategy.replace('paged-', 'paged-\n')}{' >RAM' if r.bigger_than_ram else ''}\n"
+              f"{'cold' if r.is_cold else 'warm'}" for r in runs]
     x = range(len(runs))
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
     a.bar(x, [r.load_s for r in runs], color="tab:gray", label="load")
@@ -148,7 +148,7 @@ def strategy_bars(runs, floor_tok_per_s: float | None = None) -> Figure:
     a.legend(fontsize=8)
     b.bar(x, [r.decode_tok_per_s for r in runs], color=["tab:blue" if not r.is_cold else "tab:cyan" for r in runs])
     if floor_tok_per_s:
-        b.axhline(floor_tok_per_s, color="k", ls="--", lw=1, label="bound for streamed layers at cold read rate")
+        b.axhline(floor_tok_per_s, color="k", ls="--", lw=1, label=">RAM bound: streamed layers at the best cold read rate")
         b.legend(fontsize=8)
     b.set_ylabel("decode tokens / s")
     b.set_xticks(list(x), labels, fontsize=7)
