@@ -13,7 +13,7 @@ from . import ceilings, fastpath, roofline  # issue 3
 from . import guard, latency, paging  # issue 4: memory guard, TTFT anatomy, layer streaming
 from . import quality, quantize  # issue 5
 from .quantcompare import QuantResult  # issue 5
-from . import comm_model, dist, pipeline, sharding, tensor_parallel  # issue 6: lab 05
+from . import comm_model, pipeline, sharding, tensor_parallel, workers  # issue 6: lab 05
 from . import calibration, disagg, simstats, simulator, widgets  # issue 7: lab 07
 from . import rag  # lab 06
 

@@ -35,7 +35,7 @@ class LinkProbe:
 
 
 def _probe_worker(rank, world_size, sizes, repeats, allreduce_bytes, backend):
-    from memlab.dist import worker_device
+    from memlab.workers import worker_device
     dev = worker_device(rank, backend)
     out = []
     for n in sizes:

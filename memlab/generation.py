@@ -56,15 +56,29 @@ def new_cache(model):
     return DynamicCache(config=model.config)
 
 
+def cache_kwarg(module) -> str:
+    """The name transformers' forward takes the KV cache by: `cache` (5.24 and later; the old name
+    warns and goes away in 5.40) or `past_key_values` (earlier 5.x)."""
+    import inspect
+    kind = type(module)
+    if kind not in _CACHE_KWARG:
+        params = inspect.signature(kind.forward).parameters
+        _CACHE_KWARG[kind] = "cache" if "cache" in params else "past_key_values"
+    return _CACHE_KWARG[kind]
+
+
+_CACHE_KWARG: dict[type, str] = {}
+
+
 def prefill(model, input_ids: torch.Tensor, cache) -> torch.Tensor:
     """Run the prompt (B, T) through the model, filling `cache`; logits of the last position (B, V)."""
-    out = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1, **{cache_kwarg(model): cache})
     return out.logits[:, -1, :]
 
 
 def decode_step(model, token_ids: torch.Tensor, cache) -> torch.Tensor:
     """One token per sequence (B, 1) through the model, appending to `cache`; logits (B, V)."""
-    out = model(input_ids=token_ids, past_key_values=cache, use_cache=True)
+    out = model(input_ids=token_ids, use_cache=True, **{cache_kwarg(model): cache})
     return out.logits[:, -1, :]
 
 

@@ -26,9 +26,10 @@ import time
 
 import torch
 
-from memlab.dist import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_bytes, read_tensor, unique_bytes,
-                         weight_map, worker_device)
+from memlab.workers import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_bytes, read_tensor, unique_bytes,
+                            weight_map, worker_device)
 from memlab.errors import MemlabError
+from memlab.generation import cache_kwarg
 
 __all__ = ["layer_split", "Stage", "load_stage", "worker", "activation_bytes_per_token"]
 
@@ -68,8 +69,8 @@ class Stage:
         """h (B, T, H) through this rank's layers, appending to this rank's KV cache."""
         pos_emb = self.rotary(h, position_ids)
         for layer in self.layers:
-            h = layer(h, attention_mask=None, position_ids=position_ids, past_key_values=cache,
-                      use_cache=True, position_embeddings=pos_emb)
+            h = layer(h, attention_mask=None, position_ids=position_ids, use_cache=True,
+                      position_embeddings=pos_emb, **{cache_kwarg(layer): cache})
         return h
 
     def next_tokens(self, h_last):

@@ -136,8 +136,8 @@ def memory_wall(devices) -> Figure:
 
 def strategy_bars(runs, floor_tok_per_s: float | None = None) -> Figure:
     """Per strategy (cold and warm): load + TTFT stacked on the left, decode tok/s on the right."""
-    labels = [f"{r.strategy.replace('paged-', 'paged-\n')}{' >RAM' if r.bigger_than_ram else ''}\n"
-              f"{'cold' if r.is_cold else 'warm'}" for r in runs]
+    labels = ["\n".join([r.strategy.replace("paged-", "paged-\n") + (" >RAM" if r.bigger_than_ram else ""),
+                         "cold" if r.is_cold else "warm"]) for r in runs]
     x = range(len(runs))
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
     a.bar(x, [r.load_s for r in runs], color="tab:gray", label="load")

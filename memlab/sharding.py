@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from memlab.dist import ParallelConfig, peak_rss_bytes, weight_map
+from memlab.workers import ParallelConfig, peak_rss_bytes, weight_map
 from memlab.errors import MemlabError
 
 __all__ = ["ShardFile", "ShardLoadResult", "ShardResult", "CheckpointResult", "save_shards",

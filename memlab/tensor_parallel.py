@@ -22,8 +22,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from memlab.dist import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_bytes, read_tensor,
-                         unique_bytes, weight_map, worker_device)
+from memlab.workers import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_bytes, read_tensor,
+                            unique_bytes, weight_map, worker_device)
 from memlab.errors import MemlabError
 
 __all__ = ["check", "split_range", "allreduce_bytes_per_token", "TPShard", "load_shard", "worker"]

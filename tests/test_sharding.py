@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from memlab import generation, loading, models, pipeline, sharding, tensor_parallel
-from memlab.dist import ParallelConfig, weight_map
+from memlab.workers import ParallelConfig, weight_map
 from memlab.errors import MemlabError
 
 
