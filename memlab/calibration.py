@@ -88,8 +88,13 @@ class Validation:
 
 
 def _lstsq(rows, ys) -> list[float]:
-    """Least squares with non-negative coefficients: drop a term that comes out negative, refit."""
+    """Least squares of the *relative* error, non-negative coefficients (a negative term is dropped
+    and the rest refit). Relative: each point counts alike, so a 60 ms batch-1 step is fit as well as
+    a 700 ms batch-32 one (plain least squares let the big points set the fit: batch-1 decode steps,
+    the ones the validation serves, came out 6% fast)."""
     x, y = np.array(rows, dtype=float), np.array(ys, dtype=float)
+    w = 1.0 / np.maximum(np.abs(y), 1e-12)
+    x, y = x * w[:, None], y * w
     keep = list(range(x.shape[1]))
     while True:
         coef = np.linalg.lstsq(x[:, keep], y, rcond=None)[0]

@@ -281,17 +281,18 @@ def _serve_prefill(loaded, trace, peer: int) -> list[dict]:
         delay = t0 + spec.arrived_at_s - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         cache = generation.new_cache(model)
         first = int(generation.prefill(model, torch.tensor([ids]), cache)[0].argmax())
-        t_first = time.perf_counter()
+        t_first, cpu_s = time.perf_counter(), time.thread_time() - cpu_started
         shapes = _shapes(cache)
         header = torch.tensor([first, len(shapes), spec.output_tokens] + [d for s in shapes for d in s])
         # isend: the prefill worker goes on with the next prompt while the decode worker is busy
         msgs = [torch.tensor([header.numel()]), header, torch.tensor([t_first], dtype=torch.float64)]
         msgs.append(pack(kv_tensors(cache)))
         pending += [(dist.isend(m, peer), m) for m in msgs]
-        rows.append({"prefill_started_at_s": started - t0, "first_token_at_s": t_first - t0})
+        rows.append({"prefill_started_at_s": started - t0, "first_token_at_s": t_first - t0,
+                     "prefill_cpu_s": cpu_s})  # < wall time: the thread waited for a core
     for work, _ in pending:
         work.wait()
     return rows
