@@ -163,8 +163,9 @@ def tensor_bytes(tensors) -> int:
         if not isinstance(t, torch.Tensor) or t.device.type == "meta":
             continue
         for leaf in _leaves(t):
-            key = (leaf.untyped_storage().data_ptr(), leaf.dtype, tuple(leaf.shape)) \
-                if not leaf.is_quantized else id(leaf)
+            # the tensor's own first byte, not its storage's: memlab's loaders put many tensors in
+            # one buffer, and only the same bytes seen twice (a tied head) may count once
+            key = (leaf.data_ptr(), leaf.dtype, tuple(leaf.shape)) if not leaf.is_quantized else id(leaf)
             if key not in seen:
                 seen.add(key)
                 total += leaf.numel() * leaf.element_size()

@@ -253,11 +253,11 @@ def read_tensor(files: dict, name: str, rows=None, cols=None, dtype=None,
 
 
 def unique_bytes(tensors) -> int:
-    """Bytes of distinct storages (a tied embedding counts once)."""
+    """Bytes of distinct tensors (a tied embedding counts once; views into one buffer each count)."""
     seen, total = set(), 0
     for t in tensors:
-        key = t.untyped_storage().data_ptr()
+        key = (t.data_ptr(), t.dtype, tuple(t.shape))
         if key not in seen:
             seen.add(key)
-            total += t.untyped_storage().nbytes()
+            total += t.numel() * t.element_size()
     return total
