@@ -80,7 +80,9 @@ def _cmd_load(args) -> int:
     print(f"{r.model_name} {r.dtype} on {r.device}, strategy {r.strategy}{' (cold)' if r.is_cold else ''}: "
           f"loaded in {fmt_time(r.load_time_s)} | page cache before {r.page_cache_before:.0%} | "
           f"in memory {fmt_bytes(r.weights_bytes)} of {fmt_bytes(r.checkpoint_bytes)} on disk "
-          f"({fmt_rate(r.checkpoint_bytes / r.load_time_s)} if all read) | peak RSS {fmt_bytes(r.peak_rss_bytes)}")
+          + (f"({fmt_rate(r.checkpoint_bytes / r.load_time_s)} if all read)" if r.strategy == "resident"
+             else "(read later, as the forward pass touches it)")
+          + f" | peak RSS {fmt_bytes(r.peak_rss_bytes)}")
     return 0
 
 

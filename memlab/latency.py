@@ -60,8 +60,7 @@ import torch, transformers
 from memlab import generation, loading
 # transformers imports lazily: without this, the model's modeling code (and every integration it
 # pulls in, about 2-3 s here) would be imported inside from_pretrained and counted as loading
-config = transformers.AutoConfig.from_pretrained(a["folder"])
-transformers.AutoModelForCausalLM._model_mapping[type(config)]
+loading.import_model_code(transformers.AutoConfig.from_pretrained(a["folder"]))
 transformers.AutoTokenizer
 t_imported = time.monotonic()
 loaded = loading.load(a["model"], strategy=a["strategy"], device=a["device"], dtype=a["dtype"],

@@ -198,6 +198,17 @@ def checkpoint_file(folder: Path) -> Path | None:
     return files[0] if len(files) == 1 else None
 
 
+def import_model_code(config) -> None:
+    """Import the model's modeling code now: transformers imports it lazily, at the first
+    `from_pretrained`/`from_config`, and in a fresh process that import (with the integrations
+    it pulls in) takes seconds, which would otherwise be counted as loading the weights."""
+    from transformers import AutoModelForCausalLM
+    try:
+        AutoModelForCausalLM._model_mapping[type(config)]
+    except (KeyError, AttributeError):
+        pass  # not an auto-mapped causal LM: from_pretrained will say so
+
+
 def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: str = "cpu",
          dtype: str = "fp32", cache_dir: str | Path | None = None, *, cold: bool = False,
          bigger_than_ram: bool = False, context_tokens: int = 2048, batch_size: int = 1,
@@ -215,8 +226,9 @@ def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: 
         raise MemlabError(f"bigger_than_ram works with strategy {' or '.join(STREAMING)}, not {strategy!r}.")
     dev = resolve_device(device)
     folder = models.prepare(model, dtype=dtype, cache_dir=cache_dir)
-    guard.check(guard.predict(AutoConfig.from_pretrained(folder), strategy, dtype, context_tokens,
-                              batch_size, str(dev)), force=force)
+    config = AutoConfig.from_pretrained(folder)
+    guard.check(guard.predict(config, strategy, dtype, context_tokens, batch_size, str(dev)), force=force)
+    import_model_code(config)  # not timed as loading: a fresh process would pay it inside the timer
     file = checkpoint_file(folder)
     if strategy != "resident" and file is None:
         raise MemlabError(f"Strategy {strategy!r} needs a single model.safetensors in {folder}.")
