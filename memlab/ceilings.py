@@ -7,8 +7,9 @@ Lab 01 draws its roofline from these numbers rather than from a spec sheet.
    copy  a = b          2 arrays moved      scale a = q*b       2 arrays
    add   c = a + b      3 arrays            triad a = b + q*c   3 arrays
 2. Matmul FLOP/s per dtype in the `F.linear` layout (y = x W^T, 2*M*N*K FLOPs per call), best
-   sustained size; every dtype has a time budget (bf16 on a CPU without native bf16 is ~100x
-   slower than fp32: the budget keeps that from taking minutes, and the number shows it).
+   sustained size; every dtype has a time budget (bf16 on a CPU without native bf16, e.g. AVX2
+   only, ran ~100x slower than fp32: the budget keeps that from taking minutes, and the number
+   shows it; with AMX it ran 6x *faster* than fp32). `hardware.cpu_features()` says which.
 3. Disk read of a scratch file, cold (pages evicted with posix_fadvise DONTNEED, eviction
    checked with mincore) and warm (read again from the page cache).
 4. With a GPU: VRAM copy bandwidth and host->device / device->host copies, pinned and pageable.

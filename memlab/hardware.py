@@ -72,15 +72,18 @@ def _cpu_model() -> str:
 # Extensions that change which dtype is fast on a CPU: bf16 runs at fp32 speed or better only with
 # avx512_bf16 / amx_bf16 (x86) or bf16 (Arm); without them torch converts bf16 through slow paths.
 _FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
-             "amx_bf16", "amx_int8", "asimd", "asimddp", "bf16", "i8mm", "sve")
+             "amx_bf16", "amx_fp16", "amx_int8", "asimd", "asimdhp", "asimddp", "bf16", "i8mm", "sve")
 
 
-def cpu_features() -> tuple[str, ...]:
-    """The extensions in `_FEATURES` this CPU reports (Linux /proc/cpuinfo; empty elsewhere)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ()
+def cpu_features(cpuinfo: str | None = None) -> tuple[str, ...]:
+    """The extensions in `_FEATURES` this CPU reports (`cpuinfo`: the text of /proc/cpuinfo, read
+    here when not given; empty off Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return ()
+    text = cpuinfo
     flags = set()
     for line in text.splitlines():
         if line.startswith(("flags", "Features")):

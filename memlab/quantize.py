@@ -291,7 +291,11 @@ def emulation_note(dtype: str) -> str:
     """Say when half-precision matmuls have no native CPU support here (they run, slowly)."""
     if dtype not in ("bf16", "fp16"):
         return ""
-    cap = torch.backends.cpu.get_cpu_capability()
-    if cap in ("AVX512_BF16", "AMX") or "AMX" in cap:
+    from .hardware import cpu_features
+    # torch's capability string stops at "AVX512": read the CPU's own flags instead
+    native = {"bf16": ("avx512_bf16", "amx_bf16", "bf16"), "fp16": ("avx512_fp16", "amx_fp16", "asimdhp")}
+    have = cpu_features()
+    if any(f in have for f in native[dtype]) or not have:  # no flags to read: say nothing
         return ""
-    return f"{dtype} matmuls are emulated on this CPU ({cap}, no AVX512-BF16/AMX): prefill is slow"
+    return (f"{dtype} matmuls are emulated on this CPU ({' '.join(have)}; none of "
+            f"{', '.join(native[dtype])}): prefill is slow")

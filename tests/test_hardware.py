@@ -24,3 +24,16 @@ def test_cuda_without_gpu_is_a_clear_error():
 def test_unknown_device_is_refused():
     with pytest.raises(DeviceUnavailableError):
         hardware.resolve_device("mps")
+
+
+def test_cpu_features_read_x86_and_arm_flags(monkeypatch):
+    from memlab import hardware, quantize
+    x86 = "processor : 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert hardware.cpu_features(x86) == ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+    arm = "processor : 0\nFeatures\t: fp asimd asimdhp bf16 i8mm\n"
+    assert hardware.cpu_features(arm) == ("asimd", "asimdhp", "bf16", "i8mm")
+    avx2_only = hardware.cpu_features("flags : fpu sse2 avx2 fma\n")
+    monkeypatch.setattr(hardware, "cpu_features", lambda cpuinfo=None: avx2_only)
+    assert "emulated" in quantize.emulation_note("bf16") and quantize.emulation_note("fp32") == ""
+    monkeypatch.setattr(hardware, "cpu_features", lambda cpuinfo=None: ("avx2", "avx512_bf16"))
+    assert quantize.emulation_note("bf16") == "" and "emulated" in quantize.emulation_note("fp16")
