@@ -1,10 +1,13 @@
 """memlab: where an LLM's weights and context live, and what that costs, measured live.
 
-`import memlab as ml` gives the modules a lab needs; nothing runs at import time.
+`import memlab as ml` gives the modules a lab needs; nothing is measured or loaded at import time.
 """
 
 import inspect as _inspect
 
+from . import _quiet
+
+_quiet.install()  # two harmless third-party log lines on every model load (see _quiet.py)
 from . import errors, footprint, generation, hardware, loading, measure, models, pagecache, results, units
 from .errors import MemlabError
 from .generation import GenerationResult, generate
