@@ -82,7 +82,8 @@ def _cmd_load(args) -> int:
           f"in memory {fmt_bytes(r.weights_bytes)} of {fmt_bytes(r.checkpoint_bytes)} on disk "
           + (f"({fmt_rate(r.checkpoint_bytes / r.load_time_s)} if all read)" if r.strategy == "resident"
              else "(read later, as the forward pass touches it)")
-          + f" | peak RSS {fmt_bytes(r.peak_rss_bytes)}")
+          + f" | peak RSS {fmt_bytes(r.peak_rss_bytes)} (+{fmt_bytes(r.peak_rss_bytes - r.rss_before_bytes)} "
+          "over the process before loading)")
     return 0
 
 

@@ -47,6 +47,8 @@ class LoadResult:
     is_cold: bool = False       # eviction was asked for (page_cache_before says if it worked)
     checkpoint_bytes: int = 0   # size of the safetensors file on disk
     bigger_than_ram: bool = False
+    rss_before_bytes: int = 0   # the process's RSS when loading began (imports, earlier models):
+                                # peak_rss_bytes - rss_before_bytes is what this load added
 
 
 @dataclass
@@ -245,6 +247,6 @@ def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: 
                         peak_rss_bytes=pm.peak_rss_bytes, peak_vram_bytes=pm.peak_vram_bytes,
                         page_cache_before=cached_before, host=card().host, is_cold=cold,
                         checkpoint_bytes=file.stat().st_size if file else 0,
-                        bigger_than_ram=bigger_than_ram)
+                        bigger_than_ram=bigger_than_ram, rss_before_bytes=pm.start_rss_bytes)
     return Loaded(model=net, tokenizer=tokenizer, result=result, checkpoint=folder,
                   config=net.config, name=model, device=dev, dtype=dtype)
