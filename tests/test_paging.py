@@ -148,7 +148,9 @@ def test_real_model_strategies_agree():
             out[strategy] = loaded.model(ids).logits[:, -1]
         del loaded
     torch.testing.assert_close(out["mmap"], out["resident"], rtol=0, atol=0)
-    torch.testing.assert_close(out["paged-prefetch"], out["resident"], rtol=0, atol=0)
+    # paged-prefetch computes on one thread fewer (a core is left to the reader): a different
+    # split of the same matmuls may round differently in the last bits, nothing more
+    torch.testing.assert_close(out["paged-prefetch"], out["resident"], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.gpu
