@@ -241,6 +241,9 @@ def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: 
     extra = {"bigger_than_ram": True} if bigger_than_ram else {}
     with PeakMemory(dev) as pm, Timer(dev) as t:
         net = STRATEGIES[strategy](folder, dev, dtype, **extra)
+    if (Path(folder) / "generation_config.json").exists() and hasattr(net, "generation_config"):
+        from transformers import GenerationConfig  # skeleton-built models start from the config's
+        net.generation_config = GenerationConfig.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     result = LoadResult(strategy=strategy, model_name=model, device=str(dev), dtype=dtype,
                         weights_bytes=weights_bytes(net), load_time_s=t.elapsed_s,
