@@ -115,10 +115,11 @@ class StrategyRun:
     ttft_s: float               # in-process TTFT (tokenize + prefill + first sample)
     tpot_s: float
     decode_tok_per_s: float
-    peak_rss_bytes: int         # max of the load's and the generation's peaks
+    peak_rss_bytes: int         # max of the load's and the generation's peaks (whole process)
     weights_in_memory_bytes: int
     layer_read_bytes: int       # bytes read by layer streaming during generation (0 otherwise)
     text: str
+    rss_added_bytes: int = 0    # peak_rss_bytes - the process's RSS before loading: this run's own
 
 
 def run_strategy(model: str = models.DEFAULT_MODEL, strategy: str = "resident", prompt="Hello!",
@@ -131,9 +132,10 @@ def run_strategy(model: str = models.DEFAULT_MODEL, strategy: str = "resident", 
     r = generation.generate(loaded, prompt, max_new_tokens=max_new_tokens, stop_at_eos=False)
     stats = loading.paging_stats(loaded)
     lr = loaded.result
+    peak = max(lr.peak_rss_bytes, r.peak_rss_bytes)
     run = StrategyRun(strategy, cold, bigger_than_ram, lr.page_cache_before, lr.load_time_s, r.ttft_s,
-                      r.tpot_s, r.decode_tok_per_s, max(lr.peak_rss_bytes, r.peak_rss_bytes),
-                      lr.weights_bytes, stats.read_bytes if stats else 0, r.text)
+                      r.tpot_s, r.decode_tok_per_s, peak, lr.weights_bytes,
+                      stats.read_bytes if stats else 0, r.text, peak - lr.rss_before_bytes)
     streamer = getattr(loaded.model, "_memlab_streamer", None)
     if streamer is not None:
         streamer.close()
