@@ -83,17 +83,27 @@ def cpu_features(cpuinfo: str | None = None) -> tuple[str, ...]:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             return ()
-    text = cpuinfo
     flags = set()
-    for line in text.splitlines():
+    for line in cpuinfo.splitlines():
         if line.startswith(("flags", "Features")):
             flags.update(line.split(":", 1)[1].split())
     return tuple(f for f in _FEATURES if f in flags)
 
 
+# the extensions that give a CPU native arithmetic in each half-precision dtype (x86, then Arm)
+NATIVE_DTYPE_FEATURES = {"bf16": ("avx512_bf16", "amx_bf16", "bf16"),
+                         "fp16": ("avx512_fp16", "amx_fp16", "asimdhp")}
+
+
+def native_dtype(dtype: str, features: tuple[str, ...] | None = None) -> bool:
+    """True when the CPU computes `dtype` natively (fp32 always); else torch takes slow fallbacks."""
+    have = cpu_features() if features is None else features
+    return dtype not in NATIVE_DTYPE_FEATURES or any(f in have for f in NATIVE_DTYPE_FEATURES[dtype])
+
+
 def native_bf16() -> bool:
     """True when the CPU has bf16 arithmetic instructions (so bf16 matmuls need no slow fallback)."""
-    return any(f in cpu_features() for f in ("avx512_bf16", "amx_bf16", "bf16"))
+    return native_dtype("bf16")
 
 
 def has_cuda() -> bool:

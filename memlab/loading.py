@@ -75,6 +75,14 @@ def weights_bytes(model: torch.nn.Module) -> int:
     return total
 
 
+def _buffers_to(model: torch.nn.Module, device: torch.device) -> None:
+    """Move a skeleton's real buffers (rotary inv_freq, built on the CPU from the config) to `device`."""
+    for module in model.modules():
+        for k, b in module._buffers.items():
+            if b is not None and not b.is_meta and b.device != device:
+                module._buffers[k] = b.to(device)
+
+
 def load_resident(folder: Path, device: torch.device, dtype: str) -> torch.nn.Module:
     """Every tensor in anonymous RAM (or VRAM) before the first token.
 
@@ -100,10 +108,7 @@ def load_resident(folder: Path, device: torch.device, dtype: str) -> torch.nn.Mo
         if device.type != "cpu":
             tensors = {k: v.to(device) for k, v in tensors.items()}
         paging.assign_weights(model, tensors, models.DTYPES[dtype])
-        for module in model.modules():  # buffers (rotary inv_freq) are built on the CPU
-            for k, b in module._buffers.items():
-                if b is not None and b.device != device:
-                    module._buffers[k] = b.to(device)
+        _buffers_to(model, device)
         return model
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=models.DTYPES[dtype], use_safetensors=True)
@@ -139,10 +144,7 @@ def _load_streaming(folder: Path, device: torch.device, dtype: str, prefetch: bo
     finally:
         os.close(fd)
     paging.assign_weights(model, {k: v.to(device) for k, v in resident.items()}, models.DTYPES[dtype])
-    for module in model.modules():  # buffers (rotary inv_freq) were built on the CPU
-        for k, b in module._buffers.items():
-            if b is not None and not b.is_meta and b.device != device:
-                module._buffers[k] = b.to(device)
+    _buffers_to(model, device)
     stack = paging.layer_stack(model)
     if len(layers) != len(stack):
         raise MemlabError(f"{file} has {len(layers)} decoder layers named like 'model.layers.<i>.', "

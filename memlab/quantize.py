@@ -291,11 +291,10 @@ def emulation_note(dtype: str) -> str:
     """Say when half-precision matmuls have no native CPU support here (they run, slowly)."""
     if dtype not in ("bf16", "fp16"):
         return ""
-    from .hardware import cpu_features
+    from . import hardware
     # torch's capability string stops at "AVX512": read the CPU's own flags instead
-    native = {"bf16": ("avx512_bf16", "amx_bf16", "bf16"), "fp16": ("avx512_fp16", "amx_fp16", "asimdhp")}
-    have = cpu_features()
-    if any(f in have for f in native[dtype]) or not have:  # no flags to read: say nothing
+    have = hardware.cpu_features()
+    if not have or hardware.native_dtype(dtype, have):  # no flags to read: say nothing
         return ""
     return (f"{dtype} matmuls are emulated on this CPU ({' '.join(have)}; none of "
-            f"{', '.join(native[dtype])}): prefill is slow")
+            f"{', '.join(hardware.NATIVE_DTYPE_FEATURES[dtype])}): prefill is slow")
