@@ -21,7 +21,8 @@ $(VENV)/.memlab-installed: pyproject.toml
 
 lab: setup
 	$(BIN)/memlab prepare
-	$(BIN)/jupyter lab labs/00_start_here.ipynb
+	# as root (a container), JupyterLab refuses to start without --allow-root
+	$(BIN)/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) labs/00_start_here.ipynb
 
 test: setup
 	$(BIN)/memlab prepare
