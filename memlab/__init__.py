@@ -1,26 +1,27 @@
 """memlab: where an LLM's weights and context live, and what that costs, measured live.
 
-`import memlab as ml` gives the modules a lab needs; nothing is measured or loaded at import time.
+`import memlab as ml` gives the core modules every lab needs (`ml.hardware`, `ml.loading`,
+`ml.footprint`, ...), `ml.load`, `ml.generate` and `ml.show_source`. Each lab's own package is
+`ml.<topic>` (`ml.memory_wall`, `ml.ram_vs_disk`, ..., see the README's layout table), imported
+on first use so that `import memlab` stays light. Nothing is measured or loaded at import time.
 """
 
+import importlib as _importlib
 import inspect as _inspect
 
-from . import _quiet
+from memlab.core import quiet as _quiet
 
-_quiet.install()  # two harmless third-party log lines on every model load (see _quiet.py)
-from . import errors, footprint, generation, hardware, loading, measure, models, pagecache, results, units
-from .errors import MemlabError
-from .generation import GenerationResult, generate
-from .loading import LoadResult, load
-from . import ceilings, fastpath, roofline  # issue 3
-from . import guard, latency, paging  # issue 4: memory guard, TTFT anatomy, layer streaming
-from . import quality, quantize  # issue 5
-from .quantcompare import QuantResult  # issue 5
-from . import comm_model, pipeline, sharding, tensor_parallel, workers  # issue 6: lab 05
-from . import calibration, disagg, simstats, simulator, widgets  # issue 7: lab 07
-from . import rag  # lab 06
+_quiet.install()  # two harmless third-party log lines on every model load (see core/quiet.py)
+from memlab.core import (ceilings, checkpoint, devices, errors, footprint, generation, guard, hardware, loading,  # noqa: E402
+                         measure, models, pagecache, paging, paths, results, roofline, text, units)
+from memlab.core.errors import MemlabError  # noqa: E402
+from memlab.core.generation import GenerationResult, generate  # noqa: E402
+from memlab.core.loading import LoadResult, load  # noqa: E402
 
 __version__ = "0.1.0"
+
+TOPICS = ("memory_wall", "ram_vs_disk", "ttft", "quantization", "sharding", "rag", "disaggregation",
+          "memory_processing")
 
 
 def show_source(obj) -> None:
@@ -28,8 +29,9 @@ def show_source(obj) -> None:
     print(_inspect.getsource(obj))
 
 
-def __getattr__(name):  # plots pulls in matplotlib: import it only when a lab asks
-    if name in ("plots", "launch"):
-        import importlib
-        return importlib.import_module(f".{name}", __name__)
+def __getattr__(name):  # topics (and figures, launch) pull in matplotlib, simpy, ...: import on first use
+    if name in TOPICS:
+        return _importlib.import_module(f"memlab.{name}")
+    if name in ("figures", "launch"):
+        return _importlib.import_module(f"memlab.core.{name}")
     raise AttributeError(f"module 'memlab' has no attribute {name!r}")

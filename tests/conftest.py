@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network: f
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     """A folder with a random-weight 2-layer Llama (seeded) and its byte-level tokenizer."""
-    from memlab import models
+    from memlab.core import models
     return models.build_tiny(tmp_path_factory.mktemp("tiny"))
 
 

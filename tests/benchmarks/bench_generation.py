@@ -9,8 +9,8 @@ import time
 import torch
 
 import memlab as ml
-from memlab import models
-from memlab.measure import summarize
+from memlab.core import models
+from memlab.core.measure import summarize
 
 NEW_TOKENS, REPEATS = 64, 3
 

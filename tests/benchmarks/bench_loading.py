@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import gc
 
-from memlab import latency, loading, models, paging
-from memlab.units import fmt_bytes, fmt_rate, fmt_time
+from memlab.ttft import latency
+from memlab.ram_vs_disk.runs import run_strategy
+from memlab.core import checkpoint, loading, models, paging
+from memlab.core.units import fmt_bytes, fmt_rate, fmt_time
 
 
 def main() -> None:
@@ -41,7 +43,7 @@ def main() -> None:
     # 1. cold start in a fresh process vs bytes / cold rate + prefill
     prompt = "What is the capital of France?"
     resident = loading.load(args.model, "resident")
-    from memlab import generation
+    from memlab.core import generation
     generation.generate(resident, prompt, max_new_tokens=1)  # warm-up
     warm_gen = generation.generate(resident, prompt, max_new_tokens=args.tokens, stop_at_eos=False)
     del resident
@@ -63,10 +65,10 @@ def main() -> None:
 
     # 2. bigger than RAM: every token reads every layer from disk
     res_tpot = warm_gen.tpot_s
-    layers, _ = paging.split_layers(paging.read_header(file))
+    layers, _ = checkpoint.split_layers(checkpoint.read_header(file))
     streamed = sum(e.end_byte - e.start_byte for layer in layers.values() for e in layer.values())
     for strategy in ("paged", "paged-prefetch"):
-        run = latency.run_strategy(args.model, strategy, prompt, bigger_than_ram=True,
+        run = run_strategy(args.model, strategy, prompt, bigger_than_ram=True,
                                    max_new_tokens=args.tokens)
         floor = max(streamed / cold.read_bytes_per_s, res_tpot)
         print(f"[2] bigger-than-RAM {strategy}: {fmt_time(run.tpot_s)}/token vs overlap floor "
@@ -74,7 +76,7 @@ def main() -> None:
               f"= {fmt_time(floor)}: {run.tpot_s / floor:.2f}x (aim <= 1.2x with prefetch)")
 
     # 3. decode tok/s by strategy, warm page cache
-    runs = {s: latency.run_strategy(args.model, s, prompt, max_new_tokens=args.tokens)
+    runs = {s: run_strategy(args.model, s, prompt, max_new_tokens=args.tokens)
             for s in ("resident", "mmap", "paged", "paged-prefetch", "paged-accelerate")}
     base = runs["resident"].decode_tok_per_s
     print("[3] decode tok/s (warm): " + ", ".join(

@@ -14,8 +14,8 @@ import argparse
 
 import torch
 
-from memlab import quantcompare, quantize
-from memlab.hardware import card
+from memlab.quantization import quantcompare, records
+from memlab.core.hardware import card
 
 
 def main(argv=None) -> int:
@@ -28,8 +28,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = tuple(args.variants.split(","))
-    cfg = (quantcompare.QuantConfig.quick(variants=names) if args.quick
-           else quantcompare.QuantConfig(variants=names, repeats=args.repeats))
+    cfg = (records.QuantConfig.quick(variants=names) if args.quick
+           else records.QuantConfig(variants=names, repeats=args.repeats))
     hw = card()
     print(f"{hw.cpu_model}, {hw.num_cores} cores, torch threads {torch.get_num_threads()}, "
           f"torch {hw.torch_version}, {hw.measured_at}")

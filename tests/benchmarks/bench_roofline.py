@@ -2,10 +2,10 @@
 
     PYTHONPATH=. python tests/benchmarks/bench_roofline.py [--tokens 48] [--rounds 2] [--dtypes fp32,bf16]
 
-Eager = memlab.generation (transformers modules, DynamicCache); fast = memlab.fastpath (fused
+Eager = memlab.core.generation (transformers modules, DynamicCache); fast = memlab.memory_wall.fastpath (fused
 weights, static cache). Both greedy, same prompt, rounds interleaved so that load on a shared
 machine hits both alike; the best round of each is reported. The bound is measured triad
-bandwidth / decode bytes per token (memlab.roofline), measured in this run.
+bandwidth / decode bytes per token (memlab.core.roofline), measured in this run.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import os
 import torch
 
 import memlab as ml
-from memlab import ceilings, fastpath, roofline
+from memlab.core import ceilings, roofline
+from memlab.memory_wall import fastpath
 
 
 def main() -> None:

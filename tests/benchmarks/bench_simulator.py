@@ -10,7 +10,8 @@ import os
 import sys
 import time
 
-from memlab.simulator import Cluster, Workload, simple_profile, simulate
+from memlab.disaggregation.profiles import simple_profile
+from memlab.disaggregation.simulator import Cluster, Workload, simulate
 
 
 def sim_speed(cluster: Cluster, work: Workload, repeats: int = 3) -> tuple[float, float]:
@@ -36,7 +37,7 @@ def main() -> int:
               f"{cpu_rate:9,.0f} per CPU s")
     if "--no-real" in sys.argv:
         return 0
-    from memlab import calibration
+    from memlab.disaggregation import calibration
     t = time.perf_counter()
     v = calibration.validate("smollm2-135m", quick=True)[0]
     print(f"sim vs real ({v.num_requests} requests, {time.perf_counter() - t:.0f} s wall): "

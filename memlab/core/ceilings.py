@@ -1,0 +1,268 @@
+"""This machine's ceilings, measured: memory bandwidth, matmul FLOP/s, disk and host<->device copy.
+
+Lab 01 draws its roofline from these numbers rather than from a spec sheet.
+
+1. Memory bandwidth, STREAM-style, over arrays far larger than the last-level cache, with all
+   of torch's threads, best of N (bytes counted as STREAM does, write-allocate not counted):
+   copy  a = b          2 arrays moved      scale a = q*b       2 arrays
+   add   c = a + b      3 arrays            triad a = b + q*c   3 arrays
+2. Matmul FLOP/s per dtype in the `F.linear` layout (y = x W^T, 2*M*N*K FLOPs per call), best
+   sustained size; every dtype has a time budget (bf16 on a CPU without native bf16, e.g. AVX2
+   only, ran ~100x slower than fp32: the budget keeps that from taking minutes, and the number
+   shows it; with AMX it ran 6x *faster* than fp32). `hardware.cpu_features()` says which.
+3. Disk read of a scratch file, cold (pages evicted with posix_fadvise DONTNEED, eviction
+   checked with mincore) and warm (read again from the page cache).
+4. With a GPU: VRAM copy bandwidth and host->device / device->host copies, pinned and pageable.
+
+`measure()` caches its record as JSON per machine in the memlab cache folder; `refresh=True`
+measures again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+GB = 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class Ceilings:
+    """Measured peaks of one machine (bandwidths in GB/s = 1e9 bytes/s, FLOP/s in base units)."""
+
+    host: str
+    device: str                   # "cpu" or the GPU's name
+    mode: str                     # "quick" or "full"
+    num_threads: int              # torch threads used for the CPU measurements
+    array_bytes: int              # size of each STREAM array
+    copy_gb_per_s: float
+    scale_gb_per_s: float
+    add_gb_per_s: float
+    triad_gb_per_s: float
+    fp32_flop_per_s: float        # best sustained F.linear over the sizes tried; 0.0 = not measured
+    bf16_flop_per_s: float
+    fp16_flop_per_s: float
+    matmul_sizes: tuple           # (dtype, n, flop_per_s) for every size measured
+    disk_file_bytes: int
+    disk_cold_gb_per_s: float
+    disk_warm_gb_per_s: float
+    disk_cold_resident_fraction: float  # page-cache residency after eviction (~0 if it worked)
+    vram_gb_per_s: float          # GPU device-to-device copy; 0.0 without a GPU
+    gpu_fp32_flop_per_s: float
+    gpu_bf16_flop_per_s: float
+    h2d_pinned_gb_per_s: float
+    h2d_pageable_gb_per_s: float
+    d2h_pinned_gb_per_s: float
+    d2h_pageable_gb_per_s: float
+    load_avg_1min: float          # os.getloadavg() before measuring: > num cores means shared, noisy
+    measure_s: float              # how long the measurement took
+    measured_at: str
+
+    @property
+    def bandwidth_bytes_per_s(self) -> float:
+        """The memory roof: STREAM triad (the roofline's slope), bytes per second."""
+        return self.triad_gb_per_s * GB
+
+    def flop_per_s(self, dtype: str = "fp32") -> float:
+        """The compute roof for one dtype on the CPU."""
+        return {"fp32": self.fp32_flop_per_s, "bf16": self.bf16_flop_per_s,
+                "fp16": self.fp16_flop_per_s}[dtype]
+
+    def roof(self, dtype: str = "fp32", device: str = "cpu") -> tuple[float, float]:
+        """(peak FLOP/s, bandwidth bytes/s) of `device` ("cpu" or "cuda[:N]"); 0.0 = not measured."""
+        if str(device).startswith("cuda"):
+            # fp16 is not timed on the GPU: tensor cores run it at the bf16 rate (Ampere and later)
+            flops = self.gpu_fp32_flop_per_s if dtype == "fp32" else self.gpu_bf16_flop_per_s
+            return flops, self.vram_gb_per_s * GB
+        return self.flop_per_s(dtype), self.bandwidth_bytes_per_s
+
+
+def _best_time(fn, repeats: int, device: torch.device | None = None) -> float:
+    """Fastest of `repeats` calls after one warm-up, seconds (best-of-N, as STREAM reports)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def stream(array_bytes: int, repeats: int = 5, device: str = "cpu") -> dict[str, float]:
+    """STREAM copy/scale/add/triad in GB/s over three fp32 arrays of `array_bytes` each."""
+    dev = torch.device(device)
+    n = array_bytes // 4
+    a = torch.ones(n, device=dev)  # first touch here, not inside the timed loop
+    b = torch.full((n,), 2.0, device=dev)
+    c = torch.zeros(n, device=dev)
+    q = 3.0
+    kernels = {
+        "copy": (lambda: a.copy_(b), 2),
+        "scale": (lambda: torch.mul(b, q, out=a), 2),
+        "add": (lambda: torch.add(a, b, out=c), 3),
+        "triad": (lambda: torch.add(b, c, alpha=q, out=a), 3),
+    }
+    return {name: arrays * n * 4 / _best_time(fn, repeats, dev) / GB
+            for name, (fn, arrays) in kernels.items()}
+
+
+def matmul_flops(dtype: torch.dtype, sizes: tuple, budget_s: float,
+                 device: str = "cpu") -> list[tuple[int, float]]:
+    """FLOP/s of F.linear(x (n, n), W (n, n)) per size, 2*n^3 FLOPs a call, within `budget_s`.
+
+    Stops early when the budget is spent; a size whose single call would overrun it is skipped.
+    """
+    dev = torch.device(device)
+    out, t_start = [], time.perf_counter()
+    for n in sizes:
+        x = torch.randn(n, n, device=dev).to(dtype)
+        w = torch.randn(n, n, device=dev).to(dtype)
+        t0 = time.perf_counter()
+        F.linear(x, w)  # warm-up, also the first estimate
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        first_s = time.perf_counter() - t0
+        left_s = budget_s - (time.perf_counter() - t_start)
+        repeats = int(min(10, left_s / max(first_s, 1e-6)))
+        if repeats < 1:
+            if not out:  # nothing measured yet: report the single slow call rather than nothing
+                out.append((n, 2 * n**3 / first_s))
+            break
+        best = _best_time(lambda: F.linear(x, w), repeats, dev)
+        out.append((n, 2 * n**3 / best))
+    return out
+
+
+def disk_read(folder: Path, file_bytes: int, block_bytes: int = 16 * 2**20) -> tuple[float, float, float]:
+    """(cold GB/s, warm GB/s, resident fraction after eviction) reading a scratch file."""
+    from memlab.core import pagecache
+
+    path = Path(folder) / f"ceilings-scratch-{os.getpid()}.bin"
+    rng = torch.Generator().manual_seed(0)
+    block = torch.randint(0, 256, (block_bytes,), dtype=torch.uint8, generator=rng).numpy().tobytes()
+    try:
+        with open(path, "wb") as f:
+            for _ in range(max(1, file_bytes // block_bytes)):
+                f.write(block)
+            f.flush()
+            os.fsync(f.fileno())  # dirty pages cannot be dropped: write them out first
+        size = path.stat().st_size
+        pagecache.evict(path)
+        resident = pagecache.resident_fraction(path)
+        buf = bytearray(block_bytes)
+
+        def read_all() -> float:
+            t0 = time.perf_counter()
+            with open(path, "rb", buffering=0) as f:
+                while f.readinto(buf):
+                    pass
+            return time.perf_counter() - t0
+
+        cold_s = read_all()
+        warm_s = min(read_all() for _ in range(2))
+        return size / cold_s / GB, size / warm_s / GB, resident
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def host_device_copies(num_bytes: int, repeats: int = 5) -> dict[str, float]:
+    """Host<->device copy GB/s, pinned and pageable host memory (needs CUDA)."""
+    dev = torch.device("cuda")
+    gpu = torch.empty(num_bytes, dtype=torch.uint8, device=dev)
+    out = {}
+    for kind in ("pinned", "pageable"):
+        host = torch.empty(num_bytes, dtype=torch.uint8, pin_memory=kind == "pinned")
+        out[f"h2d_{kind}"] = num_bytes / _best_time(lambda: gpu.copy_(host), repeats, dev) / GB
+        out[f"d2h_{kind}"] = num_bytes / _best_time(lambda: host.copy_(gpu), repeats, dev) / GB
+    return out
+
+
+def _cache_file(cache_dir: Path, mode: str) -> Path:
+    return Path(cache_dir) / "ceilings" / f"{socket.gethostname()}-{mode}.json"
+
+
+def measure(quick: bool = False, refresh: bool = False, cache_dir: Path | str | None = None,
+            disk: bool = True) -> Ceilings:
+    """This machine's Ceilings: cached per machine unless `refresh`; quick ~seconds, full < 1 min."""
+    from memlab.core import models
+
+    folder = Path(cache_dir) if cache_dir is not None else models.cache_dir()
+    mode = "quick" if quick else "full"
+    path = _cache_file(folder, mode)
+    if not refresh:
+        for candidate in (path, _cache_file(folder, "full")):  # a full record serves a quick ask
+            if candidate.exists():
+                try:
+                    return from_dict(json.loads(candidate.read_text()))
+                except (ValueError, TypeError, KeyError):
+                    pass  # unreadable or from an older version: measure again
+    record = measure_now(quick=quick, disk_folder=folder if disk else None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(record), indent=1))
+    tmp.replace(path)
+    return record
+
+
+def measure_now(quick: bool = False, disk_folder: Path | None = None) -> Ceilings:
+    """Measure every ceiling now (no cache)."""
+    t0 = time.perf_counter()
+    load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    array_bytes = (128 if quick else 512) * 2**20  # >> a 32 MiB L3
+    bw = stream(array_bytes, repeats=3 if quick else 10)
+    sizes = (1024,) if quick else (512, 1024, 2048)
+    budget_s = 0.5 if quick else 4.0
+    mm = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        mm[name] = matmul_flops(dtype, sizes, budget_s)
+    cold = warm = resident = 0.0
+    file_bytes = 0
+    if disk_folder is not None:
+        file_bytes = (128 if quick else 512) * 2**20
+        Path(disk_folder).mkdir(parents=True, exist_ok=True)
+        cold, warm, resident = disk_read(Path(disk_folder), file_bytes)
+    gpu = dict(vram=0.0, fp32=0.0, bf16=0.0, h2d_pinned=0.0, h2d_pageable=0.0,
+               d2h_pinned=0.0, d2h_pageable=0.0)
+    device = "cpu"
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+        gpu["vram"] = stream((256 if quick else 1024) * 2**20, 5, "cuda")["copy"]
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            gpu[name] = max(f for _, f in matmul_flops(dtype, (4096, 8192), budget_s, "cuda"))
+        gpu.update(host_device_copies((64 if quick else 256) * 2**20))
+    return Ceilings(
+        host=socket.gethostname(), device=device, mode="quick" if quick else "full",
+        num_threads=torch.get_num_threads(), array_bytes=array_bytes,
+        copy_gb_per_s=bw["copy"], scale_gb_per_s=bw["scale"], add_gb_per_s=bw["add"],
+        triad_gb_per_s=bw["triad"],
+        fp32_flop_per_s=max((f for _, f in mm["fp32"]), default=0.0),
+        bf16_flop_per_s=max((f for _, f in mm["bf16"]), default=0.0),
+        fp16_flop_per_s=max((f for _, f in mm["fp16"]), default=0.0),
+        matmul_sizes=tuple((name, n, f) for name, rows in mm.items() for n, f in rows),
+        disk_file_bytes=file_bytes, disk_cold_gb_per_s=cold, disk_warm_gb_per_s=warm,
+        disk_cold_resident_fraction=resident, vram_gb_per_s=gpu["vram"],
+        gpu_fp32_flop_per_s=gpu["fp32"], gpu_bf16_flop_per_s=gpu["bf16"],
+        h2d_pinned_gb_per_s=gpu["h2d_pinned"], h2d_pageable_gb_per_s=gpu["h2d_pageable"],
+        d2h_pinned_gb_per_s=gpu["d2h_pinned"], d2h_pageable_gb_per_s=gpu["d2h_pageable"],
+        load_avg_1min=load_avg, measure_s=time.perf_counter() - t0,
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def from_dict(d: dict) -> Ceilings:
+    """A Ceilings record from its JSON form (lists back to tuples)."""
+    d = dict(d)
+    d["matmul_sizes"] = tuple(tuple(row) for row in d["matmul_sizes"])
+    return Ceilings(**d)

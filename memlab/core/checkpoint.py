@@ -1,0 +1,206 @@
+"""Reading safetensors checkpoints: the one reader every loader and worker uses (labs 00, 02, 05).
+
+A safetensors file is an 8-byte little-endian header length N, N bytes of JSON (name -> dtype,
+shape, byte range), then the raw tensor bytes. Readers, simplest first:
+  read_header     the JSON header as {name: TensorEntry} (absolute byte ranges)
+  map_checkpoint  every tensor as a view into one private mmap: nothing read until touched
+  read_tensors    chosen tensors read with pread into anonymous memory (one read per span)
+  read_tensor     one tensor, or a block of its rows or columns, as a private copy (a rank's part)
+  weight_map      tensor name -> file, for one file or a sharded folder with an index
+Building a model around tensors: `skeleton` (a meta-device model) and `assign_weights`.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from memlab.core.errors import MemlabError
+
+SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "F64": torch.float64, "I64": torch.int64, "I32": torch.int32, "I8": torch.int8,
+                      "U8": torch.uint8, "BOOL": torch.bool}
+READ_CHUNK_BYTES = 16 * 2**20
+LAYER_RE = re.compile(r"^(?:model\.)?layers\.(\d+)\.(.+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class TensorEntry:
+    """One tensor of a safetensors file: absolute byte range [start, end) in the file."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    start_byte: int
+    end_byte: int
+
+
+def read_header(path: str | Path) -> dict[str, TensorEntry]:
+    """Parse a safetensors header: u64 little-endian length N, N bytes of JSON, then data."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        out[name] = TensorEntry(name, SAFETENSORS_DTYPES[info["dtype"]], tuple(info["shape"]),
+                                base + begin, base + end)
+    return out
+
+
+def map_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of `path` as a view into one copy-on-write mmap; no byte is read yet."""
+    entries = read_header(path)
+    size = os.path.getsize(path)
+    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
+    whole = torch.empty(0, dtype=torch.uint8).set_(storage)  # (size,) bytes, lazily paged
+    return {e.name: whole[e.start_byte:e.end_byte].view(e.dtype).reshape(e.shape)
+            for e in entries.values()}
+
+
+def split_layers(entries: dict[str, TensorEntry]) -> tuple[dict[int, dict[str, TensorEntry]], list[str]]:
+    """Group tensor names by decoder layer index; the rest (embedding, norm, head) apart."""
+    layers: dict[int, dict[str, TensorEntry]] = {}
+    rest = []
+    for name, e in entries.items():
+        m = LAYER_RE.match(name)
+        if m:
+            layers.setdefault(int(m.group(1)), {})[m.group(2)] = e
+        else:
+            rest.append(name)
+    return layers, rest
+
+
+def entries_bytes(entries: dict[str, TensorEntry]) -> int:
+    """Bytes these tensors occupy in the file (and in memory once read)."""
+    return sum(e.end_byte - e.start_byte for e in entries.values())
+
+
+def read_tensors(fd: int, entries: dict[str, TensorEntry],
+                 into: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Read tensors with `pread` (one read per contiguous span) into anonymous memory.
+
+    `into`: a uint8 buffer of at least `entries_bytes(entries)` to reuse; without it, fresh memory
+    is allocated, and every first touch of it is a page fault the kernel must zero-fill.
+    """
+    ordered = sorted(entries.items(), key=lambda kv: kv[1].start_byte)
+    out = {}
+    i, offset = 0, 0
+    while i < len(ordered):  # merge adjacent ranges into one span: fewer, larger reads
+        j, end = i, ordered[i][1].end_byte
+        while j + 1 < len(ordered) and ordered[j + 1][1].start_byte == end:
+            j += 1
+            end = ordered[j][1].end_byte
+        start = ordered[i][1].start_byte
+        if into is None:
+            buf = torch.empty(end - start, dtype=torch.uint8)
+        else:
+            buf = into[offset:offset + end - start]
+            offset += end - start
+        view, got = memoryview(buf.numpy()), 0
+        while got < len(view):  # 16 MiB per call: one huge call measured slower, and erratic
+            n = os.preadv(fd, [view[got:got + READ_CHUNK_BYTES]], start + got)
+            if n <= 0:
+                raise OSError(f"short read at byte {start + got} of the checkpoint")
+            got += n
+        for name, e in ordered[i:j + 1]:
+            lo = e.start_byte - start
+            out[name] = buf[lo:lo + e.end_byte - e.start_byte].view(e.dtype).reshape(e.shape)
+        i = j + 1
+    return out
+
+
+def evict_range(fd: int, entries: dict[str, TensorEntry]) -> None:
+    """Drop these tensors' bytes from the page cache (they are not mapped, so this works)."""
+    start = min(e.start_byte for e in entries.values())
+    end = max(e.end_byte for e in entries.values())
+    os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
+
+
+def skeleton(config, dtype: torch.dtype = torch.float32):
+    """The model with every parameter on the meta device (no memory) and real buffers.
+
+    Buffers such as the rotary `inv_freq` are computed from the config, not stored in the
+    checkpoint, so they are created for real (`include_buffers=False`).
+    """
+    import contextlib
+
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+    try:  # skip random init: on meta tensors it does nothing, yet a cold load's profile spent 0.2 s in it
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        no_init_weights = contextlib.nullcontext
+
+    with init_empty_weights(include_buffers=False), no_init_weights():
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return model.eval()
+
+
+def assign_weights(model, tensors: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
+    """Make `tensors` the model's parameters without copying (`assign=True`); re-tie the head."""
+    if dtype is not None:
+        tensors = {k: v if v.dtype == dtype else v.to(dtype) for k, v in tensors.items()}
+    model.load_state_dict(tensors, strict=False, assign=True)
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    if getattr(model.config, "tie_word_embeddings", False) and out is not None and out.weight.is_meta:
+        out.weight = inp.weight
+
+
+
+
+@lru_cache(maxsize=32)
+def _cached_header(path: str, mtime_ns: int, size: int) -> dict[str, TensorEntry]:
+    return read_header(path)
+
+
+def weight_map(folder: str | Path) -> dict[str, Path]:
+    """Tensor name -> file, for a single `model.safetensors` or a sharded folder with an index."""
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        return {k: folder / v for k, v in json.loads(index.read_text())["weight_map"].items()}
+    single = folder / "model.safetensors"
+    if not single.exists():
+        raise MemlabError(f"No model.safetensors or index in {folder}; run memlab.core.models.prepare().")
+    return {k: single for k in read_header(single)}
+
+
+def read_tensor(files: dict, name: str, rows=None, cols=None, dtype=None,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """Read one tensor, or only a block of its rows [lo, hi) or columns [lo, hi), into this process.
+
+    Rows are one contiguous byte range, read with pread; columns come through a mapping of the
+    file (only the pages that hold them are touched). The result is a private copy, not a view
+    of the file, so it counts as this process's own resident bytes.
+    """
+    path = str(files[name])
+    st = os.stat(path)
+    e = _cached_header(path, st.st_mtime_ns, st.st_size)[name]
+    if rows is not None:
+        row_bytes = (e.end_byte - e.start_byte) // e.shape[0]
+        e = TensorEntry(name, e.dtype, (rows[1] - rows[0],) + e.shape[1:],
+                        e.start_byte + rows[0] * row_bytes, e.start_byte + rows[1] * row_bytes)
+    with open(path, "rb") as f:
+        if cols is None:
+            t = read_tensors(f.fileno(), {name: e})[name]
+        else:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch warns that the read-only buffer is not writable: we only copy
+                whole = torch.frombuffer(m, dtype=torch.uint8, count=e.end_byte - e.start_byte, offset=e.start_byte)
+                t = whole.view(e.dtype).reshape(e.shape)[:, cols[0]:cols[1]].clone()
+                del whole
+    t = t.to(device=device, dtype=dtype or t.dtype)
+    return t.clone(memory_format=torch.contiguous_format)

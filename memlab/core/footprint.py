@@ -1,0 +1,258 @@
+"""What a model costs in bytes, from its config alone (labs 01, 04, 07): pure arithmetic.
+
+Shape letters: L layers, d hidden size, f MLP (intermediate) size, H query heads, K KV heads,
+D head dim, V vocab. For a Llama-family decoder:
+    attention  = d*H*D (q) + 2*d*K*D (k, v) + H*D*d (o)
+    mlp        = 3*d*f (gate, up, down)
+    per layer  = attention + mlp + 2*d (two RMSNorm weights)
+    total      = L*per_layer + V*d (embedding) + d (final norm) + [V*d if lm_head is not tied]
+KV cache per token = 2 (k and v) * L * K * D * bytes per element.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+BYTES_PER_PARAM = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5}
+
+
+def config_value(config: Any, key: str, default=None):
+    return config.get(key, default) if isinstance(config, dict) else getattr(config, key, default)
+
+
+def head_dim(config: Any) -> int:
+    """D = hidden / heads unless the config states it."""
+    return config_value(config, "head_dim") or config_value(config, "hidden_size") // config_value(config, "num_attention_heads")
+
+
+def num_params(config: Any) -> int:
+    """Parameter count of a dense Llama-family decoder from its config (formula in the module doc)."""
+    d, f, L, V = (config_value(config, k) for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "vocab_size"))
+    H = config_value(config, "num_attention_heads")
+    K = config_value(config, "num_key_value_heads") or H
+    D = head_dim(config)
+    attention = d * H * D + 2 * d * K * D + H * D * d
+    mlp = 3 * d * f
+    per_layer = attention + mlp + 2 * d
+    total = L * per_layer + V * d + d
+    if not config_value(config, "tie_word_embeddings", False):
+        total += V * d
+    return total
+
+
+def dtype_bytes(dtype: str | float | torch.dtype) -> float:
+    if isinstance(dtype, torch.dtype):
+        return torch.empty((), dtype=dtype).element_size()
+    if isinstance(dtype, str):
+        if dtype not in BYTES_PER_PARAM:
+            raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(BYTES_PER_PARAM)} or a number")
+        return BYTES_PER_PARAM[dtype]
+    return float(dtype)
+
+
+def weights_bytes(config: Any, dtype: str | float | torch.dtype = "fp32") -> int:
+    """Bytes of all weights: num_params * bytes per parameter."""
+    return int(num_params(config) * dtype_bytes(dtype))
+
+
+def kv_bytes_per_token(config: Any, dtype: str | float | torch.dtype = "fp32") -> int:
+    """2 * L * K * D * bytes: one token's keys and values in every layer (GQA/MQA aware)."""
+    L = config_value(config, "num_hidden_layers")
+    K = config_value(config, "num_key_value_heads") or config_value(config, "num_attention_heads")
+    return int(2 * L * K * head_dim(config) * dtype_bytes(dtype))
+
+
+def kv_cache_bytes(config: Any, num_tokens: int, batch_size: int = 1,
+                   dtype: str | float | torch.dtype = "fp32") -> int:
+    """KV cache for `batch_size` sequences of `num_tokens` tokens each."""
+    return kv_bytes_per_token(config, dtype) * int(num_tokens) * int(batch_size)
+
+
+# --- issue 5: MoE/MLA-aware counts, activations, famous configs, what fits where ----------------
+# Extra shape letters: E routed experts, k experts per token, S shared experts, g MoE expert
+# MLP size, r_q / r_kv the MLA low-rank sizes, W a sliding-attention window.
+#   MoE layer = router d*E + (E + S) * 3*d*g;  active per token: d*E + (k + S) * 3*d*g
+#   MLA attention = d*r_q + r_q*H*(D_nope+D_rope) + d*(r_kv+D_rope) + r_kv*H*(D_nope+D_v) + H*D_v*d
+#   MLA KV cache per token = L * (r_kv + D_rope) * bytes (one latent serves K and V)
+
+import json as _json
+from dataclasses import dataclass as _dataclass
+from pathlib import Path as _Path
+
+PRECISIONS = ("fp32", "bf16", "int8", "int4")
+
+
+def _attention_params(config: Any) -> int:
+    d, H = config_value(config, "hidden_size"), config_value(config, "num_attention_heads")
+    if config_value(config, "kv_lora_rank"):                       # DeepSeek's multi-head latent attention
+        r_q, r_kv = config_value(config, "q_lora_rank"), config_value(config, "kv_lora_rank")
+        nope, rope, dv = (config_value(config, k) for k in ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"))
+        q = d * r_q + r_q + r_q * H * (nope + rope) if r_q else d * H * (nope + rope)
+        return q + d * (r_kv + rope) + r_kv + r_kv * H * (nope + dv) + H * dv * d
+    K, D = config_value(config, "num_key_value_heads") or H, head_dim(config)
+    bias = (H * D + 2 * K * D + d) if config_value(config, "attention_bias") else 0
+    return d * H * D + 2 * d * K * D + H * D * d + bias
+
+
+def _experts(config: Any) -> tuple[int, int, int]:
+    """(E routed, k per token, S shared); (0, 0, 0) for a dense model."""
+    E = config_value(config, "num_local_experts") or config_value(config, "n_routed_experts") or 0
+    return E, (config_value(config, "num_experts_per_tok") or 0) if E else 0, config_value(config, "n_shared_experts") or 0
+
+
+def param_counts(config: Any) -> tuple[int, int]:
+    """(total, active per token) parameters, MoE and MLA aware (formulas above and in the module doc).
+
+    active = what one decode step reads: attention, router, the k routed + S shared experts,
+    lm_head; not the input embedding, of which a token reads one row.
+    """
+    d, f, L, V = (config_value(config, k) for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "vocab_size"))
+    E, k, S = _experts(config)
+    attn = _attention_params(config) + 2 * d
+    dense_mlp = 3 * d * f
+    total = active = 0
+    for layer in range(L):
+        if E and layer >= (config_value(config, "first_k_dense_replace") or 0):
+            g = config_value(config, "moe_intermediate_size") or f
+            expert = 3 * d * g + ((2 * g + d) if config_value(config, "expert_bias") else 0)
+            router = d * E + (E if config_value(config, "expert_bias") else 0)
+            total += attn + router + (E + S) * expert
+            active += attn + router + (k + S) * expert
+        else:
+            total += attn + dense_mlp
+            active += attn + dense_mlp
+    # a token reads one row of the input embedding, so `active` counts only lm_head (+ final norm)
+    tied = config_value(config, "tie_word_embeddings", False)
+    return total + V * d * (1 if tied else 2) + d, active + V * d + d
+
+
+def kv_bytes_per_token_layerwise(config: Any, dtype: str | float | torch.dtype = "fp32") -> int:
+    """KV bytes one token adds in every layer: 2*K*D per layer, or r_kv + D_rope for MLA."""
+    if config_value(config, "kv_lora_rank"):
+        per_layer = config_value(config, "kv_lora_rank") + config_value(config, "qk_rope_head_dim")
+        return int(config_value(config, "num_hidden_layers") * per_layer * dtype_bytes(dtype))
+    return kv_bytes_per_token(config, dtype)
+
+
+def kv_context_bytes(config: Any, context: int, batch_size: int = 1,
+                     dtype: str | float | torch.dtype = "fp32") -> int:
+    """KV cache for `context` tokens; sliding-window layers keep at most W tokens."""
+    per_token = kv_bytes_per_token_layerwise(config, dtype)
+    types = config_value(config, "layer_types")
+    W = config_value(config, "sliding_window")
+    if not (types and W):
+        return per_token * int(context) * int(batch_size)
+    L = len(types)
+    tokens = sum(min(context, W) if t == "sliding_attention" else context for t in types)
+    return int(per_token / L * tokens * batch_size)
+
+
+def activation_bytes(config: Any, num_tokens: int, batch_size: int = 1,
+                     dtype: str | float | torch.dtype = "fp32", attention: str = "sdpa") -> int:
+    """Peak live activations of one forward (inference, no autograd), a model of the working set:
+
+    B*T * (2d residual+normed + (H+2K)*D q/k/v + 2*f_eff gate/up) * bytes  +  B*V*4 (fp32 logits of
+    the last position), with f_eff = k*g for a MoE layer. attention="sdpa" (transformers' default,
+    and flash attention) never materialises the scores; attention="eager" adds them, B*H*T*T fp32.
+    """
+    if attention not in ("sdpa", "eager"):
+        raise ValueError(f"attention must be 'sdpa' or 'eager', not {attention!r}")
+    d, H = config_value(config, "hidden_size"), config_value(config, "num_attention_heads")
+    K, D = config_value(config, "num_key_value_heads") or H, head_dim(config)
+    E, k, _ = _experts(config)
+    f_eff = k * (config_value(config, "moe_intermediate_size") or config_value(config, "intermediate_size")) if E \
+        else config_value(config, "intermediate_size")
+    per_token = 2 * d + (H + 2 * K) * D + 2 * f_eff
+    scores = batch_size * H * num_tokens ** 2 * 4 if attention == "eager" else 0
+    return int(batch_size * num_tokens * per_token * dtype_bytes(dtype)
+               + batch_size * config_value(config, "vocab_size") * 4 + scores)
+
+
+def attention_kind(config: Any) -> str:
+    """'eager' when the config asks for eager attention (scores materialised), else 'sdpa'."""
+    impl = config_value(config, "_attn_implementation") or config_value(config, "attn_implementation")
+    return "eager" if impl == "eager" else "sdpa"
+
+
+def famous_configs(path: str | _Path | None = None) -> dict[str, dict]:
+    """The shipped configs of famous models (data/model_configs.json), keyed by short name."""
+    from memlab.core.paths import data_path
+    data = _json.loads(_Path(path or data_path("model_configs.json")).read_text())
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def resolve_config(model: Any) -> Any:
+    """A config from a famous-model name, a config.json path, a checkpoint folder, a catalog name or a config."""
+    if not isinstance(model, (str, _Path)):
+        return model
+    famous = famous_configs()
+    if str(model).lower() in famous:
+        return famous[str(model).lower()]
+    p = _Path(model).expanduser()
+    if p.is_file():
+        return _json.loads(p.read_text())
+    if (p / "config.json").is_file():
+        return _json.loads((p / "config.json").read_text())
+    from memlab.core import models
+    if model in models.CATALOG:
+        return _json.loads((models.prepare(model) / "config.json").read_text())
+    from memlab.core.errors import UnknownModelError
+    raise UnknownModelError(f"No config for {model!r}: use one of {', '.join(famous)}, a catalog model, "
+                            "a config.json file or a checkpoint folder.")
+
+
+@_dataclass(frozen=True, slots=True)
+class Footprint:
+    model: str
+    precision: str
+    params: int                 # total
+    active_params: int          # per token (MoE: routed top-k + shared)
+    weights_bytes: int
+    kv_bytes: int               # KV cache for `context` tokens (kept in bf16 unless fp32)
+    activation_bytes: int       # one forward over `context` tokens
+    total_bytes: int
+    context: int
+
+
+def footprint(model: Any, precision: str = "bf16", context: int = 8192, batch_size: int = 1,
+              name: str | None = None) -> Footprint:
+    """Weights + KV cache + activations of `model` at `precision` for one `context`-token sequence.
+
+    Quantized precisions (int8/int4) quantize weights only; KV and activations stay bf16.
+    """
+    config = resolve_config(model)
+    total, active = param_counts(config)
+    kv_dtype = "fp32" if precision == "fp32" else "bf16"
+    w = int(total * dtype_bytes(precision))
+    kv = kv_context_bytes(config, context, batch_size, kv_dtype)
+    act = activation_bytes(config, context, batch_size, kv_dtype)
+    return Footprint(model=name or (model if isinstance(model, str) else "config"), precision=precision,
+                     params=total, active_params=active, weights_bytes=w, kv_bytes=kv,
+                     activation_bytes=act, total_bytes=w + kv + act, context=context)
+
+
+def fits_table(models: Any = None, precisions=PRECISIONS, context: int = 8192, table: Any = None):
+    """One row per (model, precision, device): the footprint, the capacity and whether it fits.
+
+    `models`: names, configs or a dict name -> config (default: the shipped famous configs).
+    A model fits when weights + KV(context) + activations <= capacity (one device, no offload).
+    """
+    import pandas as pd
+    if models is None:
+        models = famous_configs()
+    if not isinstance(models, dict):
+        models = {m if isinstance(m, str) else f"model{i}": m for i, m in enumerate(models)}
+    from memlab.core import devices
+    devs = devices.capacities(table)
+    rows = []
+    for name, cfg in models.items():
+        for p in precisions:
+            fp = footprint(cfg, p, context, name=name)
+            for d in devs.itertuples():
+                rows.append(dict(model=name, precision=p, device=d.name, kind=d.kind,
+                                 capacity_bytes=int(d.capacity_bytes), weights_bytes=fp.weights_bytes,
+                                 kv_bytes=fp.kv_bytes, activation_bytes=fp.activation_bytes,
+                                 total_bytes=fp.total_bytes, fits=fp.total_bytes <= d.capacity_bytes))
+    return pd.DataFrame(rows)

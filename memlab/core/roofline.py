@@ -1,0 +1,169 @@
+"""The roofline: FLOPs and bytes per token, arithmetic intensity, and the bound they imply (lab 01).
+
+A step of work that does F FLOPs and moves Q bytes between memory and the cores can finish no
+sooner than max(F / peak FLOP/s, Q / bandwidth). Its arithmetic intensity I = F / Q (FLOP/byte)
+says which term wins: below the ridge point I* = peak / bandwidth the step is memory-bound.
+
+For a Llama-family decoder (letters as in footprint.py; P_mm = matmul parameters per token
+= all weights except the embedding table, plus the lm_head, which is the tied table):
+    decode step, B sequences at context C (tokens already cached):
+        FLOPs = B * (2 * P_mm + 4 * L * H * D * (C + 1))       (matmuls + QK^T and AV)
+        bytes = weights + B * (C + 1) * kv_per_token   (weights read once; each cache read, new
+                                                        k/v written: counted as one pass)
+    prefill, B prompts of T tokens (logits only for the last position):
+        FLOPs = B * (2 * (P_mm - V*d) * T + 2 * V * d + 4 * L * H * D * T * (T + 1) / 2)
+        bytes = weights + B * T * kv_per_token          (activations are ignored: they stay in cache
+                                                          for small T, which flatters the bound)
+Batching multiplies the FLOPs by B but not the weight bytes: decode moves right on the roofline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from memlab.core import footprint
+from memlab.core.footprint import config_value, head_dim
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """One forward step's work."""
+
+    phase: str                  # "prefill" or "decode"
+    batch_size: int             # B
+    num_tokens: int             # tokens produced/processed per sequence in this step (T or 1)
+    context_tokens: int         # C: tokens already in the KV cache when the step starts
+    flops: float
+    bytes: float
+    dtype: str
+
+    @property
+    def intensity_flop_per_byte(self) -> float:
+        return self.flops / self.bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The roofline's lower bound on a workload's time on one machine."""
+
+    workload: Workload
+    peak_flop_per_s: float
+    bandwidth_bytes_per_s: float
+    compute_s: float            # flops / peak
+    memory_s: float             # bytes / bandwidth
+    time_s: float               # max of the two: the bound
+    bound: str                  # "memory" or "compute"
+    tok_per_s: float            # B * num_tokens / time_s: an upper bound on throughput
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A measured step placed on the roofline."""
+
+    label: str
+    phase: str
+    intensity_flop_per_byte: float
+    flop_per_s: float           # achieved: workload FLOPs / measured time
+    bytes_per_s: float          # achieved: workload bytes / measured time
+    time_s: float
+    tok_per_s: float
+
+
+def matmul_params(config: Any) -> int:
+    """P_mm: parameters that take part in a matmul for each token (the lm_head included)."""
+    d, V = config_value(config, "hidden_size"), config_value(config, "vocab_size")
+    norms = (2 * config_value(config, "num_hidden_layers") + 1) * d
+    # the embedding lookup is no matmul, the lm_head is: tied, the table counts once as lm_head
+    table = 0 if config_value(config, "tie_word_embeddings", False) else V * d
+    return footprint.num_params(config) - norms - table
+
+
+def _attention_flops_per_token(config: Any, context: int) -> float:
+    """QK^T and AV for one query over `context` keys: 2 matmuls * 2 FLOPs * L * H * D * context."""
+    return 4.0 * config_value(config, "num_hidden_layers") * config_value(config, "num_attention_heads") * head_dim(config) * context
+
+
+def decode_workload(config: Any, batch_size: int = 1, context_tokens: int = 100,
+                    dtype: str = "fp32") -> Workload:
+    """One decode step for B sequences with C tokens cached (formula in the module docstring)."""
+    B, C = batch_size, context_tokens
+    flops = B * (2.0 * matmul_params(config) + _attention_flops_per_token(config, C + 1))
+    nbytes = footprint.weights_bytes(config, dtype) + B * (C + 1) * footprint.kv_bytes_per_token(config, dtype)
+    return Workload("decode", B, 1, C, flops, float(nbytes), dtype)
+
+
+def prefill_workload(config: Any, prompt_tokens: int, batch_size: int = 1, dtype: str = "fp32") -> Workload:
+    """Prefill of B prompts of T tokens, logits for the last position only."""
+    B, T = batch_size, prompt_tokens
+    vd = config_value(config, "vocab_size") * config_value(config, "hidden_size")
+    body = matmul_params(config) - vd
+    attention = _attention_flops_per_token(config, 1) * T * (T + 1) / 2  # causal: query t sees t keys
+    flops = B * (2.0 * body * T + 2.0 * vd + attention)
+    nbytes = footprint.weights_bytes(config, dtype) + B * T * footprint.kv_bytes_per_token(config, dtype)
+    return Workload("prefill", B, T, 0, flops, float(nbytes), dtype)
+
+
+def attainable_flop_per_s(intensity: float, peak_flop_per_s: float, bandwidth_bytes_per_s: float) -> float:
+    """The roof: min(peak, I * bandwidth)."""
+    return min(peak_flop_per_s, intensity * bandwidth_bytes_per_s)
+
+
+def ridge_point(peak_flop_per_s: float, bandwidth_bytes_per_s: float) -> float:
+    """I* = peak / bandwidth (FLOP/byte): left of it a step is memory-bound."""
+    return peak_flop_per_s / bandwidth_bytes_per_s
+
+
+def predict(workload: Workload, peak_flop_per_s: float, bandwidth_bytes_per_s: float) -> Prediction:
+    """time >= max(FLOPs / peak, bytes / bandwidth); tok/s <= B * tokens / that time."""
+    compute_s = workload.flops / peak_flop_per_s
+    memory_s = workload.bytes / bandwidth_bytes_per_s
+    t = max(compute_s, memory_s)
+    return Prediction(workload, peak_flop_per_s, bandwidth_bytes_per_s, compute_s, memory_s, t,
+                      "memory" if memory_s >= compute_s else "compute",
+                      workload.batch_size * workload.num_tokens / t)
+
+
+def decode_tok_per_s_bound(weights_bytes: float, bandwidth_bytes_per_s: float) -> float:
+    """Fastest possible batch-1 decode when every token streams all weights once.
+
+    tok/s <= bandwidth / bytes_per_token, and bytes_per_token ~= weights_bytes at batch 1.
+    """
+    return bandwidth_bytes_per_s / weights_bytes
+
+
+def point(label: str, workload: Workload, time_s: float) -> Point:
+    """A measured step of `workload` that took `time_s`, as a point on the roofline."""
+    return Point(label, workload.phase, workload.intensity_flop_per_byte, workload.flops / time_s,
+                 workload.bytes / time_s, time_s, workload.batch_size * workload.num_tokens / time_s)
+
+
+def points_from_generation(result, config: Any, label: str = "") -> list[Point]:
+    """Prefill and (mean) decode points of a GenerationResult (context = prompt + half the new tokens)."""
+    label = label or f"{result.model_name} {result.dtype} B={result.batch_size}"
+    pre = prefill_workload(config, result.prompt_tokens, result.batch_size, result.dtype)
+    out = [point(f"{label} prefill", pre, result.prefill_s)]
+    if result.new_tokens > 1:
+        ctx = result.prompt_tokens + result.new_tokens // 2
+        dec = decode_workload(config, result.batch_size, ctx, result.dtype)
+        out.append(point(f"{label} decode", dec, result.tpot_s))
+    return out
+
+
+# ---- reference devices (data/hardware.csv) and the memory wall -----------------------------
+
+def peak_tflop_per_s(row) -> float:
+    """A device's best dense figure: bf16, else fp16, else fp32 (TFLOP/s)."""
+    import math
+    for col in ("bf16_tflop_per_s", "fp16_tflop_per_s", "fp32_tflop_per_s"):
+        v = row[col]
+        if v == v and not math.isnan(float(v)):
+            return float(v)
+    return float("nan")
+
+
+def growth_per_2_years(years, values) -> float:
+    """Fitted growth factor per two years: exp-fit log(value) = a + b*year, factor = e^(2b)."""
+    import numpy as np
+    b, _ = np.polyfit(np.asarray(years, float), np.log(np.asarray(values, float)), 1)
+    return float(np.exp(2 * b))

@@ -1,0 +1,15 @@
+"""Lab 07, disaggregation: prefill and decode on separate workers, the KV cache in flight.
+
+kv_transfer  the KV cache in flight: pack, unpack, and three transports (gloo, shared memory, file)
+disagg       the real two-process split, against one process doing both
+serve        a whole trace served for real on two processes (the simulator's ground truth)
+profiles     the simulator's inputs: service-time profiles (simple, measured, spec-derived), links
+simulator    the request-level serving simulator (SimPy)
+simstats     what its records mean: latency distributions, SLOs, goodput
+calibration  where the simulator's numbers come from, and how wrong it is
+widgets      offline ipywidgets explorers
+plots        the split, KV transports, sweeps, timeline, validation
+"""
+
+from memlab.disaggregation import (calibration, disagg, kv_transfer, plots, profiles, serve, simstats, simulator,
+                                   widgets)

@@ -1,0 +1,307 @@
+"""Where the simulator's numbers come from, and how wrong it is (lab 07).
+
+Two ways to get a `simulator.Profile`, in the order the lab uses them:
+  1. measured: time prefill vs prompt length, one decode step vs batch and context, and KV-sized
+     gloo transfers between two real processes on this machine, then least-squares fit
+       prefill(n)      = base + a n + b n^2
+       decode_step(B,C)= base + c B + d B C          (C = context tokens per sequence)
+       transfer(bytes) = latency + bytes / bandwidth
+  2. spec-derived: from a row of data/hardware.csv (peak FLOP/s, memory bandwidth) and a link row,
+       prefill per token = 2 * params / (peak * mfu), attention 4 * layers * heads * head_dim / (peak * mfu) per n^2,
+       decode step base  = weights_bytes / bandwidth, per token in the batch 2 * params / (peak * mfu),
+       per context token = kv_bytes_per_token / bandwidth,
+     labelled "spec-derived" because nothing was run on that hardware.
+Validation: the same trace served for real (`serve.serve_trace`) and simulated with the measured
+profile; the relative error of the median TTFT and TPOT is (sim - real) / real.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memlab.disaggregation.profiles import load_profile, profile_path, save_profile
+from memlab.disaggregation.profiles import Profile
+from memlab.disaggregation.simulator import Cluster, RequestRecord, RequestSpec, Workload, simulate
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """The raw measurements behind a measured profile (seconds)."""
+
+    prefill_points: tuple        # (prompt_tokens, prefill_s)
+    decode_points: tuple         # (batch_size, context_tokens, step_s)
+    link_points: tuple           # (bytes, transfer_s)
+    kv_bytes_per_token: int
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    num_requests: int
+    real_ttft_p50_s: float
+    sim_ttft_p50_s: float
+    ttft_rel_error: float         # (sim - real) / real
+    real_tpot_p50_s: float
+    sim_tpot_p50_s: float
+    tpot_rel_error: float
+    real_transfer_p50_s: float
+    sim_transfer_p50_s: float
+    prefill_rel_error: float      # median over requests of predicted / real prefill time - 1
+    decode_step_rel_error: float  # same for the mean decode step (service time, no queueing)
+    contended_ttft_rel_error: float    # the same, simulated with the profile measured next to a busy neighbour
+    contended_tpot_rel_error: float
+    prefill_contention_slowdown: float # contended / alone: 256-token prefill
+    decode_contention_slowdown: float  # contended / alone: decode step, batch 1, 256 tokens of context
+    load_avg_1m: float            # os.getloadavg() after the run: other work on this machine
+    num_cpus: int
+    profile_source: str
+
+
+def _lstsq(rows, ys) -> list[float]:
+    """Least squares of the *relative* error, non-negative coefficients (a negative term is dropped
+    and the rest refit). Relative: each point counts alike, so a 60 ms batch-1 step is fit as well as
+    a 700 ms batch-32 one (plain least squares let the big points set the fit: batch-1 decode steps,
+    the ones the validation serves, came out 6% fast)."""
+    x, y = np.array(rows, dtype=float), np.array(ys, dtype=float)
+    w = 1.0 / np.maximum(np.abs(y), 1e-12)
+    x, y = x * w[:, None], y * w
+    keep = list(range(x.shape[1]))
+    while True:
+        coef = np.linalg.lstsq(x[:, keep], y, rcond=None)[0]
+        if (coef >= 0).all() or len(keep) == 1:
+            out = [0.0] * x.shape[1]
+            for k, c in zip(keep, coef):
+                out[k] = max(0.0, float(c))
+            return out
+        keep.pop(int(np.argmin(coef)))
+
+
+def fit_profile(cal: Calibration, name: str = "measured") -> Profile:
+    """Fit the profile's linear cost models to the measured points."""
+    pb, pa, p2 = _lstsq([(1, n, n * n) for n, _ in cal.prefill_points], [t for _, t in cal.prefill_points])
+    db, ds, dc = _lstsq([(1, b, b * c) for b, c, _ in cal.decode_points], [t for *_, t in cal.decode_points])
+    lat, inv_bw = _lstsq([(1, nb) for nb, _ in cal.link_points], [t for _, t in cal.link_points])
+    return Profile(name, f"measured on {cal.host}", pb, pa, p2, db, ds, dc,
+                   1.0 / inv_bw if inv_bw > 0 else 1e12, lat, cal.kv_bytes_per_token)
+
+
+def _median_s(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def _synthetic_cache(model, batch: int, context: int, dtype):
+    """A cache of random K/V: a decode step's cost depends on the cache's size, not its values."""
+    from memlab.core import footprint, generation
+    cfg = model.config
+    kvh, hd = cfg.num_key_value_heads, footprint.head_dim(cfg)
+    cache = generation.new_cache(model)
+    for i in range(cfg.num_hidden_layers):
+        cache.update(torch.randn(batch, kvh, context, hd, dtype=dtype), torch.randn(batch, kvh, context, hd, dtype=dtype), i)
+    return cache
+
+
+def _flag_path(phase: str) -> Path:
+    """A stop flag both ranks can see: a file in /dev/shm (or the temp dir), named by the run's port."""
+    import os
+    import tempfile
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    return base / f"memlab_neighbour_{os.environ.get('MASTER_PORT', '0')}_{phase}"
+
+
+def _busy_until_told(model, tokenizer, phase: str, dtype) -> None:
+    """Rank 1 as a noisy neighbour: decode steps (or 160-token prefills) until rank 0's flag appears.
+
+    (A file flag, not a gloo irecv: polling an irecv's is_completed() never saw it complete here.)
+    """
+    from memlab.core import generation
+    from memlab.core.text import prompt_ids
+    flag = _flag_path(phase)
+    ids = torch.tensor([prompt_ids(tokenizer, 160)])
+    while not flag.exists():
+        if phase == "decode":
+            cache, tok = _synthetic_cache(model, 1, 200, dtype), torch.ones(1, 1, dtype=torch.long)
+            for _ in range(16):
+                generation.decode_step(model, tok, cache)
+                if flag.exists():
+                    break
+        else:
+            generation.prefill(model, ids, generation.new_cache(model))
+
+
+def measure_points(rank: int, loaded, prompt_lengths=(32, 128, 384), batches=(1, 4),
+                   contexts=(64, 512), link_tokens=(64, 512), repeats: int = 2,
+                   neighbour_busy: bool = False) -> Calibration | None:
+    """Inside a 2-rank group: rank 0 times prefill and decode; both time the link.
+
+    neighbour_busy=False: rank 1 waits (each phase alone, as on its own machine).
+    neighbour_busy=True: rank 1 decodes while rank 0 times prefill, and prefills while rank 0
+    times decode, as the two workers of the real split do on one shared machine.
+    """
+    import torch.distributed as dist
+
+    from memlab.core import footprint, generation
+    from memlab.core.hardware import card
+    from memlab.core.text import prompt_ids
+    from memlab.disaggregation.kv_transfer import recv_gloo, send_gloo
+    model, cfg = loaded.model, loaded.config
+    dtype = next(model.parameters()).dtype
+    kvh, hd, layers = cfg.num_key_value_heads, footprint.head_dim(cfg), cfg.num_hidden_layers
+    pre, dec, link = [], [], []
+    with torch.inference_mode():
+        if rank == 0:
+            for n in prompt_lengths:
+                ids = torch.tensor([prompt_ids(loaded.tokenizer, n)])
+                pre.append((n, _median_s(lambda: generation.prefill(model, ids, generation.new_cache(model)), repeats)))
+            if neighbour_busy:
+                _flag_path("decode").touch()
+            for b in batches:
+                for c in contexts:
+                    cache, tok = _synthetic_cache(model, b, c, dtype), torch.ones(b, 1, dtype=torch.long)
+                    generation.decode_step(model, tok, cache)     # warm-up step
+                    dec.append((b, c, _median_s(lambda: generation.decode_step(model, tok, cache), repeats + 1)))
+            if neighbour_busy:
+                _flag_path("prefill").touch()
+        elif neighbour_busy:
+            _busy_until_told(model, loaded.tokenizer, "decode", dtype)
+            _busy_until_told(model, loaded.tokenizer, "prefill", dtype)
+        dist.barrier()
+        if neighbour_busy and rank == 0:
+            for phase in ("decode", "prefill"):
+                _flag_path(phase).unlink(missing_ok=True)
+        for n in link_tokens:
+            shapes = [(1, kvh, n, hd)] * (2 * layers)
+            for _ in range(repeats + 1):
+                dist.barrier()
+                t = time.perf_counter()
+                if rank == 0:
+                    send_gloo([torch.zeros(s, dtype=dtype) for s in shapes], 1)
+                    dist.recv(torch.zeros(1), 1)            # ack: the data has landed
+                    link.append((2 * layers * kvh * n * hd * dtype.itemsize, time.perf_counter() - t))
+                else:
+                    recv_gloo(shapes, dtype, 0)
+                    dist.send(torch.zeros(1), 0)
+    if rank != 0:
+        return None
+    link = [min((p for p in link if p[0] == nb), key=lambda p: p[1]) for nb in sorted({p[0] for p in link})]
+    return Calibration(tuple(pre), tuple(dec), tuple(link),
+                       footprint.kv_bytes_per_token(cfg, dtype=dtype), card().host)
+
+
+def _warm_worker_model(model_name, quick):
+    """One worker's model, loaded and warmed by a tiny prefill, and its measurement grid."""
+    from memlab.core import generation, loading
+    torch.set_num_threads(1)
+    loaded = loading.load(model_name)
+    with torch.inference_mode():
+        generation.prefill(loaded.model, torch.tensor([[1, 2, 3, 4]]), generation.new_cache(loaded.model))
+    kw = dict(prompt_lengths=(32, 128, 384), repeats=2) if quick else dict(
+        prompt_lengths=(16, 64, 128, 256, 512), batches=(1, 2, 4), contexts=(64, 256, 1024), repeats=3)
+    return loaded, kw
+
+
+def _validate_worker(rank, world_size, model_name, trace, workload, utilization, quick):
+    import torch.distributed as dist
+
+    from memlab.disaggregation import serve
+    loaded, kw = _warm_worker_model(model_name, quick)
+    cal = measure_points(rank, loaded, **kw)
+    busy = measure_points(rank, loaded, **kw, neighbour_busy=True)
+    box = [trace or (trace_at_utilization(fit_profile(cal), workload, utilization) if rank == 0 else None)]
+    dist.broadcast_object_list(box, src=0)
+    return (cal, busy), box[0], serve.serve_rows(rank, loaded, box[0])
+
+
+def trace_at_utilization(profile: Profile, workload: Workload, utilization: float) -> tuple[RequestSpec, ...]:
+    """The workload's requests at `utilization` of the busier worker's capacity (batch-1 service).
+
+    capacity = 1 / max(prefill time, decode time per request), from the profile's cost model.
+    """
+    n, out = workload.prompt_tokens, workload.output_tokens
+    decode_s = sum(profile.decode_step_s(1, n + 1 + j) for j in range(out - 1))
+    service_s = max(profile.prefill_s([n]), decode_s)
+    return replace(workload, rate_per_s=utilization / service_s).requests()
+
+
+def validation_workload(quick: bool = True, seed: int = 0) -> Workload:
+    """The default validation workload (its rate is set from the measured profile)."""
+    return Workload(num_requests=6 if quick else 16, rate_per_s=1.0, prompt_tokens=160, prompt_spread=0.5,
+                    output_tokens=12 if quick else 24, seed=seed)
+
+
+def validate(model: str = "smollm2-135m", trace=None, quick: bool = True, utilization: float = 0.5,
+             workload: Workload | None = None, timeout_s: float = 900):
+    """Calibrate on this machine, serve a trace for real, simulate it; (Validation, profile, cal, real, sim).
+
+    Two calibrations: each phase alone (the profile the simulator uses), and each phase next to
+    the other one running on the second process (to measure the interference the real split
+    suffers on one machine, the usual missing cost). Without `trace`, the requests come from `workload` at `utilization` of the measured capacity,
+    so the real workers are loaded but not saturated (queueing would amplify any cost error).
+    """
+    from memlab.core import launch
+    from memlab.disaggregation.serve import to_records
+    workload = workload or validation_workload(quick)
+    out = launch.run_workers(_validate_worker, world_size=2, timeout_s=timeout_s,
+                             args=(str(model), tuple(trace) if trace else None, workload, utilization, quick))
+    (cal, busy), trace = out[0][0], out[0][1]
+    profile, contended = fit_profile(cal), fit_profile(busy, "measured next to a busy neighbour")
+    real = to_records(trace, out[0][2], out[1][2])
+    cluster = Cluster("disagg", 1, 1, max_prefill_batch=1, max_decode_batch=1)
+    sim = simulate(profile, cluster, trace)
+    return compare(real, sim, profile, simulate(contended, cluster, trace), contended), profile, cal, real, sim
+
+
+def compare(real: tuple[RequestRecord, ...], sim: tuple[RequestRecord, ...], profile: Profile,
+            sim_contended: tuple[RequestRecord, ...] | None = None, contended: Profile | None = None) -> Validation:
+    """Relative error of the simulated median TTFT and TPOT against the real run's.
+
+    Also splits the error: service times alone (prefill, decode step: cost model and contention)
+    vs the whole latency (service times amplified by queueing).
+    """
+    import os
+    med = lambda recs, f: float(np.median([getattr(r, f) for r in recs]))  # noqa: E731
+    rt, st, rp, sp = med(real, "ttft_s"), med(sim, "ttft_s"), med(real, "tpot_s"), med(sim, "tpot_s")
+    pre = [profile.prefill_s([r.prompt_tokens]) / r.prefill_s - 1 for r in real]
+    dec = [sum(profile.decode_step_s(1, r.prompt_tokens + 1 + j) for j in range(r.output_tokens - 1))
+           / (r.finished_at_s - r.decode_started_at_s) - 1 for r in real if r.output_tokens > 1]
+    sim_contended, contended = sim_contended or sim, contended or profile
+    ct, cp = med(sim_contended, "ttft_s"), med(sim_contended, "tpot_s")
+    return Validation(len(real), rt, st, (st - rt) / rt, rp, sp, (sp - rp) / rp,
+                      med(real, "transfer_s"), med(sim, "transfer_s"), float(np.median(pre)),
+                      float(np.median(dec)), (ct - rt) / rt, (cp - rp) / rp,
+                      contended.prefill_s([256]) / profile.prefill_s([256]),
+                      contended.decode_step_s(1, 256) / profile.decode_step_s(1, 256),
+                      os.getloadavg()[0], os.cpu_count() or 1, profile.source)
+
+
+def _calibrate_worker(rank, world_size, model_name, quick):
+    loaded, kw = _warm_worker_model(model_name, quick)
+    return measure_points(rank, loaded, **kw)
+
+
+def calibrate(model: str = "smollm2-135m", quick: bool = True, save: bool = True,
+              timeout_s: float = 600) -> tuple[Profile, Calibration]:
+    """Measure this machine with two real worker processes and fit a Profile (saved to the cache)."""
+    from memlab.core import launch
+    cal = launch.run_workers(_calibrate_worker, world_size=2, timeout_s=timeout_s, args=(str(model), quick))[0]
+    profile = fit_profile(cal, f"{Path(str(model)).name} on {cal.host}")
+    if save:
+        save_profile(profile, profile_path(model))
+    return profile, cal
+
+
+def local_profile(model: str = "smollm2-135m", quick: bool = True) -> Profile:
+    """The cached measured profile for this machine, measured now if there is none."""
+    path = profile_path(model)
+    if path.exists():
+        return load_profile(path)
+    return calibrate(model, quick)[0]

@@ -1,0 +1,128 @@
+"""A real prefill/decode split: two processes, the KV cache in flight between them (lab 07).
+
+The idea it teaches: prefill (compute-bound, whole prompt at once) and decode (one token at a
+time, bound by reading weights and cache) can run on different workers if the prefill worker
+ships its KV cache to the decode worker. Rank 0 prefills and sends the cache plus the first
+token; rank 1 rebuilds a DynamicCache from it and carries on decoding. The price is the
+transfer: kv_bytes = 2 * layers * kv_heads * head_dim * bytes * prompt_tokens
+(`memlab.core.footprint.kv_cache_bytes`), at the link's bandwidth.
+
+Transports, in the order the lab meets them:
+  1. "gloo": torch.distributed send/recv over TCP loopback (NCCL on GPUs, RDMA in clusters).
+  2. "shm":  a POSIX shared-memory block (/dev/shm): one copy in, one copy out.
+  3. "file": one safetensors file per request, as vLLM's example KV connector does it
+             (here the file most likely stays in the page cache: it is a memory copy plus syscalls).
+
+Timing: perf_counter is CLOCK_MONOTONIC on Linux, one clock for both processes, so a time
+stamped on rank 0 and one stamped on rank 1 subtract directly. TTFT = prompt handed to the
+prefill worker -> first token there. TPOT = (last token on the decode worker - first token) / (n - 1),
+so the split's TPOT carries the transfer, as a user would see it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from memlab.core.text import prompt_ids
+from memlab.disaggregation.kv_transfer import (
+    cache_from,
+    kv_tensors,
+    recv_kv,
+    recv_other_transports,
+    send_kv,
+    send_other_transports,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SplitResult:
+    """One prompt served colocated (one process) and split (prefill rank 0 -> decode rank 1)."""
+
+    model_name: str
+    prompt_tokens: int
+    new_tokens: int
+    tokens_match: bool                 # split tokens == single-process memlab.core.generation tokens
+    token_ids: tuple[int, ...]         # the split run's new tokens
+    kv_bytes: int                      # sum of the K and V tensors' nbytes actually sent
+    kv_bytes_predicted: int            # memlab.core.footprint.kv_cache_bytes(config, prompt_tokens)
+    transfer_s: float                  # gloo: first token on rank 0 -> cache rebuilt on rank 1
+    transfer_bytes_per_s: float
+    shm_transfer_s: float
+    file_transfer_s: float
+    split_ttft_s: float
+    split_tpot_s: float                # includes the transfer
+    split_decode_tpot_s: float         # decode steps only, on rank 1
+    colocated_ttft_s: float
+    colocated_tpot_s: float
+
+
+def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, folder):
+    """Rank 0: colocated reference, then prefill + send; rank 1: receive + decode."""
+    from memlab.core import footprint, generation, loading
+    torch.set_num_threads(1)
+    loaded = loading.load(model_name)
+    model, peer = loaded.model, 1 - rank
+    dtype = next(model.parameters()).dtype
+    results = []
+    with torch.inference_mode():
+        generation.prefill(model, torch.tensor([[1, 2, 3, 4]]), generation.new_cache(model))  # warm up
+        for n in lengths:
+            name, path = f"memlab_kv_{tag}_{n}", Path(folder) / f"kv_{n}.safetensors"
+            if rank == 0:
+                ids = prompt_ids(loaded.tokenizer, n)
+                colo = generation.generate(loaded, ids, max_new_tokens=max_new_tokens, stop_at_eos=False)
+                dist.barrier()
+                t_start = time.perf_counter()
+                cache = generation.new_cache(model)
+                first = int(generation.prefill(model, torch.tensor([ids]), cache)[0].argmax())
+                t_first = time.perf_counter()
+                send_kv(cache, first, t_first, peer)
+                send_other_transports(kv_tensors(cache), name, path, peer)
+                box = [None]
+                dist.broadcast_object_list(box, src=1)
+                rec = box[0]
+                gaps = max(1, max_new_tokens - 1)
+                transfer_s = rec["t_rebuilt"] - t_first
+                results.append(SplitResult(
+                    str(model_name), n, max_new_tokens,
+                    tuple(rec["tokens"]) == tuple(colo.token_ids)[-max_new_tokens:],
+                    tuple(rec["tokens"]), rec["kv_bytes"],
+                    footprint.kv_cache_bytes(loaded.config, n, dtype=dtype),
+                    transfer_s, rec["kv_bytes"] / transfer_s, rec["shm_s"], rec["file_s"],
+                    t_first - t_start, (rec["t_last"] - t_first) / gaps, rec["decode_s"] / gaps,
+                    colo.ttft_s, colo.tpot_s))
+            else:
+                dist.barrier()
+                first, t_first, shapes, tensors = recv_kv(dtype, peer)
+                cache = cache_from(tensors, model)
+                t_rebuilt = time.perf_counter()
+                tokens = [first]
+                for _ in range(max_new_tokens - 1):
+                    logits = generation.decode_step(model, torch.tensor([[tokens[-1]]]), cache)
+                    tokens.append(int(logits[0].argmax()))
+                t_last = time.perf_counter()
+                shm_s, file_s = recv_other_transports(shapes, dtype, name, path, peer)
+                dist.broadcast_object_list([{
+                    "tokens": tokens, "kv_bytes": sum(t.nbytes for t in tensors), "t_rebuilt": t_rebuilt,
+                    "t_last": t_last, "decode_s": t_last - t_rebuilt, "shm_s": shm_s, "file_s": file_s}], src=1)
+    return results if rank == 0 else None
+
+
+def run_split(model: str = "smollm2-135m", prompt_tokens=(64, 256), max_new_tokens: int = 16,
+              timeout_s: float = 600) -> tuple[SplitResult, ...]:
+    """Serve each prompt length colocated and split across two real processes (gloo on CPU)."""
+    from memlab.core import launch
+    lengths = (prompt_tokens,) if isinstance(prompt_tokens, int) else tuple(prompt_tokens)
+    if max_new_tokens < 2:
+        raise ValueError("max_new_tokens must be >= 2: the decode worker makes tokens 2..n")
+    with tempfile.TemporaryDirectory(prefix="memlab_kv_") as folder:
+        out = launch.run_workers(_split_worker, world_size=2, timeout_s=timeout_s,
+                                 args=(str(model), lengths, max_new_tokens, os.getpid(), folder))
+    return tuple(out[0])

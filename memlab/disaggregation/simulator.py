@@ -1,0 +1,313 @@
+"""A request-level serving simulator: prefill and decode pools, a KV link, SimPy (lab 07).
+
+The idea it teaches: once prefill and decode run on separate workers they stop interfering,
+at the price of shipping the KV cache over a link; whether that pays depends on load, the
+prefill:decode worker ratio and the link. The simulator answers that at cluster scale, from a
+`Profile` measured on this machine (`memlab.disaggregation.calibration`) or derived from a spec sheet.
+
+Modes, one line each:
+  1. "disagg":    P prefill workers -> KV link -> D decode workers (continuous batching).
+  2. "colocated": P + D workers that each prefill and decode; a waiting prefill interrupts
+                  the decode batch at the next step boundary (prefill priority, as vLLM v0).
+
+Cost model (from the profile, all in seconds):
+  prefill of a batch   = prefill_base_s + prefill_per_token_s * sum(n) + prefill_per_token2_s * sum(n^2)
+  one decode step      = decode_base_s + decode_per_seq_s * B + decode_per_ctx_token_s * sum(context)
+  KV transfer          = link_latency_s + kv_bytes / link_bytes_per_s  (one transfer at a time per link)
+
+A decode worker does not wake up per token: it jumps to the next completion (a closed-form sum of
+the per-step times) and is interrupted only when a new request can join its batch, so the event
+count grows with requests, not tokens. Metrics: TTFT = first token (end of prefill) - arrival;
+TPOT = (finish - first token) / (output_tokens - 1), so it includes the transfer and decode
+queueing, as DistServe counts it; E2E = finish - arrival.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from memlab.disaggregation.profiles import Profile
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    request_id: int
+    arrived_at_s: float
+    prompt_tokens: int
+    output_tokens: int       # all generated tokens, the first one (made by prefill) included
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """Poisson arrivals; lengths uniform in mean * [1 - spread, 1 + spread]."""
+
+    num_requests: int = 200
+    rate_per_s: float = 1.0
+    prompt_tokens: int = 256
+    prompt_spread: float = 0.0
+    output_tokens: int = 32
+    output_spread: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.num_requests < 1 or self.rate_per_s <= 0:
+            raise ValueError("Workload needs num_requests >= 1 and rate_per_s > 0")
+        if self.prompt_tokens < 1 or self.output_tokens < 1:
+            raise ValueError("prompt_tokens and output_tokens must be >= 1")
+        if not (0 <= self.prompt_spread < 1 and 0 <= self.output_spread < 1):
+            raise ValueError("spreads are fractions in [0, 1)")
+
+    def requests(self) -> tuple[RequestSpec, ...]:
+        """The seeded request list: exponential inter-arrival gaps of mean 1 / rate."""
+        rng = np.random.default_rng(self.seed)
+        n = self.num_requests
+        arrived = np.cumsum(rng.exponential(1.0 / self.rate_per_s, n))
+
+        def lengths(mean, spread):
+            lo, hi = max(1, round(mean * (1 - spread))), max(1, round(mean * (1 + spread)))
+            return rng.integers(lo, hi + 1, n)
+        prompt, output = lengths(self.prompt_tokens, self.prompt_spread), lengths(self.output_tokens, self.output_spread)
+        return tuple(RequestSpec(i, float(arrived[i]), int(prompt[i]), int(output[i])) for i in range(n))
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    mode: str = "disagg"                    # "disagg" or "colocated"
+    num_prefill_workers: int = 1
+    num_decode_workers: int = 1             # colocated mode runs P + D identical workers
+    max_prefill_batch: int = 8              # requests per prefill batch
+    max_prefill_batch_tokens: int = 4096    # a single longer prompt still runs alone
+    max_decode_batch: int = 64
+    link_bytes_per_s: float | None = None   # None: the profile's measured link
+    link_latency_s: float | None = None
+    ttft_includes_transfer: bool = False    # True: token 1 counts once the KV has landed on the decode
+                                            # worker (it answers the user); False: at prefill end (DistServe)
+
+    def __post_init__(self):
+        if self.mode not in ("disagg", "colocated"):
+            raise ValueError(f"mode must be 'disagg' or 'colocated', not {self.mode!r}")
+        if min(self.num_prefill_workers, self.num_decode_workers, self.max_prefill_batch,
+               self.max_decode_batch) < 1:
+            raise ValueError("worker counts and batch limits must be >= 1")
+
+    @property
+    def num_workers(self) -> int:
+        return self.num_prefill_workers + self.num_decode_workers
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One finished request; `*_at_s` are times on the simulated clock, `*_s` durations."""
+
+    request_id: int
+    prompt_tokens: int
+    output_tokens: int
+    kv_bytes: int
+    prefill_worker: int
+    decode_worker: int
+    arrived_at_s: float
+    prefill_started_at_s: float
+    first_token_at_s: float                  # prefill end (or KV landed, see Cluster)
+    transfer_started_at_s: float
+    transfer_ended_at_s: float
+    decode_started_at_s: float               # joined a decode batch
+    finished_at_s: float
+    ttft_s: float
+    tpot_s: float
+    e2e_s: float
+    prefill_s: float
+    transfer_s: float
+
+
+class _Req:
+    """Mutable per-request state while it is in flight (turned into a RequestRecord at the end)."""
+
+    __slots__ = ("spec", "pw", "dw", "ctx0", "prefill_started", "prefill_ended", "first_token",
+                 "transfer_started", "transfer_ended", "decode_started")
+
+    def __init__(self, spec: RequestSpec):
+        self.spec, self.pw, self.dw = spec, -1, -1
+        self.transfer_started = self.transfer_ended = self.decode_started = None
+
+
+class _Worker:
+    """One worker; prefills if `does_prefill`, decodes with continuous batching if `does_decode`."""
+
+    def __init__(self, sim: "_Sim", index: int, does_prefill: bool, does_decode: bool):
+        self.sim, self.index = sim, index
+        self.does_prefill, self.does_decode = does_prefill, does_decode
+        self.prefill_queue: deque[_Req] = deque()
+        self.decode_queue: deque[_Req] = deque()   # KV here, waiting for a batch slot
+        self.running: list = []                     # heap of (finish_step, request_id, _Req)
+        self.step = 0                               # decode steps done so far
+        self.ctx_base = 0                           # sum over running of (context at join - step at join)
+        self.wakeup = None
+        self.interruptible = False
+        self.proc = sim.env.process(self.run())
+
+    def load(self) -> int:
+        return len(self.prefill_queue) + len(self.decode_queue) + len(self.running)
+
+    def notify(self):
+        """A request arrived: wake an idle worker, or cut a decode run short if it can join."""
+        if self.wakeup is not None and not self.wakeup.triggered:
+            self.wakeup.succeed()
+        elif self.interruptible and len(self.running) < self.sim.cluster.max_decode_batch:
+            self.interruptible = False
+            self.proc.interrupt()
+
+    def run(self):
+        env, cl, prof = self.sim.env, self.sim.cluster, self.sim.profile
+        while True:
+            self._admit()
+            if self.prefill_queue and (not self.does_decode or len(self.running) < cl.max_decode_batch):
+                batch, tokens = [], 0
+                room = cl.max_decode_batch - len(self.running) if self.does_decode else cl.max_prefill_batch
+                while (self.prefill_queue and len(batch) < min(cl.max_prefill_batch, room)
+                       and (not batch or tokens + self.prefill_queue[0].spec.prompt_tokens <= cl.max_prefill_batch_tokens)):
+                    r = self.prefill_queue.popleft()
+                    batch.append(r)
+                    tokens += r.spec.prompt_tokens
+                    r.prefill_started, r.pw = env.now, self.index
+                yield env.timeout(prof.prefill_s([r.spec.prompt_tokens for r in batch]))
+                for r in batch:
+                    r.first_token = r.prefill_ended = env.now
+                    if r.spec.output_tokens <= 1:
+                        self.sim.finish(r, transfer=False)
+                    elif self.does_decode:
+                        r.transfer_started = r.transfer_ended = env.now
+                        self.decode_queue.append(r)
+                    else:
+                        self.sim.send(self, r)
+            elif self.running:
+                yield from self._decode()
+            else:
+                self.wakeup = env.event()
+                yield self.wakeup
+                self.wakeup = None
+
+    def _admit(self):
+        cap = self.sim.cluster.max_decode_batch
+        while self.decode_queue and len(self.running) < cap:
+            r = self.decode_queue.popleft()
+            r.decode_started, r.dw = self.sim.env.now, self.index
+            ctx = r.spec.prompt_tokens + 1
+            self.ctx_base += ctx - self.step
+            r.ctx0 = ctx - self.step
+            heapq.heappush(self.running, (self.step + r.spec.output_tokens - 1, r.spec.request_id, r))
+
+    def _decode(self):
+        """Run decode steps up to the next completion, or to the step boundary after an interrupt."""
+        env, prof = self.sim.env, self.sim.profile
+        b = len(self.running)
+        k = self.running[0][0] - self.step
+        a = prof.decode_step_s(b, self.ctx_base + b * self.step)    # first step's time
+        c = prof.decode_per_ctx_token_s * b / 2                      # T(j) = a j + c j (j - 1)
+        total = a * k + c * k * (k - 1)
+        start = env.now
+        self.interruptible = True
+        try:
+            yield env.timeout(total)
+            self.interruptible = False
+            done = k
+        except simpy.Interrupt:
+            elapsed = env.now - start
+            done = _steps_until(elapsed, a, c, k)
+            yield env.timeout(max(0.0, a * done + c * done * (done - 1) - elapsed))
+        self.step += done
+        while self.running and self.running[0][0] <= self.step:
+            _, _, r = heapq.heappop(self.running)
+            self.ctx_base -= r.ctx0
+            self.sim.finish(r, transfer=not self.does_prefill)
+
+
+def _steps_until(elapsed: float, a: float, c: float, k: int) -> int:
+    """Smallest j in [0, k] with a j + c j (j - 1) >= elapsed (the boundary after an interrupt)."""
+    if elapsed <= 0:
+        return 0
+    if c == 0:
+        j = math.ceil(elapsed / a - 1e-12)
+    else:   # c j^2 + (a - c) j - elapsed = 0
+        j = math.ceil((-(a - c) + math.sqrt((a - c) ** 2 + 4 * c * elapsed)) / (2 * c) - 1e-9)
+    while j > 0 and a * (j - 1) + c * (j - 1) * (j - 2) >= elapsed:
+        j -= 1
+    while a * j + c * j * (j - 1) < elapsed and j < k:
+        j += 1
+    return max(0, min(j, k))
+
+
+class _Sim:
+    def __init__(self, profile: Profile, cluster: Cluster):
+        self.env, self.profile, self.cluster = simpy.Environment(), profile, cluster
+        self.link_bytes_per_s = cluster.link_bytes_per_s or profile.link_bytes_per_s
+        self.link_latency_s = profile.link_latency_s if cluster.link_latency_s is None else cluster.link_latency_s
+        if cluster.mode == "disagg":
+            self.prefill = [_Worker(self, i, True, False) for i in range(cluster.num_prefill_workers)]
+            self.decode = [_Worker(self, i, False, True) for i in range(cluster.num_decode_workers)]
+        else:
+            self.prefill = self.decode = [_Worker(self, i, True, True) for i in range(cluster.num_workers)]
+        self.link_free_at = [0.0] * len(self.prefill)
+        self.records: list[RequestRecord] = []
+
+    def arrive(self, r: _Req):
+        w = min(self.prefill, key=_Worker.load)     # least loaded; ties go to the lowest index
+        w.prefill_queue.append(r)
+        w.notify()
+
+    def send(self, src: _Worker, r: _Req):
+        """Ship the KV cache over src's link, one transfer at a time; latency is pipelined."""
+        now = self.env.now
+        kv = r.spec.prompt_tokens * self.profile.kv_bytes_per_token
+        start = max(now, self.link_free_at[src.index])
+        wire_s = kv / self.link_bytes_per_s
+        self.link_free_at[src.index] = start + wire_s
+        r.transfer_started, r.transfer_ended = start, start + wire_s + self.link_latency_s
+        ev = self.env.timeout(r.transfer_ended - now)
+        ev.callbacks.append(lambda _e, r=r: self.deliver(r))
+
+    def deliver(self, r: _Req):
+        w = min(self.decode, key=_Worker.load)
+        w.decode_queue.append(r)
+        w.notify()
+
+    def finish(self, r: _Req, transfer: bool):
+        s, now = r.spec, self.env.now
+        first = r.first_token
+        t_start = first if r.transfer_started is None else r.transfer_started
+        t_end = first if r.transfer_ended is None else r.transfer_ended
+        d_start = first if r.decode_started is None else r.decode_started
+        if transfer and self.cluster.ttft_includes_transfer:
+            first = t_end
+        n, arrived = s.output_tokens, s.arrived_at_s
+        self.records.append(RequestRecord(
+            s.request_id, s.prompt_tokens, n,
+            s.prompt_tokens * self.profile.kv_bytes_per_token if transfer else 0, r.pw, r.dw,
+            arrived, r.prefill_started, first, t_start, t_end, d_start, now,
+            first - arrived, (now - first) / (n - 1) if n > 1 else 0.0,
+            now - arrived, r.prefill_ended - r.prefill_started, t_end - t_start))
+
+    def arrivals(self, specs):
+        """One process feeds the requests in at their arrival times (keeps the event heap small)."""
+        env = self.env
+        for spec in specs:
+            if spec.arrived_at_s > env.now:
+                yield env.timeout(spec.arrived_at_s - env.now)
+            self.arrive(_Req(spec))
+
+
+def simulate(profile: Profile, cluster: Cluster = Cluster(),
+             requests: Workload | tuple[RequestSpec, ...] | list[RequestSpec] = Workload()) -> tuple[RequestRecord, ...]:
+    """Serve `requests` (a Workload or a trace) on `cluster`; records sorted by request id."""
+    specs = requests.requests() if isinstance(requests, Workload) else tuple(requests)
+    sim = _Sim(profile, cluster)
+    sim.env.process(sim.arrivals(sorted(specs, key=lambda r: r.arrived_at_s)))
+    sim.env.run()
+    if len(sim.records) != len(specs):
+        raise RuntimeError(f"simulator lost requests: {len(sim.records)} of {len(specs)} finished")
+    return tuple(sorted(sim.records, key=lambda r: r.request_id))

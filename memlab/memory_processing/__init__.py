@@ -1,0 +1,8 @@
+"""Lab 08, memory processing: the paper's four steps profiled on the real model, and offload.
+
+mempipe  the four memory-processing steps timed inside a real decode step
+offload  a spec-sheet model of the steps on a GPU vs an FPGA
+plots    step shares, the index kernels on a roofline, the offload model
+"""
+
+from memlab.memory_processing import mempipe, offload, plots

@@ -1,0 +1,8 @@
+"""Lab 01, the memory wall: why decoding is bound by bandwidth, not FLOPs.
+
+fastpath  a hand-written decode step for Llama-family models (the overhead wall, sections 3-4)
+report    predicted bounds beside measured speed (`memlab roofline`)
+plots     the roofline, decode against batch size, the memory wall over the years
+"""
+
+from memlab.memory_wall import fastpath, plots, report

@@ -1,0 +1,109 @@
+"""Lab 01's figures: the roofline from measured ceilings, decode against batch size, the memory wall over the years.
+
+Each figure makes one point and its title states the finding; axes carry units.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+
+def roofline(ceilings, points=(), devices=None, reference=("NVIDIA H100 SXM5", "NVIDIA A100 SXM4 80GB",
+             "AMD EPYC 9654", "Apple M1 Max"), dtypes=("fp32", "bf16")) -> Figure:
+    """Log-log roofline: this machine's measured roofs, reference devices' spec roofs, measured points.
+
+    Roof: attainable FLOP/s = min(peak, I * bandwidth), I = FLOP per byte moved.
+    """
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    x = np.logspace(-2, 4, 200)
+    bw = ceilings.bandwidth_bytes_per_s
+    for dtype, style in zip(dtypes, ("-", "--", ":")):
+        peak = ceilings.flop_per_s(dtype)
+        if peak > 0:
+            ax.plot(x, np.minimum(peak, x * bw), style, color="tab:red", lw=2,
+                    label=f"this machine, {dtype}: {peak / 1e9:.0f} GFLOP/s, triad {bw / 1e9:.1f} GB/s")
+    if devices is not None:
+        from memlab.core.roofline import peak_tflop_per_s
+        for name in reference:
+            rows = devices[devices["name"] == name]
+            if rows.empty:
+                continue
+            row = rows.iloc[0]
+            peak, dbw = peak_tflop_per_s(row) * 1e12, row["bandwidth_gb_per_s"] * 1e9
+            ax.plot(x, np.minimum(peak, x * dbw), color="0.6", lw=1)
+            ax.annotate(f"{name} (spec)", (x[-1], peak), fontsize=7, color="0.4", ha="right", va="bottom")
+    markers = {"decode": "o", "prefill": "s"}
+    for p in points:
+        ax.scatter(p.intensity_flop_per_byte, p.flop_per_s, marker=markers.get(p.phase, "^"), s=50,
+                   zorder=3, label=f"measured: {p.label} ({p.tok_per_s:.1f} tok/s)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP per byte moved)")
+    ax.set_ylabel("attainable FLOP/s")
+    ridge = ceilings.flop_per_s(dtypes[0]) / bw if bw > 0 else float("nan")
+    decode = [p for p in points if p.phase == "decode"]
+    if decode:  # the title states what the measured points show, not what they should show
+        i = max(p.intensity_flop_per_byte for p in decode)
+        side = "left of" if i < ridge else "right of"
+        title = (f"Decode at <= {i:.2g} FLOP/B sits {side} the {dtypes[0]} ridge ({ridge:.0f} FLOP/B): "
+                 + ("bandwidth-bound" if i < ridge else "compute-bound"))
+    else:
+        title = f"Roofline from this machine's measured ceilings ({dtypes[0]} ridge {ridge:.0f} FLOP/B)"
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def decode_batch_sweep(batch_sizes, predicted_tok_per_s, measured_tok_per_s, labels=("measured",)) -> Figure:
+    """Decode tok/s (all sequences together) vs batch size: roofline bound beside measurement.
+
+    `measured_tok_per_s` is one sequence of values, or a list of them (one per label).
+    """
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(batch_sizes, predicted_tok_per_s, "--", color="tab:red", label="roofline bound (measured ceilings)")
+    series = measured_tok_per_s if isinstance(measured_tok_per_s[0], (list, tuple)) else [measured_tok_per_s]
+    for values, label in zip(series, labels):
+        ax.plot(batch_sizes, values, "o-", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (sequences decoded together)")
+    ax.set_ylabel("decode throughput (tok/s, all sequences)")
+    first = series[0]
+    ax.set_title(f"Batch {batch_sizes[0]} -> {batch_sizes[-1]}: bound x{predicted_tok_per_s[-1] / predicted_tok_per_s[0]:.1f}, "
+                 f"{labels[0]} x{first[-1] / first[0]:.1f} tok/s (each weight byte serves the whole batch)",
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def memory_wall(devices) -> Figure:
+    """Peak dense FLOP/s and memory bandwidth by year (GPUs), with fitted growth per two years."""
+    import numpy as np
+    from memlab.core.roofline import growth_per_2_years, peak_tflop_per_s
+    gpus = devices[devices["kind"] == "gpu"].sort_values("year")
+    flops = np.array([peak_tflop_per_s(r) for _, r in gpus.iterrows()]) * 1e12
+    bws = gpus["bandwidth_gb_per_s"].to_numpy() * 1e9
+    years = gpus["year"].to_numpy()
+    g_f, g_b = growth_per_2_years(years, flops), growth_per_2_years(years, bws)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.scatter(years, flops / flops.min(), color="tab:red", label=f"peak dense FLOP/s (x{g_f:.1f} per 2 years)")
+    ax.scatter(years, bws / bws.min(), color="tab:blue", label=f"memory bandwidth (x{g_b:.1f} per 2 years)")
+    span = np.linspace(years.min(), years.max(), 50)
+    for values, color in ((flops, "tab:red"), (bws, "tab:blue")):
+        b, a = np.polyfit(years, np.log(values / values.min()), 1)
+        ax.plot(span, np.exp(a + b * span), color=color, alpha=0.6)
+    ax.set_yscale("log")
+    ax.set_xlabel("year")
+    ax.set_ylabel("relative to the smallest in the table")
+    ax.set_title(f"The memory wall: compute grew x{g_f:.1f}, bandwidth x{g_b:.1f} every two years "
+                 f"({len(gpus)} GPUs, spec sheets)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,11 @@
+"""Lab 04, quantization: what fewer bits buy in bytes, speed and quality, and what fits where.
+
+quantize        group-wise int8/int4 and the variants compared
+quality         perplexity, agreement with fp32, a fixed answer
+records         the run config and the record of one variant
+quantcompare    every variant measured side by side (`memlab quant`)
+gguf_reference  the bundled GGUF file run by llama.cpp (optional)
+plots           the trade-off, the variants on a roofline, the fits heatmap
+"""
+
+from memlab.quantization import gguf_reference, plots, quality, quantcompare, quantize, records

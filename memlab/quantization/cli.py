@@ -1,0 +1,80 @@
+"""`memlab quant` and `memlab fits` (lab 04).
+"""
+
+from __future__ import annotations
+
+from memlab.core import models
+from memlab.core.cli import print_json
+from memlab.core.errors import MemlabError
+from memlab.core.units import fmt_bytes
+
+
+def _cmd_quant(args) -> int:
+    from memlab.core.results import as_dict, to_frame
+    from memlab.quantization.quantcompare import compare
+    from memlab.quantization.records import QuantConfig
+    names = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    try:
+        make = QuantConfig.quick if args.quick else QuantConfig
+        cfg = make(variants=names, model=args.model, **({"repeats": args.repeats} if args.repeats else {}))
+    except ValueError as e:
+        raise MemlabError(str(e)) from e
+    records = compare(cfg, progress=not args.json)
+    if args.json:
+        print_json({"variants": [as_dict(r) for r in records]})
+        return 0
+    df = to_frame(records)
+    df["MiB"] = df["resident_bytes"] / 2**20
+    cols = ["variant", "library", "MiB", "bits_per_weight", "load_s", "prefill_tok_per_s", "decode_tok_per_s",
+            "perplexity", "agreement", "first_divergence", "answer"]
+    import pandas as pd
+    with pd.option_context("display.max_colwidth", 48, "display.width", 200, "display.precision", 2):
+        print(df[cols].to_string(index=False))
+    for r in records:
+        if r.reason:
+            print(f"  {r.variant}: {r.reason}")
+    return 0
+
+
+def _cmd_fits(args) -> int:
+    from memlab.core import footprint
+    precisions = tuple(p.strip() for p in args.precisions.split(","))
+    cfg = footprint.resolve_config(args.model)
+    name = args.model
+    prints = [footprint.footprint(cfg, p, args.context, name=name) for p in precisions]
+    table = footprint.fits_table({name: cfg}, precisions, args.context, table=args.table)
+    if args.json:
+        from memlab.core.results import as_dict
+        print_json({"footprints": [as_dict(f) for f in prints],
+                     "fits": table[["device", "kind", "capacity_bytes", "precision", "total_bytes", "fits"]]
+                     .to_dict(orient="records")})
+        return 0
+    for f in prints:
+        print(f"{name} {f.precision:>5}: weights {fmt_bytes(f.weights_bytes)} + KV({args.context} tok) "
+              f"{fmt_bytes(f.kv_bytes)} + activations {fmt_bytes(f.activation_bytes)} = {fmt_bytes(f.total_bytes)}"
+              f"   ({f.params / 1e9:.2f} B params, {f.active_params / 1e9:.2f} B read per token)")
+    grid = table.set_index(["device", "precision"])["fits"].unstack()
+    grid = grid.loc[list(dict.fromkeys(table["device"])), list(precisions)]
+    print("\nfits on one device (weights + KV + activations <= memory capacity):")
+    print(grid.map(lambda x: "yes" if x else "-").to_string())
+    return 0
+
+
+def register(sub) -> None:
+    s = sub.add_parser("quant", help="quantized variants side by side: bytes, speed, perplexity, answer")
+    s.add_argument("--variants", default="fp32,bf16,int8,int4",
+                   help="comma-separated, from: " + "fp32,bf16,fp16,int8,int4,ao-int8,ao-int4,ao-int4-packed,"
+                        "dyn-int8,ao-dyn-int8,gguf-q4_1")
+    s.add_argument("--model", default=models.DEFAULT_MODEL)
+    s.add_argument("--quick", action="store_true", help="short prompt, 16 tokens, 128-token perplexity, 1 run")
+    s.add_argument("--repeats", type=int, default=0, help="speed runs per variant (median reported)")
+    s.add_argument("--json", action="store_true", help='{"variants": [QuantResult fields, ...]}')
+    s.set_defaults(func=_cmd_quant)
+
+    s = sub.add_parser("fits", help="bytes of weights, KV cache and activations, and which devices hold them")
+    s.add_argument("model", help="a famous model (llama-3.1-8b, deepseek-v3, ...), a config.json or a folder")
+    s.add_argument("--context", type=int, default=8192, help="tokens in the KV cache (default 8192)")
+    s.add_argument("--precisions", default="fp32,bf16,int8,int4")
+    s.add_argument("--table", default=None, help="device table CSV (default data/hardware.csv)")
+    s.add_argument("--json", action="store_true", help='{"footprints": [...], "fits": [...]}')
+    s.set_defaults(func=_cmd_fits)

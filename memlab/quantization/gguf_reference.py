@@ -1,0 +1,76 @@
+"""The outside reference for lab 04: the bundled Q4_1 GGUF file run by llama.cpp.
+
+Optional: `llama-cpp-python` compiles llama.cpp from source (about 8.5 min on 2 cores), so
+memlab reports this variant as "not installed" when the module is missing. When it is present,
+the same prompt ids, question and evaluation text are used as for the torch variants:
+  bytes      = the GGUF file size (llama.cpp maps it and reads its blocks as they are)
+  speed      = prefill (eval of the prompt) and decode (one eval per greedy token), timed here
+  perplexity = from llama.cpp's logits over the evaluation text (logits_all=True)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+
+def measure_gguf(variant, cfg, reference=None):
+    """A QuantResult for the GGUF file under llama.cpp (same prompt, text and question)."""
+    import torch
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    from memlab.core import models
+    from memlab.core.hardware import card
+    from memlab.quantization import quality
+    from memlab.quantization.records import QuantResult
+    path = models.gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(models.prepare(cfg.model))
+    t0 = time.perf_counter()
+    llm = Llama(model_path=str(path), n_threads=torch.get_num_threads(), n_ctx=2048, logits_all=True,
+                verbose=False)
+    load_s = time.perf_counter() - t0
+    prompt = quality.eval_ids(tokenizer, cfg.prompt_tokens)
+    prefills, decodes, tokens = [], [], []
+    for _ in range(cfg.repeats):
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.eval(prompt)
+        t1 = time.perf_counter()
+        tokens = [int(np.argmax(llm.scores[llm.n_tokens - 1]))]
+        t2 = time.perf_counter()
+        while len(tokens) < cfg.new_tokens:
+            llm.eval([tokens[-1]])
+            tokens.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+        t3 = time.perf_counter()
+        prefills.append(len(prompt) / (t1 - t0))
+        decodes.append((len(tokens) - 1) / (t3 - t2))
+    ids = quality.eval_ids(tokenizer, cfg.ppl_tokens)
+    llm.reset()
+    llm.eval(ids)
+    logits = np.asarray(llm.scores[: len(ids) - 1], dtype=np.float64)
+    logz = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+    nll = float(np.mean(logz - logits[np.arange(len(ids) - 1), ids[1:]]))
+    ref = list(reference.tokens) if reference is not None else tokens
+    llm.reset()
+    llm.eval(prompt + ref)
+    picks = [int(np.argmax(llm.scores[len(prompt) - 1 + i])) for i in range(len(ref))]
+    chat = f"<|im_start|>user\n{quality.QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+    answer = llm.create_completion(chat, max_tokens=24, temperature=0.0, stop=["<|im_end|>"])
+    size = path.stat().st_size
+    return QuantResult(
+        variant=variant.name, library=variant.library, description=variant.description, is_available=True,
+        reason="", resident_bytes=size, streamed_bytes=size, bits_per_weight=8 * size / _gguf_params(path),
+        load_s=load_s, quantize_s=0.0, prefill_tok_per_s=float(np.median(prefills)),
+        decode_tok_per_s=float(np.median(decodes)), perplexity=math.exp(nll),
+        agreement=sum(a == b for a, b in zip(picks, ref)) / max(len(ref), 1),
+        first_divergence=quality.first_divergence(tokens, ref),
+        answer=answer["choices"][0]["text"].strip(), tokens=tuple(tokens), host=card().host)
+
+
+def _gguf_params(path) -> int:
+    """Number of weights stored in the GGUF file (from its tensor headers)."""
+    from gguf import GGUFReader
+    return sum(int(np.prod(t.shape)) for t in GGUFReader(str(path)).tensors)

@@ -1,0 +1,57 @@
+"""The quantization comparison's config and its record, one per variant (lab 04, `memlab quant`).
+
+`QuantConfig` says what to run (variants, prompt, tokens, repeats); `QuantResult` is what one
+variant measured: bytes, speed, quality and the answer. Both the in-process variants
+(`quantcompare`) and the llama.cpp reference (`gguf_reference`) return it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memlab.core.models import DEFAULT_MODEL
+from memlab.quantization import quantize
+
+
+@dataclass(frozen=True, slots=True)
+class QuantConfig:
+    variants: tuple = ("fp32", "bf16", "int8", "int4", "ao-int8", "ao-int4", "dyn-int8", "gguf-q4_1")
+    model: str = DEFAULT_MODEL
+    prompt_tokens: int = 100     # prompt for the speed runs, cut from the evaluation text
+    new_tokens: int = 32         # greedy tokens per speed run (EOS ignored)
+    ppl_tokens: int = 512        # tokens of the evaluation text scored for perplexity
+    repeats: int = 3             # speed runs per variant; the median is reported
+
+    def __post_init__(self):
+        unknown = [v for v in self.variants if v not in quantize.VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(quantize.VARIANTS)}")
+        if self.new_tokens < 2 or self.repeats < 1 or self.ppl_tokens < 2 or self.prompt_tokens < 1:
+            raise ValueError("need new_tokens >= 2, ppl_tokens >= 2, prompt_tokens >= 1 and repeats >= 1")
+
+    @classmethod
+    def quick(cls, **kw) -> "QuantConfig":
+        """Small enough for tests and quick labs: 64-token prompt, 16 new tokens, 128 scored, 1 run."""
+        return cls(**{**dict(prompt_tokens=64, new_tokens=16, ppl_tokens=128, repeats=1), **kw})
+
+
+@dataclass(frozen=True, slots=True)
+class QuantResult:
+    variant: str
+    library: str
+    description: str
+    is_available: bool
+    reason: str                   # why it could not run ("" when it ran); notes such as emulation
+    resident_bytes: int           # weights as held in memory, counted from the tensors
+    streamed_bytes: int           # weights one decode step reads (input embedding excluded when untied)
+    bits_per_weight: float        # effective, of the decoder-layer matrices, scales/zeros included
+    load_s: float                 # load the checkpoint (+ quantize)
+    quantize_s: float
+    prefill_tok_per_s: float
+    decode_tok_per_s: float
+    perplexity: float
+    agreement: float              # share of fp32's greedy tokens it also picks (teacher-forced)
+    first_divergence: int         # first token index where free-running greedy differs from fp32
+    answer: str                   # reply to quality.QUESTION
+    tokens: tuple                 # greedy tokens of the speed prompt
+    host: str

@@ -1,0 +1,9 @@
+"""Lab 06, RAG in memory: an in-RAM index versus an on-disk database, and TTFT.
+
+chunks     the corpus (pydoc topics cut into chunks) and its cached embeddings
+stores     the in-RAM index, the sqlite vector scan and BM25
+retrieval  one timed retrieval, and RAG TTFT (embed + search + prefill)
+plots      TTFT split, retrieval latency per store, TTFT against context
+"""
+
+from memlab.rag import chunks, plots, retrieval, stores

@@ -1,0 +1,8 @@
+"""Lab 02, RAM vs disk: what it costs to keep weights on disk (cold, mmap, paged, resident).
+
+runs   each residency strategy answering one question, cold or warm
+plots  load time and decode speed per strategy
+The strategies themselves are `memlab.core.loading` (every lab loads through them).
+"""
+
+from memlab.ram_vs_disk import plots, runs

@@ -1,0 +1,7 @@
+"""Lab 03, TTFT: where the milliseconds before the first token go.
+
+latency  cold start stage by stage, the waterfall, TTFT against prompt length and batch size
+plots    the waterfall, TTFT against prompt length, latency against throughput
+"""
+
+from memlab.ttft import latency, plots

@@ -1,0 +1,46 @@
+"""`memlab ttft`: TTFT against prompt length (lab 03).
+"""
+
+from __future__ import annotations
+
+import json
+
+from memlab.core.units import fmt_time
+from memlab.core.cli import add_load_options
+
+
+
+def _cmd_ttft(args) -> int:
+    from memlab.core import ceilings
+    from memlab.ttft import latency
+    from memlab.core.loading import load
+    from memlab.core.results import as_dict
+    tokens = [int(t) for t in args.prompt_tokens.split(",")]
+    loaded = load(args.model, strategy=args.strategy, device=args.device, dtype=args.dtype,
+                  cold=args.cold, bigger_than_ram=args.bigger_than_ram, force=args.force,
+                  context_tokens=max(tokens) + 1)
+    measured = ceilings.measure(quick=True)  # cached per machine (`memlab ceilings` refreshes it)
+    flops, bandwidth = measured.roof(loaded.dtype, loaded.device.type)
+    points = latency.prompt_sweep(loaded, tokens, repeats=args.repeats, ceilings=measured)
+    if args.json:
+        roofs = {"read_bytes_per_s": bandwidth, "matmul_flop_per_s": flops, "device": str(loaded.device),
+                 "dtype": loaded.dtype, "measured": as_dict(measured)}
+        print(json.dumps({"load": as_dict(loaded.result), "ceilings": roofs,
+                          "points": [as_dict(p) for p in points]}, indent=1))
+        return 0
+    print(f"{loaded.name} {loaded.dtype} on {loaded.device} ({loaded.result.strategy}); {loaded.dtype} matmul "
+          f"ceiling {flops / 1e9:.0f} GFLOP/s (measured {measured.measured_at}); median of {args.repeats}")
+    print(f"{'prompt tok':>10} {'tokenize':>10} {'prefill':>10} {'TTFT':>10} {'prefill floor':>14}")
+    for p in points:
+        print(f"{p.prompt_tokens:>10} {fmt_time(p.tokenize_s):>10} {fmt_time(p.prefill_s):>10} "
+              f"{fmt_time(p.ttft_s):>10} {fmt_time(p.predicted_prefill_s):>14}")
+    return 0
+
+
+def register(sub) -> None:
+    s = sub.add_parser("ttft", help="time to first token against prompt length (TTFT anatomy)")
+    add_load_options(s)
+    s.add_argument("--prompt-tokens", default="16,256,1024", help="comma-separated prompt lengths")
+    s.add_argument("--repeats", type=int, default=3)
+    s.add_argument("--json", action="store_true", help='{"load": LoadResult, "ceilings": Ceilings, "points": [TTFTPoint]}')
+    s.set_defaults(func=_cmd_ttft)

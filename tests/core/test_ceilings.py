@@ -1,0 +1,69 @@
+"""Ceilings: each measurement returns sane units, the cache round-trips, GPU parts skip cleanly."""
+
+import json
+
+import pytest
+import torch
+
+from memlab.core import ceilings
+
+
+def test_stream_kernels_report_gb_per_s():
+    bw = ceilings.stream(16 * 2**20, repeats=2)
+    assert set(bw) == {"copy", "scale", "add", "triad"}
+    assert all(0.1 < v < 10_000 for v in bw.values())  # GB/s, not bytes/s
+
+
+def test_matmul_respects_its_time_budget():
+    import time
+    t0 = time.perf_counter()
+    rows = ceilings.matmul_flops(torch.float32, (64, 128, 4096, 8192), budget_s=0.3)
+    assert time.perf_counter() - t0 < 10  # 8192^3 fp32 would take seconds: it must be skipped
+    assert rows and rows[0][0] == 64 and all(f > 0 for _, f in rows)
+    assert all(n < 8192 for n, _ in rows)
+
+
+def test_disk_cold_read_is_verified(tmp_path):
+    cold, warm, resident = ceilings.disk_read(tmp_path, 8 * 2**20, block_bytes=2**20)
+    assert cold > 0 and warm > 0
+    assert resident < 0.05  # posix_fadvise really dropped the pages before the cold read
+    assert not list(tmp_path.iterdir())  # scratch file removed
+
+
+def test_measure_caches_per_machine(tmp_path, monkeypatch):
+    calls = []
+    real = ceilings.measure_now
+
+    def fake_now(quick=False, disk_folder=None):
+        calls.append(quick)
+        return real(quick=True, disk_folder=None)
+
+    monkeypatch.setattr(ceilings, "measure_now", fake_now)
+    a = ceilings.measure(quick=True, cache_dir=tmp_path)
+    b = ceilings.measure(quick=True, cache_dir=tmp_path)
+    assert a == b and len(calls) == 1
+    c = ceilings.measure(quick=True, cache_dir=tmp_path, refresh=True)
+    assert len(calls) == 2 and c.measured_at >= a.measured_at
+    files = list((tmp_path / "ceilings").glob("*.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text())["mode"] == "quick"
+    assert a.triad_gb_per_s > 0 and a.fp32_flop_per_s > 0
+    assert a.bandwidth_bytes_per_s == a.triad_gb_per_s * 1e9
+    assert a.vram_gb_per_s == 0.0 or torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+def test_host_device_copies():
+    out = ceilings.host_device_copies(16 * 2**20, repeats=2)
+    assert all(v > 0 for v in out.values())
+    assert out["h2d_pinned"] > 0.5 * out["h2d_pageable"]
+
+
+def test_cli_ceilings_json(tmp_path, monkeypatch, capsys):
+    from memlab import cli
+    monkeypatch.setenv("MEMLAB_CACHE", str(tmp_path))
+    assert cli.main(["ceilings", "--quick", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["mode"] == "quick" and out["triad_gb_per_s"] > 0
+    assert out["disk_cold_resident_fraction"] < 0.05 and out["disk_warm_gb_per_s"] > 0
+    assert cli.main(["ceilings", "--quick"]) == 0  # second call: from the cache, human-readable
+    assert "triad" in capsys.readouterr().out

@@ -1,0 +1,24 @@
+from memlab.core import footprint
+
+
+def test_weight_bytes_match_the_tensors(tiny):
+    params = {id(p): p for p in tiny.model.parameters()}.values()
+    assert footprint.num_params(tiny.config) == sum(p.numel() for p in params)
+    assert footprint.weights_bytes(tiny.config, "fp32") == sum(p.nbytes for p in params)
+
+
+def test_kv_formula_matches_the_cache_the_model_allocates(tiny):
+    import torch
+    from memlab.core.generation import new_cache, prefill
+    cache = new_cache(tiny.model)
+    with torch.inference_mode():
+        prefill(tiny.model, torch.arange(10)[None].repeat(3, 1), cache)
+    allocated = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+    assert allocated == footprint.kv_cache_bytes(tiny.config, 10, batch_size=3, dtype="fp32")
+
+
+def test_smollm2_numbers_from_its_config():
+    cfg = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+               num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True)
+    assert footprint.num_params(cfg) == 134_515_008
+    assert footprint.kv_bytes_per_token(cfg, "bf16") == 23_040

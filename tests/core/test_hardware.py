@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from memlab.core import hardware
+from memlab.core.errors import DeviceUnavailableError, MemlabError
+
+
+def test_card_describes_this_machine(tmp_path):
+    hw = hardware.card(tmp_path)
+    assert hw.num_threads >= 1 and hw.ram_total_bytes > hw.ram_available_bytes > 0
+    assert hw.torch_version == torch.__version__
+    assert hw.cache_dir == str(tmp_path) and hw.cache_disk_free_bytes > 0
+    assert "ram_total" in str(hw)
+
+
+def test_cuda_without_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(DeviceUnavailableError, match="no CUDA GPU"):
+        hardware.resolve_device("cuda")
+    assert issubclass(DeviceUnavailableError, MemlabError)
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(DeviceUnavailableError):
+        hardware.resolve_device("mps")
+
+
+def test_cpu_features_read_x86_and_arm_flags(monkeypatch):
+    from memlab.core import hardware
+    from memlab.quantization import quantize
+    x86 = "processor : 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert hardware.cpu_features(x86) == ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+    arm = "processor : 0\nFeatures\t: fp asimd asimdhp bf16 i8mm\n"
+    assert hardware.cpu_features(arm) == ("asimd", "asimdhp", "bf16", "i8mm")
+    avx2_only = hardware.cpu_features("flags : fpu sse2 avx2 fma\n")
+    monkeypatch.setattr(hardware, "cpu_features", lambda cpuinfo=None: avx2_only)
+    assert "emulated" in quantize.emulation_note("bf16") and quantize.emulation_note("fp32") == ""
+    monkeypatch.setattr(hardware, "cpu_features", lambda cpuinfo=None: ("avx2", "avx512_bf16"))
+    assert quantize.emulation_note("bf16") == "" and "emulated" in quantize.emulation_note("fp16")

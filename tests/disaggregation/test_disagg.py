@@ -1,0 +1,66 @@
+"""The real prefill/decode split: same tokens as one process, KV bytes as the formula says."""
+
+import pytest
+import torch
+
+from memlab.disaggregation import disagg, kv_transfer, serve, simulator
+from memlab.core import footprint, generation
+
+
+def test_pack_unpack_and_cache_roundtrip(tiny):
+    ids = torch.tensor([list(range(5, 25))])
+    cache = generation.new_cache(tiny.model)
+    with torch.inference_mode():
+        generation.prefill(tiny.model, ids, cache)
+    tensors = kv_transfer.kv_tensors(cache)
+    assert sum(t.nbytes for t in tensors) == footprint.kv_cache_bytes(tiny.config, 20)
+    shapes = [tuple(t.shape) for t in tensors]
+    back = kv_transfer.unpack(kv_transfer.pack(tensors), shapes)
+    assert all(torch.equal(a, b) for a, b in zip(tensors, back))
+    rebuilt = kv_transfer.cache_from(back, tiny.model)
+    assert rebuilt.get_seq_length() == 20
+    with torch.inference_mode():   # decoding from the rebuilt cache == decoding from the original
+        a = generation.decode_step(tiny.model, torch.tensor([[7]]), cache)
+        b = generation.decode_step(tiny.model, torch.tensor([[7]]), rebuilt)
+    assert torch.equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def split(tiny_dir):
+    return disagg.run_split(str(tiny_dir), prompt_tokens=(8, 40), max_new_tokens=6, timeout_s=180)
+
+
+def test_split_tokens_equal_single_process(split):
+    assert [r.prompt_tokens for r in split] == [8, 40]
+    for r in split:
+        assert r.tokens_match
+        assert len(r.token_ids) == 6
+
+
+def test_split_kv_bytes_and_timings(split, tiny):
+    for r in split:
+        assert r.kv_bytes == r.kv_bytes_predicted == footprint.kv_cache_bytes(tiny.config, r.prompt_tokens)
+        assert r.transfer_s > 0 and r.shm_transfer_s > 0 and r.file_transfer_s > 0
+        assert r.transfer_bytes_per_s == pytest.approx(r.kv_bytes / r.transfer_s)
+        assert r.split_tpot_s >= r.split_decode_tpot_s
+
+
+def test_serve_trace_invariants(tiny_dir):
+    trace = simulator.Workload(num_requests=4, rate_per_s=50, prompt_tokens=20, prompt_spread=0.5,
+                               output_tokens=5, seed=1).requests()
+    recs = serve.serve_trace(str(tiny_dir), trace, timeout_s=180)
+    assert [r.request_id for r in recs] == [0, 1, 2, 3]
+    for spec, r in zip(trace, recs):
+        assert r.prompt_tokens == spec.prompt_tokens
+        assert r.prefill_started_at_s >= r.arrived_at_s - 1e-3      # real sleeps may wake a bit early
+        assert r.ttft_s >= r.prefill_s
+        assert r.decode_started_at_s >= r.transfer_ended_at_s
+        assert r.finished_at_s > r.decode_started_at_s
+        assert r.kv_bytes > 0
+
+
+@pytest.mark.slow
+def test_real_model_split_matches(real):
+    (r,) = disagg.run_split("smollm2-135m", prompt_tokens=64, max_new_tokens=8, timeout_s=600)
+    assert r.tokens_match
+    assert r.kv_bytes == r.kv_bytes_predicted == 64 * 46_080
