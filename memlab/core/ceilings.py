@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from memlab.core.measure import repeat
+
 GB = 1e9
 
 
@@ -66,11 +68,17 @@ class Ceilings:
     load_avg_1min: float          # os.getloadavg() before measuring: > num cores means shared, noisy
     measure_s: float              # how long the measurement took
     measured_at: str
+    read_gb_per_s: float = 0.0    # sum of one array: reads only, as a decode step reads its weights
 
     @property
     def bandwidth_bytes_per_s(self) -> float:
-        """The memory roof: STREAM triad (the roofline's slope), bytes per second."""
+        """The memory roof: STREAM triad (the roofline's slope, labs 01 and 03), bytes per second."""
         return self.triad_gb_per_s * GB
+
+    @property
+    def read_bytes_per_s(self) -> float:
+        """The read roof: one array summed, no writes (lab 04's bytes-per-token bound), bytes per second."""
+        return self.read_gb_per_s * GB
 
     def flop_per_s(self, dtype: str = "fp32") -> float:
         """The compute roof for one dtype on the CPU."""
@@ -86,23 +94,12 @@ class Ceilings:
         return self.flop_per_s(dtype), self.bandwidth_bytes_per_s
 
 
-def _best_time(fn, repeats: int, device: torch.device | None = None) -> float:
-    """Fastest of `repeats` calls after one warm-up, seconds (best-of-N, as STREAM reports)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        if device is not None and device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device is not None and device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def stream(array_bytes: int, repeats: int = 5, device: str = "cpu") -> dict[str, float]:
-    """STREAM copy/scale/add/triad in GB/s over three fp32 arrays of `array_bytes` each."""
+    """read (sum) and STREAM copy/scale/add/triad in GB/s over fp32 arrays of `array_bytes` each.
+
+    Best of `repeats` after one warm-up (as STREAM reports). Bytes counted: read 1 array, copy and
+    scale 2, add and triad 3.
+    """
     dev = torch.device(device)
     n = array_bytes // 4
     a = torch.ones(n, device=dev)  # first touch here, not inside the timed loop
@@ -110,12 +107,13 @@ def stream(array_bytes: int, repeats: int = 5, device: str = "cpu") -> dict[str,
     c = torch.zeros(n, device=dev)
     q = 3.0
     kernels = {
+        "read": (lambda: a.sum(), 1),  # what a decode step does to its weights: read, write nothing
         "copy": (lambda: a.copy_(b), 2),
         "scale": (lambda: torch.mul(b, q, out=a), 2),
         "add": (lambda: torch.add(a, b, out=c), 3),
         "triad": (lambda: torch.add(b, c, alpha=q, out=a), 3),
     }
-    return {name: arrays * n * 4 / _best_time(fn, repeats, dev) / GB
+    return {name: arrays * n * 4 / repeat(fn, repeats, device=dev).min / GB
             for name, (fn, arrays) in kernels.items()}
 
 
@@ -141,7 +139,7 @@ def matmul_flops(dtype: torch.dtype, sizes: tuple, budget_s: float,
             if not out:  # nothing measured yet: report the single slow call rather than nothing
                 out.append((n, 2 * n**3 / first_s))
             break
-        best = _best_time(lambda: F.linear(x, w), repeats, dev)
+        best = repeat(lambda: F.linear(x, w), repeats, device=dev).min
         out.append((n, 2 * n**3 / best))
     return out
 
@@ -185,8 +183,8 @@ def host_device_copies(num_bytes: int, repeats: int = 5) -> dict[str, float]:
     out = {}
     for kind in ("pinned", "pageable"):
         host = torch.empty(num_bytes, dtype=torch.uint8, pin_memory=kind == "pinned")
-        out[f"h2d_{kind}"] = num_bytes / _best_time(lambda: gpu.copy_(host), repeats, dev) / GB
-        out[f"d2h_{kind}"] = num_bytes / _best_time(lambda: host.copy_(gpu), repeats, dev) / GB
+        out[f"h2d_{kind}"] = num_bytes / repeat(lambda: gpu.copy_(host), repeats, device=dev).min / GB
+        out[f"d2h_{kind}"] = num_bytes / repeat(lambda: host.copy_(gpu), repeats, device=dev).min / GB
     return out
 
 
@@ -206,7 +204,9 @@ def measure(quick: bool = False, refresh: bool = False, cache_dir: Path | str | 
         for candidate in (path, _cache_file(folder, "full")):  # a full record serves a quick ask
             if candidate.exists():
                 try:
-                    return from_dict(json.loads(candidate.read_text()))
+                    cached = json.loads(candidate.read_text())
+                    if cached.get("read_gb_per_s"):  # records without the read kernel are remeasured
+                        return from_dict(cached)
                 except (ValueError, TypeError, KeyError):
                     pass  # unreadable or from an older version: measure again
     record = measure_now(quick=quick, disk_folder=folder if disk else None)
@@ -247,7 +247,7 @@ def measure_now(quick: bool = False, disk_folder: Path | None = None) -> Ceiling
         host=socket.gethostname(), device=device, mode="quick" if quick else "full",
         num_threads=torch.get_num_threads(), array_bytes=array_bytes,
         copy_gb_per_s=bw["copy"], scale_gb_per_s=bw["scale"], add_gb_per_s=bw["add"],
-        triad_gb_per_s=bw["triad"],
+        triad_gb_per_s=bw["triad"], read_gb_per_s=bw["read"],
         fp32_flop_per_s=max((f for _, f in mm["fp32"]), default=0.0),
         bf16_flop_per_s=max((f for _, f in mm["bf16"]), default=0.0),
         fp16_flop_per_s=max((f for _, f in mm["fp16"]), default=0.0),

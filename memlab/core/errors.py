@@ -30,3 +30,7 @@ class DeviceUnavailableError(MemlabError):
 
 class WontFitError(MemlabError):
     """The predicted footprint does not fit in the memory that is free."""
+
+
+class ContextTooLongError(MemlabError):
+    """More tokens (prompt + new tokens) than the model's context window (max_position_embeddings)."""

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import torch
 
 from memlab.core.hardware import HardwareCard, card
+from memlab.core.errors import MemlabError
 from memlab.core.measure import PeakMemory, sync
+from memlab.core.models import check_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +126,9 @@ def generate(loaded, prompt, *, max_new_tokens: int = 32, batch_size: int = 1, c
              stop_at_eos: bool = True) -> GenerationResult:
     """Generate up to `max_new_tokens` for `batch_size` copies of `prompt`, timing every token."""
     if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        raise MemlabError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise MemlabError(f"batch_size must be >= 1, got {batch_size}")
     model, tokenizer, device = loaded.model, loaded.tokenizer, loaded.device
     generator = torch.Generator().manual_seed(seed) if do_sample else None
     stop = eos_ids(model, tokenizer) if stop_at_eos else set()
@@ -134,6 +136,7 @@ def generate(loaded, prompt, *, max_new_tokens: int = 32, batch_size: int = 1, c
         sync(device)
         start = time.perf_counter()
         ids = encode(tokenizer, prompt, chat)
+        check_context(model.config, len(ids) + max_new_tokens, getattr(loaded, "name", "the model"))
         input_ids = torch.tensor([ids] * batch_size, device=device)  # (B, T)
         tokenized_at = time.perf_counter()
         cache = new_cache(model)

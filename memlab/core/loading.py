@@ -30,6 +30,8 @@ from memlab.core.errors import MemlabError
 from memlab.core.hardware import card, resolve_device
 from memlab.core.measure import PeakMemory, Timer
 
+DEFAULT_CONTEXT_TOKENS = 2048  # what the memory guard budgets the KV cache for, unless told
+
 
 @dataclass(frozen=True, slots=True)
 class LoadResult:
@@ -215,13 +217,14 @@ def import_model_code(config) -> None:
 
 def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: str = "cpu",
          dtype: str = "fp32", cache_dir: str | Path | None = None, *, cold: bool = False,
-         bigger_than_ram: bool = False, context_tokens: int = 2048, batch_size: int = 1,
+         bigger_than_ram: bool = False, context_tokens: int | None = None, batch_size: int = 1,
          force: bool = False) -> Loaded:
     """Prepare `model` (convert once), check it fits, load it with `strategy` on `device`, time it.
 
     cold: evict the checkpoint from the page cache first (pages still mapped by a live model in
     this process cannot be evicted: `result.page_cache_before` records what was really left).
-    context_tokens, batch_size: what the memory guard budgets the KV cache for; force skips it.
+    context_tokens, batch_size: what the memory guard budgets the KV cache for (default: 2048 or
+    the model's context if shorter; more than the model's context is refused); force skips the guard.
     """
     from transformers import AutoConfig, AutoTokenizer
     if strategy not in STRATEGIES:
@@ -231,6 +234,9 @@ def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: 
     dev = resolve_device(device)
     folder = models.prepare(model, dtype=dtype, cache_dir=cache_dir)
     config = AutoConfig.from_pretrained(folder)
+    if context_tokens is None:
+        context_tokens = min(DEFAULT_CONTEXT_TOKENS, models.context_limit(config) or DEFAULT_CONTEXT_TOKENS)
+    models.check_context(config, context_tokens, model)
     guard.check(guard.predict(config, strategy, dtype, context_tokens, batch_size, str(dev)), force=force)
     import_model_code(config)  # not timed as loading: a fresh process would pay it inside the timer
     file = checkpoint_file(folder)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from memlab.core.errors import CorruptCacheError, MemlabError, ModelPackageMissingError, UnknownModelError
+from memlab.core.errors import ContextTooLongError, CorruptCacheError, MemlabError, ModelPackageMissingError, UnknownModelError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_MODEL = "smollm2-135m"
@@ -223,7 +223,7 @@ def tiny_config(**overrides):
     """A 2-layer Llama with GQA (4 query heads, 2 KV heads), hidden 64, byte-level vocab."""
     from transformers import LlamaConfig
     kw = dict(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
               tie_word_embeddings=True, bos_token_id=256, eos_token_id=257, pad_token_id=258)
     kw.update(overrides)
     return LlamaConfig(**kw)
@@ -256,3 +256,18 @@ def build_tiny(folder: str | Path, seed: int = 0, **overrides) -> Path:
     model.save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
     return folder
+
+
+def context_limit(config) -> int | None:
+    """The most tokens (prompt + generated) the model was built for: max_position_embeddings (None: unstated)."""
+    value = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return int(value) if value else None
+
+
+def check_context(config, num_tokens: int, name: str = "the model") -> None:
+    """Refuse `num_tokens` (prompt + new tokens) beyond the model's context window, with both numbers."""
+    limit = context_limit(config)
+    if limit is not None and num_tokens > limit:
+        raise ContextTooLongError(
+            f"{num_tokens} tokens (prompt + new tokens) exceed {name}'s {limit}-token context "
+            f"(max_position_embeddings in its config): ask for at most {limit} tokens in all.")

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memlab.disaggregation.profiles import load_profile, profile_path, save_profile
-from memlab.disaggregation.profiles import Profile
+from memlab.core import measure
+from memlab.disaggregation.profiles import Profile, load_profile, profile_path, save_profile
 from memlab.disaggregation.simulator import Cluster, RequestRecord, RequestSpec, Workload, simulate
 
 
@@ -90,15 +90,6 @@ def fit_profile(cal: Calibration, name: str = "measured") -> Profile:
                    1.0 / inv_bw if inv_bw > 0 else 1e12, lat, cal.kv_bytes_per_token)
 
 
-def _median_s(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def _synthetic_cache(model, batch: int, context: int, dtype):
     """A cache of random K/V: a decode step's cost depends on the cache's size, not its values."""
     from memlab.core import footprint, generation
@@ -161,14 +152,14 @@ def measure_points(rank: int, loaded, prompt_lengths=(32, 128, 384), batches=(1,
         if rank == 0:
             for n in prompt_lengths:
                 ids = torch.tensor([prompt_ids(loaded.tokenizer, n)])
-                pre.append((n, _median_s(lambda: generation.prefill(model, ids, generation.new_cache(model)), repeats)))
+                pre.append((n, measure.repeat(lambda: generation.prefill(model, ids, generation.new_cache(model)), repeats).median))
             if neighbour_busy:
                 _flag_path("decode").touch()
             for b in batches:
                 for c in contexts:
                     cache, tok = _synthetic_cache(model, b, c, dtype), torch.ones(b, 1, dtype=torch.long)
                     generation.decode_step(model, tok, cache)     # warm-up step
-                    dec.append((b, c, _median_s(lambda: generation.decode_step(model, tok, cache), repeats + 1)))
+                    dec.append((b, c, measure.repeat(lambda: generation.decode_step(model, tok, cache), repeats + 1).median))
             if neighbour_busy:
                 _flag_path("prefill").touch()
         elif neighbour_busy:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from memlab.core import measure
 from memlab.core.generation import decode_step, new_cache, prefill
 from memlab.core.text import prompt_ids
 
@@ -244,16 +245,6 @@ class KernelPoint:
         return self.flops / self.time_s
 
 
-def _median_s(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 @torch.inference_mode()
 def index_kernels(num_keys: int = 262_144, dim: int = 128, top_k: int = 2048, page_tokens: int = 16,
                   repeats: int = 5, seed: int = 0, num_threads: int = 1) -> list[KernelPoint]:
@@ -278,27 +269,26 @@ def _index_kernels(num_keys, dim, top_k, page_tokens, repeats, seed) -> list[Ker
     b = 4
     return [
         KernelPoint("comp: token scores K q", num_keys, dim, 2.0 * num_keys * dim,
-                    b * (num_keys * dim + num_keys + dim), _median_s(lambda: keys @ q, repeats)),
+                    b * (num_keys * dim + num_keys + dim), measure.repeat(lambda: keys @ q, repeats).median),
         KernelPoint("comp: page min/max scores", num_keys, dim, 4.0 * pages * dim,
                     b * (2 * pages * dim + pages + dim),
-                    _median_s(lambda: torch.maximum(qp * kmin, qp * kmax).sum(-1), repeats)),
+                    measure.repeat(lambda: torch.maximum(qp * kmin, qp * kmax).sum(-1), repeats).median),
         KernelPoint(f"ret: top-{top_k} of token scores", num_keys, dim, float(num_keys),
-                    b * num_keys + 8 * top_k, _median_s(lambda: scores.topk(top_k), repeats)),
+                    b * num_keys + 8 * top_k, measure.repeat(lambda: scores.topk(top_k), repeats).median),
     ]
 
 
 @torch.inference_mode()
 def cpu_ceilings(num_bytes: int = 256 * 2**20, matmul_n: int = 1024, repeats: int = 5,
                  num_threads: int = 1) -> tuple[float, float]:
-    """Rough ceilings of this CPU, measured now: (copy bandwidth bytes/s, fp32 matmul FLOP/s).
+    """Ceilings of this CPU at `num_threads`, measured now: (read bandwidth bytes/s, fp32 matmul FLOP/s).
 
-    bandwidth = 2 * size / t(b.copy_(a)) (read + write); FLOP/s = 2 n^3 / t(n x n matmul).
-    A quick probe for the lab-08 roofline, not a STREAM benchmark.
+    bandwidth: `memlab.core.ceilings.stream`'s read kernel (the index kernels only read their keys);
+    FLOP/s = 2 n^3 / t(n x n matmul), median of `repeats`. On as many threads as the kernels.
     """
+    from memlab.core import ceilings
     with threads(num_threads):
-        a = torch.ones(num_bytes // 4)
-        dst = torch.empty_like(a)
-        bw = 2 * a.nbytes / _median_s(lambda: dst.copy_(a), repeats)
+        bw = ceilings.stream(num_bytes, repeats)["read"] * 1e9
         m = torch.randn(matmul_n, matmul_n)
-        fl = 2.0 * matmul_n**3 / _median_s(lambda: m @ m, repeats)
+        fl = 2.0 * matmul_n**3 / measure.repeat(lambda: m @ m, repeats).median
     return bw, fl

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import torch
 
 from memlab.core.hardware import card
+from memlab.core.measure import repeat
 from memlab.quantization import quality, quantize
 from memlab.quantization.records import QuantConfig, QuantResult
 
@@ -124,18 +125,10 @@ def ratios(results: list[QuantResult], bandwidth_bytes_per_s: float) -> list[dic
 
 
 def read_bandwidth_bytes_per_s(size_bytes: int = 256 * 2**20, repeats: int = 5) -> float:
-    """Memory read bandwidth as a decode step sees it: bytes / time of summing a large fp32 tensor
-    (best of `repeats`; the roofline issue's STREAM probes measure more carefully)."""
-    x = torch.ones(size_bytes // 4)
-    x.sum()
-    best = min(_timed(lambda: x.sum()) for _ in range(repeats))
-    return size_bytes / best
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    """Memory read bandwidth as a decode step sees it, bytes/s: the read kernel of
+    `memlab.core.ceilings.stream` (sum of one large fp32 array, best of `repeats`)."""
+    from memlab.core import ceilings
+    return ceilings.stream(size_bytes, repeats)["read"] * 1e9
 
 
 @torch.inference_mode()
@@ -155,6 +148,5 @@ def matmul_times(out_features: int = 49152, in_features: int = 576, repeats: int
                                                       quantize.VARIANTS["ao-int8"])
     out = {}
     for name, k in kernels.items():
-        k(x)
-        out[name] = statistics.median(_timed(lambda: k(x)) for _ in range(repeats))
+        out[name] = repeat(lambda: k(x), repeats).median
     return out

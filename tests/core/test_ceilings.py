@@ -10,7 +10,7 @@ from memlab.core import ceilings
 
 def test_stream_kernels_report_gb_per_s():
     bw = ceilings.stream(16 * 2**20, repeats=2)
-    assert set(bw) == {"copy", "scale", "add", "triad"}
+    assert set(bw) == {"read", "copy", "scale", "add", "triad"}
     assert all(0.1 < v < 10_000 for v in bw.values())  # GB/s, not bytes/s
 
 
@@ -67,3 +67,18 @@ def test_cli_ceilings_json(tmp_path, monkeypatch, capsys):
     assert out["disk_cold_resident_fraction"] < 0.05 and out["disk_warm_gb_per_s"] > 0
     assert cli.main(["ceilings", "--quick"]) == 0  # second call: from the cache, human-readable
     assert "triad" in capsys.readouterr().out
+
+
+def test_a_cached_record_without_the_read_kernel_is_measured_again(tmp_path, monkeypatch):
+    import dataclasses
+    import json
+    calls = []
+    real = ceilings.measure_now
+    monkeypatch.setattr(ceilings, "measure_now", lambda **kw: calls.append(1) or real(quick=True))
+    old = dataclasses.asdict(real(quick=True))
+    old.pop("read_gb_per_s")
+    path = tmp_path / "ceilings"
+    path.mkdir()
+    (path / f"{__import__('socket').gethostname()}-quick.json").write_text(json.dumps(old))
+    c = ceilings.measure(quick=True, cache_dir=tmp_path, disk=False)
+    assert calls and c.read_gb_per_s > 0

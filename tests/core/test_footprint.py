@@ -22,3 +22,12 @@ def test_smollm2_numbers_from_its_config():
                num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True)
     assert footprint.num_params(cfg) == 134_515_008
     assert footprint.kv_bytes_per_token(cfg, "bf16") == 23_040
+
+
+def test_the_guard_and_the_fits_table_use_one_activation_formula(tiny):
+    from memlab.core import footprint, guard
+    p = guard.predict(tiny.config, "resident", "fp32", context_tokens=512, available=10**12)
+    assert p.activation_bytes == footprint.activation_bytes(tiny.config, 512, 1, "fp32", "sdpa")
+    eager = footprint.activation_bytes(tiny.config, 512, 1, "fp32", "eager")
+    H = tiny.config.num_attention_heads
+    assert eager - p.activation_bytes == H * 512 * 512 * 4  # only eager attention materialises scores

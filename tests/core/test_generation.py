@@ -5,6 +5,7 @@ import torch
 
 import memlab as ml
 from memlab.core import generation
+from memlab.core.errors import MemlabError
 
 
 def _hf_greedy(loaded, ids, n):
@@ -57,7 +58,7 @@ def test_sampling_is_seeded(tiny):
 
 
 def test_bad_arguments_are_refused(tiny):
-    with pytest.raises(ValueError):
+    with pytest.raises(MemlabError):
         ml.generate(tiny, "x", max_new_tokens=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(MemlabError):
         ml.generate(tiny, "x", batch_size=0)

@@ -72,3 +72,12 @@ def test_unwritable_cache_is_a_clear_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(Exception, match="MEMLAB_CACHE"):
         models.prepare("tiny", cache_dir=blocker / "cache")
+
+
+def test_more_tokens_than_the_context_is_refused_with_both_numbers(tiny):
+    from memlab.core.errors import ContextTooLongError
+    limit = models.context_limit(tiny.config)
+    assert limit and limit > 0
+    models.check_context(tiny.config, limit)  # exactly the context is fine
+    with pytest.raises(ContextTooLongError, match=rf"{limit + 1} tokens .*{limit}-token context"):
+        models.check_context(tiny.config, limit + 1)
