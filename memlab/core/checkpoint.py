@@ -159,8 +159,6 @@ def assign_weights(model, tensors: dict[str, torch.Tensor], dtype: torch.dtype |
         out.weight = inp.weight
 
 
-
-
 @lru_cache(maxsize=32)
 def _cached_header(path: str, mtime_ns: int, size: int) -> dict[str, TensorEntry]:
     return read_header(path)

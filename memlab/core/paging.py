@@ -2,8 +2,8 @@
 
 The machinery behind `loading.load_mmap` and the `paged` strategies, simplest first:
 
-1. `read_header`: where each tensor sits in a safetensors file (8-byte length, JSON, raw bytes).
-2. `map_checkpoint`: every tensor a view into one private mmap of the file; nothing is read
+1. `checkpoint.read_header`: where each tensor sits in a safetensors file (8-byte length, JSON, raw bytes).
+2. `checkpoint.map_checkpoint`: every tensor a view into one private mmap of the file; nothing is read
    until a page is touched (what gpt-fast does with `torch.load(mmap=True)` + `assign=True`).
 3. `LayerStreamer(prefetch=False)`: the model skeleton lives on the meta device; a forward
    pre-hook reads a decoder layer's bytes with `pread` right before the layer runs, and a
