@@ -12,8 +12,8 @@ import inspect as _inspect
 from memlab.core import quiet as _quiet
 
 _quiet.install()  # two harmless third-party log lines on every model load (see core/quiet.py)
-from memlab.core import (ceilings, checkpoint, devices, errors, footprint, generation, guard, hardware, loading,  # noqa: E402
-                         measure, models, pagecache, paging, paths, results, roofline, text, units)
+from memlab.core import (ceilings, checkpoint, devices, dtypes, errors, footprint, generation, guard, hardware, loading,  # noqa: E402
+                         measure, models, pagecache, paging, paths, results, roofline, tensors, text, units)
 from memlab.core.errors import MemlabError  # noqa: E402
 from memlab.core.generation import GenerationResult, generate  # noqa: E402
 from memlab.core.loading import LoadResult, load  # noqa: E402

@@ -157,21 +157,10 @@ def disk_read(folder: Path, file_bytes: int, block_bytes: int = 16 * 2**20) -> t
                 f.write(block)
             f.flush()
             os.fsync(f.fileno())  # dirty pages cannot be dropped: write them out first
-        size = path.stat().st_size
-        pagecache.evict(path)
-        resident = pagecache.resident_fraction(path)
-        buf = bytearray(block_bytes)
-
-        def read_all() -> float:
-            t0 = time.perf_counter()
-            with open(path, "rb", buffering=0) as f:
-                while f.readinto(buf):
-                    pass
-            return time.perf_counter() - t0
-
-        cold_s = read_all()
-        warm_s = min(read_all() for _ in range(2))
-        return size / cold_s / GB, size / warm_s / GB, resident
+        cold = pagecache.measure_read_rate(path, cold=True, block_bytes=block_bytes)
+        warm = max(pagecache.measure_read_rate(path, cold=False, block_bytes=block_bytes).read_bytes_per_s
+                   for _ in range(2))
+        return cold.read_bytes_per_s / GB, warm / GB, cold.page_cache_before
     finally:
         path.unlink(missing_ok=True)
 

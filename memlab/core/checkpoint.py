@@ -24,11 +24,9 @@ from pathlib import Path
 
 import torch
 
+from memlab.core import dtypes
 from memlab.core.errors import MemlabError
 
-SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                      "F64": torch.float64, "I64": torch.int64, "I32": torch.int32, "I8": torch.int8,
-                      "U8": torch.uint8, "BOOL": torch.bool}
 READ_CHUNK_BYTES = 16 * 2**20
 LAYER_RE = re.compile(r"^(?:model\.)?layers\.(\d+)\.(.+)$")
 
@@ -55,7 +53,7 @@ def read_header(path: str | Path) -> dict[str, TensorEntry]:
         if name == "__metadata__":
             continue
         begin, end = info["data_offsets"]
-        out[name] = TensorEntry(name, SAFETENSORS_DTYPES[info["dtype"]], tuple(info["shape"]),
+        out[name] = TensorEntry(name, dtypes.SAFETENSORS[info["dtype"]], tuple(info["shape"]),
                                 base + begin, base + end)
     return out
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from memlab.core import models
+from memlab.core import dtypes, models
 from memlab.core.units import fmt_bytes, fmt_time
-
 
 
 def print_json(obj) -> None:
@@ -22,7 +21,7 @@ def add_load_options(s) -> None:
     from memlab.core.loading import STRATEGIES
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    s.add_argument("--dtype", default="fp32", choices=list(models.DTYPES))
+    s.add_argument("--dtype", default="fp32", choices=list(dtypes.TORCH))
     s.add_argument("--strategy", default="resident", choices=list(STRATEGIES),
                    help="where the weights live: resident (RAM/VRAM), mmap (mapped file), "
                         "paged (one layer at a time from disk), paged-prefetch, paged-accelerate")
@@ -50,7 +49,7 @@ def _cmd_generate(args) -> int:
     from memlab.core.generation import generate
     from memlab.core.loading import load
     loaded = load(args.model, strategy=args.strategy, device=args.device, dtype=args.dtype,
-                  cold=args.cold, bigger_than_ram=args.bigger_than_ram, force=args.force)  # issue 4
+                  cold=args.cold, bigger_than_ram=args.bigger_than_ram, force=args.force)
     r = generate(loaded, args.prompt, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
                  temperature=args.temperature, seed=args.seed)
     if args.json:
@@ -81,11 +80,11 @@ def register(sub) -> None:
     s.add_argument("prompt")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    s.add_argument("--dtype", default="fp32", choices=list(models.DTYPES))
+    s.add_argument("--dtype", default="fp32", choices=list(dtypes.TORCH))
     s.add_argument("--strategy", default="resident", help="where the weights live (see `memlab load`)")
-    s.add_argument("--cold", action="store_true", help="evict the checkpoint from the page cache first")  # issue 4
-    s.add_argument("--bigger-than-ram", action="store_true", help="paged: evict each layer after use")  # issue 4
-    s.add_argument("--force", action="store_true", help="skip the memory guard")  # issue 4
+    s.add_argument("--cold", action="store_true", help="evict the checkpoint from the page cache first")
+    s.add_argument("--bigger-than-ram", action="store_true", help="paged: evict each layer after use")
+    s.add_argument("--force", action="store_true", help="skip the memory guard")
     s.add_argument("--max-new-tokens", type=int, default=32)
     s.add_argument("--sample", action="store_true", help="sample instead of greedy")
     s.add_argument("--temperature", type=float, default=0.7)

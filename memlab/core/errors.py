@@ -34,3 +34,8 @@ class WontFitError(MemlabError):
 
 class ContextTooLongError(MemlabError):
     """More tokens (prompt + new tokens) than the model's context window (max_position_embeddings)."""
+
+
+class InvalidArgumentError(MemlabError, ValueError):
+    """An argument outside what makes sense (a count < 1, a rate <= 0, a fraction outside [0, 1]);
+    the message names the argument, its limit and the value given."""

@@ -6,16 +6,20 @@ D head dim, V vocab. For a Llama-family decoder:
     mlp        = 3*d*f (gate, up, down)
     per layer  = attention + mlp + 2*d (two RMSNorm weights)
     total      = L*per_layer + V*d (embedding) + d (final norm) + [V*d if lm_head is not tied]
-KV cache per token = 2 (k and v) * L * K * D * bytes per element.
+KV cache per token = 2 (k and v) * L * K * D * bytes per element (MLA and sliding windows: below).
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-BYTES_PER_PARAM = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5}
+from memlab.core.dtypes import dtype_bytes
+
 
 
 def config_value(config: Any, key: str, default=None):
@@ -42,44 +46,17 @@ def num_params(config: Any) -> int:
     return total
 
 
-def dtype_bytes(dtype: str | float | torch.dtype) -> float:
-    if isinstance(dtype, torch.dtype):
-        return torch.empty((), dtype=dtype).element_size()
-    if isinstance(dtype, str):
-        if dtype not in BYTES_PER_PARAM:
-            raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(BYTES_PER_PARAM)} or a number")
-        return BYTES_PER_PARAM[dtype]
-    return float(dtype)
-
-
 def weights_bytes(config: Any, dtype: str | float | torch.dtype = "fp32") -> int:
     """Bytes of all weights: num_params * bytes per parameter."""
     return int(num_params(config) * dtype_bytes(dtype))
 
 
-def kv_bytes_per_token(config: Any, dtype: str | float | torch.dtype = "fp32") -> int:
-    """2 * L * K * D * bytes: one token's keys and values in every layer (GQA/MQA aware)."""
-    L = config_value(config, "num_hidden_layers")
-    K = config_value(config, "num_key_value_heads") or config_value(config, "num_attention_heads")
-    return int(2 * L * K * head_dim(config) * dtype_bytes(dtype))
-
-
-def kv_cache_bytes(config: Any, num_tokens: int, batch_size: int = 1,
-                   dtype: str | float | torch.dtype = "fp32") -> int:
-    """KV cache for `batch_size` sequences of `num_tokens` tokens each."""
-    return kv_bytes_per_token(config, dtype) * int(num_tokens) * int(batch_size)
-
-
-# --- issue 5: MoE/MLA-aware counts, activations, famous configs, what fits where ----------------
+# --- MoE/MLA-aware counts, the KV formula, activations, famous configs, what fits where --------
 # Extra shape letters: E routed experts, k experts per token, S shared experts, g MoE expert
 # MLP size, r_q / r_kv the MLA low-rank sizes, W a sliding-attention window.
 #   MoE layer = router d*E + (E + S) * 3*d*g;  active per token: d*E + (k + S) * 3*d*g
 #   MLA attention = d*r_q + r_q*H*(D_nope+D_rope) + d*(r_kv+D_rope) + r_kv*H*(D_nope+D_v) + H*D_v*d
 #   MLA KV cache per token = L * (r_kv + D_rope) * bytes (one latent serves K and V)
-
-import json as _json
-from dataclasses import dataclass as _dataclass
-from pathlib import Path as _Path
 
 PRECISIONS = ("fp32", "bf16", "int8", "int4")
 
@@ -128,25 +105,29 @@ def param_counts(config: Any) -> tuple[int, int]:
     return total + V * d * (1 if tied else 2) + d, active + V * d + d
 
 
-def kv_bytes_per_token_layerwise(config: Any, dtype: str | float | torch.dtype = "fp32") -> int:
-    """KV bytes one token adds in every layer: 2*K*D per layer, or r_kv + D_rope for MLA."""
+def kv_bytes_per_token(config: Any, dtype: str | float | torch.dtype = "fp32") -> int:
+    """KV bytes one token adds over all layers: 2*L*K*D*bytes (GQA/MQA aware), L*(r_kv + D_rope)*bytes for MLA."""
+    L = config_value(config, "num_hidden_layers")
     if config_value(config, "kv_lora_rank"):
         per_layer = config_value(config, "kv_lora_rank") + config_value(config, "qk_rope_head_dim")
-        return int(config_value(config, "num_hidden_layers") * per_layer * dtype_bytes(dtype))
-    return kv_bytes_per_token(config, dtype)
+    else:
+        per_layer = 2 * (config_value(config, "num_key_value_heads") or config_value(config, "num_attention_heads")) * head_dim(config)
+    return int(L * per_layer * dtype_bytes(dtype))
 
 
-def kv_context_bytes(config: Any, context: int, batch_size: int = 1,
-                     dtype: str | float | torch.dtype = "fp32") -> int:
-    """KV cache for `context` tokens; sliding-window layers keep at most W tokens."""
-    per_token = kv_bytes_per_token_layerwise(config, dtype)
-    types = config_value(config, "layer_types")
-    W = config_value(config, "sliding_window")
+def kv_cache_bytes(config: Any, num_tokens: int, batch_size: int = 1,
+                   dtype: str | float | torch.dtype = "fp32") -> int:
+    """KV cache of `batch_size` sequences of `num_tokens` tokens each: the one KV formula.
+
+    kv_bytes_per_token * tokens * batch, except that a sliding-attention layer (config
+    `layer_types` + `sliding_window` W) keeps at most W tokens.
+    """
+    per_token = kv_bytes_per_token(config, dtype)
+    types, W = config_value(config, "layer_types"), config_value(config, "sliding_window")
     if not (types and W):
-        return per_token * int(context) * int(batch_size)
-    L = len(types)
-    tokens = sum(min(context, W) if t == "sliding_attention" else context for t in types)
-    return int(per_token / L * tokens * batch_size)
+        return per_token * int(num_tokens) * int(batch_size)
+    tokens = sum(min(num_tokens, W) if t == "sliding_attention" else num_tokens for t in types)
+    return per_token // len(types) * int(tokens) * int(batch_size)
 
 
 def activation_bytes(config: Any, num_tokens: int, batch_size: int = 1,
@@ -176,34 +157,34 @@ def attention_kind(config: Any) -> str:
     return "eager" if impl == "eager" else "sdpa"
 
 
-def famous_configs(path: str | _Path | None = None) -> dict[str, dict]:
+def famous_configs(path: str | Path | None = None) -> dict[str, dict]:
     """The shipped configs of famous models (data/model_configs.json), keyed by short name."""
     from memlab.core.paths import data_path
-    data = _json.loads(_Path(path or data_path("model_configs.json")).read_text())
+    data = json.loads(Path(path or data_path("model_configs.json")).read_text())
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 def resolve_config(model: Any) -> Any:
     """A config from a famous-model name, a config.json path, a checkpoint folder, a catalog name or a config."""
-    if not isinstance(model, (str, _Path)):
+    if not isinstance(model, (str, Path)):
         return model
     famous = famous_configs()
     if str(model).lower() in famous:
         return famous[str(model).lower()]
-    p = _Path(model).expanduser()
+    p = Path(model).expanduser()
     if p.is_file():
-        return _json.loads(p.read_text())
+        return json.loads(p.read_text())
     if (p / "config.json").is_file():
-        return _json.loads((p / "config.json").read_text())
+        return json.loads((p / "config.json").read_text())
     from memlab.core import models
     if model in models.CATALOG:
-        return _json.loads((models.prepare(model) / "config.json").read_text())
+        return json.loads((models.prepare(model) / "config.json").read_text())
     from memlab.core.errors import UnknownModelError
     raise UnknownModelError(f"No config for {model!r}: use one of {', '.join(famous)}, a catalog model, "
                             "a config.json file or a checkpoint folder.")
 
 
-@_dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Footprint:
     model: str
     precision: str
@@ -226,11 +207,18 @@ def footprint(model: Any, precision: str = "bf16", context: int = 8192, batch_si
     total, active = param_counts(config)
     kv_dtype = "fp32" if precision == "fp32" else "bf16"
     w = int(total * dtype_bytes(precision))
-    kv = kv_context_bytes(config, context, batch_size, kv_dtype)
+    kv = kv_cache_bytes(config, context, batch_size, kv_dtype)
     act = activation_bytes(config, context, batch_size, kv_dtype)
     return Footprint(model=name or (model if isinstance(model, str) else "config"), precision=precision,
                      params=total, active_params=active, weights_bytes=w, kv_bytes=kv,
                      activation_bytes=act, total_bytes=w + kv + act, context=context)
+
+
+def fits_json(footprints: list[Footprint], table) -> dict:
+    """The `memlab fits --json` view: {"footprints": [Footprint], "fits": [one row per device and precision]}."""
+    from memlab.core.results import as_dict
+    cols = ["device", "kind", "capacity_bytes", "precision", "total_bytes", "fits"]
+    return {"footprints": [as_dict(f) for f in footprints], "fits": table[cols].to_dict(orient="records")}
 
 
 def fits_table(models: Any = None, precisions=PRECISIONS, context: int = 8192, table: Any = None):

@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import torch
 
-from memlab.core import footprint
+from memlab.core import dtypes, footprint
 from memlab.core.errors import WontFitError
 from memlab.core.units import MiB, fmt_bytes
 
@@ -50,7 +50,7 @@ def layer_bytes(config: Any, dtype: str = "fp32") -> int:
     g = footprint.config_value
     d, V, L = g(config, "hidden_size"), g(config, "vocab_size"), g(config, "num_hidden_layers")
     outside = V * d * (1 if g(config, "tie_word_embeddings", False) else 2) + d
-    return int((footprint.num_params(config) - outside) * footprint.dtype_bytes(dtype) / L)
+    return int((footprint.num_params(config) - outside) * dtypes.dtype_bytes(dtype) / L)
 
 
 def available_bytes(device: str = "cpu") -> int:

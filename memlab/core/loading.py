@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import torch
 
-from memlab.core import checkpoint, guard, models, pagecache, paging
+from memlab.core import checkpoint, dtypes, guard, models, pagecache, paging, tensors
 from memlab.core.errors import MemlabError
 from memlab.core.hardware import card, resolve_device
 from memlab.core.measure import PeakMemory, Timer
@@ -45,7 +45,7 @@ class LoadResult:
     peak_vram_bytes: int        # 0 without a GPU
     page_cache_before: float    # fraction of the checkpoint's pages cached before loading
     host: str
-    # issue 4: cold runs and paging
+    # cold runs and paging
     is_cold: bool = False       # eviction was asked for (page_cache_before says if it worked)
     checkpoint_bytes: int = 0   # size of the safetensors file on disk
     bigger_than_ram: bool = False
@@ -65,16 +65,6 @@ class Loaded:
     name: str
     device: torch.device
     dtype: str
-
-
-def weights_bytes(model: torch.nn.Module) -> int:
-    """Bytes of unique parameters and buffers (a tied embedding counts once)."""
-    seen, total = set(), 0
-    for t in list(model.parameters()) + list(model.buffers()):
-        if id(t) not in seen and t.device.type != "meta":
-            seen.add(id(t))
-            total += t.numel() * t.element_size()
-    return total
 
 
 def _buffers_to(model: torch.nn.Module, device: torch.device) -> None:
@@ -103,31 +93,31 @@ def load_resident(folder: Path, device: torch.device, dtype: str) -> torch.nn.Mo
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)  # a larger kernel readahead window
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)    # queue the whole file now: the disk
             # works while Python builds the model skeleton (~0.25 s here), instead of after it
-            model = checkpoint.skeleton(AutoConfig.from_pretrained(folder), models.DTYPES[dtype])
+            model = checkpoint.skeleton(AutoConfig.from_pretrained(folder), dtypes.torch_dtype(dtype))
             tensors = checkpoint.read_tensors(fd, checkpoint.read_header(file))
         finally:
             os.close(fd)
         if device.type != "cpu":
             tensors = {k: v.to(device) for k, v in tensors.items()}
-        checkpoint.assign_weights(model, tensors, models.DTYPES[dtype])
+        checkpoint.assign_weights(model, tensors, dtypes.torch_dtype(dtype))
         _buffers_to(model, device)
         return model
     from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=models.DTYPES[dtype], use_safetensors=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtypes.torch_dtype(dtype), use_safetensors=True)
     for t in list(model.parameters()) + list(model.buffers()):
         # clone: detach the tensor from the file mapping so no page is read from disk later
         t.data = t.data.to(device, copy=True) if device.type != "cpu" else t.data.clone()
     return model.eval()
 
 
-# --- issue 4: mmap and paged strategies ---------------------------------------------------------
+# --- mmap and paged strategies ---------------------------------------------------------------
 
 def load_mmap(folder: Path, device: torch.device, dtype: str) -> torch.nn.Module:
     """Skeleton on the meta device, then every tensor a view into an mmap of the file (no copy)."""
     from transformers import AutoConfig
-    model = checkpoint.skeleton(AutoConfig.from_pretrained(folder), models.DTYPES[dtype])
+    model = checkpoint.skeleton(AutoConfig.from_pretrained(folder), dtypes.torch_dtype(dtype))
     tensors = checkpoint.map_checkpoint(checkpoint_file(folder))  # nothing is read yet
-    checkpoint.assign_weights(model, tensors, models.DTYPES[dtype])
+    checkpoint.assign_weights(model, tensors, dtypes.torch_dtype(dtype))
     return model.to(device) if device.type != "cpu" else model  # on a GPU, mmap is just the path in
 
 
@@ -137,7 +127,7 @@ def _load_streaming(folder: Path, device: torch.device, dtype: str, prefetch: bo
     import os
     from transformers import AutoConfig
     file = checkpoint_file(folder)
-    model = checkpoint.skeleton(AutoConfig.from_pretrained(folder), models.DTYPES[dtype])
+    model = checkpoint.skeleton(AutoConfig.from_pretrained(folder), dtypes.torch_dtype(dtype))
     layers, rest = checkpoint.split_layers(checkpoint.read_header(file))
     fd = os.open(file, os.O_RDONLY)
     try:
@@ -145,7 +135,7 @@ def _load_streaming(folder: Path, device: torch.device, dtype: str, prefetch: bo
         resident = checkpoint.read_tensors(fd, {k: entries[k] for k in rest})
     finally:
         os.close(fd)
-    checkpoint.assign_weights(model, {k: v.to(device) for k, v in resident.items()}, models.DTYPES[dtype])
+    checkpoint.assign_weights(model, {k: v.to(device) for k, v in resident.items()}, dtypes.torch_dtype(dtype))
     _buffers_to(model, device)
     stack = paging.layer_stack(model)
     if len(layers) != len(stack):
@@ -177,7 +167,7 @@ def load_paged_accelerate(folder: Path, device: torch.device, dtype: str) -> tor
     device_map = {"model.embed_tokens": where, "model.norm": where, "model.rotary_emb": where,
                   "lm_head": where, **{f"model.layers.{i}": "disk" for i in range(num_layers)}}
     offload = tempfile.mkdtemp(prefix="memlab-offload-")  # stays empty for a safetensors checkpoint
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=models.DTYPES[dtype], device_map=device_map,
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtypes.torch_dtype(dtype), device_map=device_map,
                                                  offload_folder=offload, use_safetensors=True)
     return model.eval()
 
@@ -190,10 +180,10 @@ def paging_stats(loaded) -> "paging.PagingStats | None":
 
 STRATEGIES: dict[str, Callable[..., torch.nn.Module]] = {
     "resident": load_resident,
-    "mmap": load_mmap,                        # issue 4
-    "paged": load_paged,                      # issue 4
-    "paged-prefetch": load_paged_prefetch,    # issue 4
-    "paged-accelerate": load_paged_accelerate,  # issue 4
+    "mmap": load_mmap,                      
+    "paged": load_paged,                    
+    "paged-prefetch": load_paged_prefetch,  
+    "paged-accelerate": load_paged_accelerate,
 }
 STREAMING = ("paged", "paged-prefetch")  # the strategies that accept bigger_than_ram
 
@@ -254,7 +244,7 @@ def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: 
         net.generation_config = GenerationConfig.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     result = LoadResult(strategy=strategy, model_name=model, device=str(dev), dtype=dtype,
-                        weights_bytes=weights_bytes(net), load_time_s=t.elapsed_s,
+                        weights_bytes=tensors.model_bytes(net), load_time_s=t.elapsed_s,
                         peak_rss_bytes=pm.peak_rss_bytes, peak_vram_bytes=pm.peak_vram_bytes,
                         page_cache_before=cached_before, host=card().host, is_cold=cold,
                         checkpoint_bytes=file.stat().st_size if file else 0,

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
+from memlab.core import dtypes
 from memlab.core.errors import ContextTooLongError, CorruptCacheError, MemlabError, ModelPackageMissingError, UnknownModelError
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_MODEL = "smollm2-135m"
 _MARKER = "memlab.json"
 
@@ -151,8 +151,7 @@ def prepare(name: str = DEFAULT_MODEL, dtype: str = "fp32", cache_dir: str | Pat
     Bundled and tiny models are built in the cache on first use; a hub id is downloaded (or taken
     from the hub cache); a local folder is returned as it is.
     """
-    if dtype not in DTYPES:
-        raise MemlabError(f"dtype={dtype!r} is not one of {', '.join(DTYPES)}.")
+    dtypes.torch_dtype(dtype)  # a clear error before anything is built
     root = Path(cache_dir) if cache_dir is not None else globals()["cache_dir"]()
     if Path(name).expanduser().is_dir():
         folder = Path(name).expanduser()
@@ -187,7 +186,7 @@ def _derived(base: Path, dtype: str, target: Path) -> Path:
 
     def build(tmp: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=DTYPES[dtype])
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtypes.torch_dtype(dtype))
         model.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
 

@@ -13,6 +13,8 @@ import ctypes
 import ctypes.util
 import mmap
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -58,3 +60,33 @@ def state(path: str | Path) -> str:
     """'cold' (< 5 % of pages cached), 'warm' (> 95 %) or 'partial'."""
     frac = resident_fraction(path)
     return "cold" if frac < 0.05 else "warm" if frac > 0.95 else "partial"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRate:
+    """Sequential read of a whole file: how fast the disk (cold) or the page cache (warm) delivers."""
+
+    path: str
+    num_bytes: int
+    read_s: float
+    read_bytes_per_s: float
+    page_cache_before: float  # resident fraction measured just before the read
+    is_cold: bool
+
+
+def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16 * 2**20) -> ReadRate:
+    """The one disk-read probe: read `path` in `block_bytes` chunks with `readinto`; rate = bytes / s.
+
+    cold evicts the file first (and checks it): the rate is the disk's; warm: the page cache's.
+    """
+    if cold:
+        evict(path)
+    before = resident_fraction(path)
+    buf = bytearray(block_bytes)
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        t0 = time.perf_counter()
+        while (n := f.readinto(buf)) > 0:
+            total += n
+        dt = time.perf_counter() - t0
+    return ReadRate(str(path), total, dt, total / dt, before, cold)

@@ -87,8 +87,8 @@ class LayerStreamer:
         self._read_s = self._wait_s = 0.0
         self._handles = []
         for i, layer in enumerate(self.layers):
-            self._handles.append(layer.register_forward_pre_hook(self._make_pre(i)))
-            self._handles.append(layer.register_forward_hook(self._make_post(i)))
+            self._handles.append(layer.register_forward_pre_hook(self.make_pre_hook(i)))
+            self._handles.append(layer.register_forward_hook(self.make_post_hook(i)))
 
     def _issue(self, i: int):
         """Start reading layer i into the next buffer: in the background with prefetch, else now."""
@@ -109,7 +109,7 @@ class LayerStreamer:
             self._read_s += time.perf_counter() - t0
         return tensors
 
-    def _make_pre(self, i: int):
+    def make_pre_hook(self, i: int):
         def pre_hook(module, args):
             t0 = time.perf_counter()
             fut = self._pending.pop(i, None)
@@ -127,7 +127,7 @@ class LayerStreamer:
                 self._pending[nxt] = self._issue(nxt)
         return pre_hook
 
-    def _make_post(self, i: int):
+    def make_post_hook(self, i: int):
         def post_hook(module, args, output):
             module.to("meta")  # drop the weights: this layer holds no memory until next use
             if self.bigger_than_ram:
@@ -183,34 +183,3 @@ def reserve_core_for_reads(model, threads: int | None = None) -> list:
         return output
 
     return [model.register_forward_pre_hook(pre), model.register_forward_hook(post)]
-
-
-@dataclass(frozen=True, slots=True)
-class ReadRate:
-    """Sequential read of a whole file: how fast the disk (cold) or the page cache (warm) delivers."""
-
-    path: str
-    num_bytes: int
-    read_s: float
-    read_bytes_per_s: float
-    page_cache_before: float  # resident fraction measured just before the read
-    is_cold: bool
-
-
-def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16 * 2**20) -> ReadRate:
-    """Read `path` in `block_bytes` chunks with `readinto`; rate = bytes / seconds.
-
-    cold evicts the file first (and checks it): the rate is the disk's; warm: the page cache's.
-    """
-    from memlab.core import pagecache
-    if cold:
-        pagecache.evict(path)
-    before = pagecache.resident_fraction(path)
-    buf = bytearray(block_bytes)
-    total = 0
-    with open(path, "rb", buffering=0) as f:
-        t0 = time.perf_counter()
-        while (n := f.readinto(buf)) > 0:
-            total += n
-        dt = time.perf_counter() - t0
-    return ReadRate(str(path), total, dt, total / dt, before, cold)

@@ -4,6 +4,7 @@ kv_transfer  the KV cache in flight: pack, unpack, and three transports (gloo, s
 disagg       the real two-process split, against one process doing both
 serve        a whole trace served for real on two processes (the simulator's ground truth)
 profiles     the simulator's inputs: service-time profiles (simple, measured, spec-derived), links
+workload     what is served (a seeded request list) and on what (a cluster of workers)
 simulator    the request-level serving simulator (SimPy)
 simstats     what its records mean: latency distributions, SLOs, goodput
 calibration  where the simulator's numbers come from, and how wrong it is
@@ -12,4 +13,4 @@ plots        the split, KV transports, sweeps, timeline, validation
 """
 
 from memlab.disaggregation import (calibration, disagg, kv_transfer, plots, profiles, serve, simstats, simulator,
-                                   widgets)
+                                   widgets, workload)

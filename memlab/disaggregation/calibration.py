@@ -26,7 +26,8 @@ import torch
 
 from memlab.core import measure
 from memlab.disaggregation.profiles import Profile, load_profile, profile_path, save_profile
-from memlab.disaggregation.simulator import Cluster, RequestRecord, RequestSpec, Workload, simulate
+from memlab.disaggregation.simulator import RequestRecord, simulate
+from memlab.disaggregation.workload import Cluster, RequestSpec, Workload
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,8 +41,7 @@ def _sim_profile(args):
 
 
 def _cmd_simulate(args) -> int:
-    from memlab.core.results import as_dict
-    from memlab.disaggregation import calibration, profiles, simstats, simulator
+    from memlab.disaggregation import calibration, profiles, simstats, simulator, workload
     if args.validate:
         v = calibration.validate(args.model, quick=not args.full)[0]
         if args.json:
@@ -55,16 +54,16 @@ def _cmd_simulate(args) -> int:
                   f"{v.load_avg_1m:.1f} on {v.num_cpus} CPUs)")
         return 0
     profile = _sim_profile(args)
-    cluster = simulator.Cluster(args.mode, args.prefill_workers, args.decode_workers,
+    cluster = workload.Cluster(args.mode, args.prefill_workers, args.decode_workers,
                                 link_bytes_per_s=args.link_gbps * 1e9 / 8 if args.link_gbps else None)
-    work = simulator.Workload(args.requests, args.rate, args.prompt_tokens, 0.5, args.output_tokens, 0.5,
+    work = workload.Workload(args.requests, args.rate, args.prompt_tokens, 0.5, args.output_tokens, 0.5,
                               seed=args.seed)
     recs = simulator.simulate(profile, cluster, work)
     s = simstats.summarize(recs, cluster, args.ttft_slo, args.tpot_slo)
     if args.trace:
         simstats.chrome_trace(recs, args.trace)
     if args.json:
-        print_json({**as_dict(s), "profile": as_dict(profile)})
+        print_json(s.as_json(profile))
         return 0
     print(f"{profiles.fmt_profile(profile)}")
     print(f"{s.mode} {s.num_prefill_workers}P:{s.num_decode_workers}D, {s.num_requests} requests at {args.rate} req/s")

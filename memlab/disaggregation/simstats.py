@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from memlab.disaggregation.profiles import Profile
-from memlab.disaggregation.simulator import Cluster, RequestRecord, Workload, simulate
+from memlab.disaggregation.simulator import RequestRecord, simulate
+from memlab.disaggregation.workload import Cluster, Workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,11 @@ class SimSummary:
     tpot_slo_s: float
     slo_attainment: float             # fraction of requests meeting both SLOs
     throughput_req_per_s: float       # finished requests / (last finish - first arrival)
+
+    def as_json(self, profile=None) -> dict:
+        """The `memlab simulate --json` view: the summary, plus the profile it ran on."""
+        from memlab.core.results import as_dict
+        return {**as_dict(self), **({"profile": as_dict(profile)} if profile is not None else {})}
 
 
 def summarize(records: tuple[RequestRecord, ...], cluster: Cluster = Cluster(),

@@ -29,76 +29,10 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-import numpy as np
 import simpy
 
 from memlab.disaggregation.profiles import Profile
-
-
-@dataclass(frozen=True, slots=True)
-class RequestSpec:
-    request_id: int
-    arrived_at_s: float
-    prompt_tokens: int
-    output_tokens: int       # all generated tokens, the first one (made by prefill) included
-
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    """Poisson arrivals; lengths uniform in mean * [1 - spread, 1 + spread]."""
-
-    num_requests: int = 200
-    rate_per_s: float = 1.0
-    prompt_tokens: int = 256
-    prompt_spread: float = 0.0
-    output_tokens: int = 32
-    output_spread: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.num_requests < 1 or self.rate_per_s <= 0:
-            raise ValueError("Workload needs num_requests >= 1 and rate_per_s > 0")
-        if self.prompt_tokens < 1 or self.output_tokens < 1:
-            raise ValueError("prompt_tokens and output_tokens must be >= 1")
-        if not (0 <= self.prompt_spread < 1 and 0 <= self.output_spread < 1):
-            raise ValueError("spreads are fractions in [0, 1)")
-
-    def requests(self) -> tuple[RequestSpec, ...]:
-        """The seeded request list: exponential inter-arrival gaps of mean 1 / rate."""
-        rng = np.random.default_rng(self.seed)
-        n = self.num_requests
-        arrived = np.cumsum(rng.exponential(1.0 / self.rate_per_s, n))
-
-        def lengths(mean, spread):
-            lo, hi = max(1, round(mean * (1 - spread))), max(1, round(mean * (1 + spread)))
-            return rng.integers(lo, hi + 1, n)
-        prompt, output = lengths(self.prompt_tokens, self.prompt_spread), lengths(self.output_tokens, self.output_spread)
-        return tuple(RequestSpec(i, float(arrived[i]), int(prompt[i]), int(output[i])) for i in range(n))
-
-
-@dataclass(frozen=True, slots=True)
-class Cluster:
-    mode: str = "disagg"                    # "disagg" or "colocated"
-    num_prefill_workers: int = 1
-    num_decode_workers: int = 1             # colocated mode runs P + D identical workers
-    max_prefill_batch: int = 8              # requests per prefill batch
-    max_prefill_batch_tokens: int = 4096    # a single longer prompt still runs alone
-    max_decode_batch: int = 64
-    link_bytes_per_s: float | None = None   # None: the profile's measured link
-    link_latency_s: float | None = None
-    ttft_includes_transfer: bool = False    # True: token 1 counts once the KV has landed on the decode
-                                            # worker (it answers the user); False: at prefill end (DistServe)
-
-    def __post_init__(self):
-        if self.mode not in ("disagg", "colocated"):
-            raise ValueError(f"mode must be 'disagg' or 'colocated', not {self.mode!r}")
-        if min(self.num_prefill_workers, self.num_decode_workers, self.max_prefill_batch,
-               self.max_decode_batch) < 1:
-            raise ValueError("worker counts and batch limits must be >= 1")
-
-    @property
-    def num_workers(self) -> int:
-        return self.num_prefill_workers + self.num_decode_workers
+from memlab.disaggregation.workload import Cluster, RequestSpec, Workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +70,7 @@ class _Req:
         self.transfer_started = self.transfer_ended = self.decode_started = None
 
 
-class _Worker:
+class Worker:
     """One worker; prefills if `does_prefill`, decodes with continuous batching if `does_decode`."""
 
     def __init__(self, sim: "_Sim", index: int, does_prefill: bool, does_decode: bool):
@@ -248,19 +182,19 @@ class _Sim:
         self.link_bytes_per_s = cluster.link_bytes_per_s or profile.link_bytes_per_s
         self.link_latency_s = profile.link_latency_s if cluster.link_latency_s is None else cluster.link_latency_s
         if cluster.mode == "disagg":
-            self.prefill = [_Worker(self, i, True, False) for i in range(cluster.num_prefill_workers)]
-            self.decode = [_Worker(self, i, False, True) for i in range(cluster.num_decode_workers)]
+            self.prefill = [Worker(self, i, True, False) for i in range(cluster.num_prefill_workers)]
+            self.decode = [Worker(self, i, False, True) for i in range(cluster.num_decode_workers)]
         else:
-            self.prefill = self.decode = [_Worker(self, i, True, True) for i in range(cluster.num_workers)]
+            self.prefill = self.decode = [Worker(self, i, True, True) for i in range(cluster.num_workers)]
         self.link_free_at = [0.0] * len(self.prefill)
         self.records: list[RequestRecord] = []
 
     def arrive(self, r: _Req):
-        w = min(self.prefill, key=_Worker.load)     # least loaded; ties go to the lowest index
+        w = min(self.prefill, key=Worker.load)     # least loaded; ties go to the lowest index
         w.prefill_queue.append(r)
         w.notify()
 
-    def send(self, src: _Worker, r: _Req):
+    def send(self, src: Worker, r: _Req):
         """Ship the KV cache over src's link, one transfer at a time; latency is pipelined."""
         now = self.env.now
         kv = r.spec.prompt_tokens * self.profile.kv_bytes_per_token
@@ -272,7 +206,7 @@ class _Sim:
         ev.callbacks.append(lambda _e, r=r: self.deliver(r))
 
     def deliver(self, r: _Req):
-        w = min(self.decode, key=_Worker.load)
+        w = min(self.decode, key=Worker.load)
         w.decode_queue.append(r)
         w.notify()
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from memlab.disaggregation.profiles import Profile
-from memlab.disaggregation.simulator import Cluster, Workload, simulate
+from memlab.disaggregation.simulator import simulate
+from memlab.disaggregation.workload import Cluster, Workload
 
 
 def explore(profile: Profile, rate_per_s: float, num_prefill: int, num_decode: int, link_gbps: float,

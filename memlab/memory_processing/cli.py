@@ -3,23 +3,20 @@
 
 from __future__ import annotations
 
-import json
-
 from memlab.core import models
+from memlab.core.cli import print_json
 from memlab.core.units import fmt_time
-
 
 
 def _cmd_mempipe(args) -> int:
     from memlab.memory_processing import mempipe
     from memlab.core.loading import load
-    from memlab.core.results import as_dict
     loaded = load(args.model)
     cfg = mempipe.PipeConfig(page_tokens=args.page_tokens, budget_tokens=args.budget_tokens,
                              repeats=args.repeats)
     p = mempipe.profile_decode(loaded, args.context, cfg)
     if args.json:
-        print(json.dumps({**as_dict(p), "memory_share": p.memory_share}, indent=1))
+        print_json(p.as_json())
         return 0
     print(f"{p.model_name}: one decode step after {p.context_tokens} cached tokens, "
           f"top {p.selected_pages} of {p.num_pages} pages of {p.page_tokens} per KV head")

@@ -77,6 +77,11 @@ class StepProfile:
         """Share of the decode step spent in the four memory-processing steps."""
         return (self.prep_s + self.comp_s + self.ret_s + self.apply_s) / self.step_s
 
+    def as_json(self) -> dict:
+        """The `memlab mempipe --json` view: the fields plus memory_share."""
+        from memlab.core.results import as_dict
+        return {**as_dict(self), "memory_share": self.memory_share}
+
     def shares(self) -> dict[str, float]:
         """Each part's share of the step; the five shares sum to 1."""
         parts = {s: getattr(self, f"{s}_s") for s in (*STEPS, "other")}

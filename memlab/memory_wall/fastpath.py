@@ -152,7 +152,7 @@ class FastLlama:
                 "eps1": layer.input_layernorm.variance_epsilon,
                 "eps2": layer.post_attention_layernorm.variance_epsilon}
 
-    def _forward(self, ids: torch.Tensor, start: int) -> torch.Tensor:
+    def forward_tokens(self, ids: torch.Tensor, start: int) -> torch.Tensor:
         """Logits of the last position for tokens `ids` (B, T) placed at positions start..start+T-1."""
         B, T = ids.shape
         H, K, D = self.num_heads, self.num_kv_heads, self.head_dim
@@ -178,12 +178,12 @@ class FastLlama:
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
         """Fill the cache with a prompt (B, T) from position 0; logits of its last token (B, V)."""
-        return self._forward(ids, 0)
+        return self.forward_tokens(ids, 0)
 
     @torch.inference_mode()
     def step(self, ids: torch.Tensor, position: int) -> torch.Tensor:
         """One decode step: ids (B, 1) at `position`; logits (B, V)."""
-        return self._forward(ids, position)
+        return self.forward_tokens(ids, position)
 
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         """Greedy tokens (B, max_new_tokens) after the prompt (B, T); no early stop at EOS."""

@@ -44,10 +44,7 @@ def _cmd_fits(args) -> int:
     prints = [footprint.footprint(cfg, p, args.context, name=name) for p in precisions]
     table = footprint.fits_table({name: cfg}, precisions, args.context, table=args.table)
     if args.json:
-        from memlab.core.results import as_dict
-        print_json({"footprints": [as_dict(f) for f in prints],
-                     "fits": table[["device", "kind", "capacity_bytes", "precision", "total_bytes", "fits"]]
-                     .to_dict(orient="records")})
+        print_json(footprint.fits_json(prints, table))
         return 0
     for f in prints:
         print(f"{name} {f.precision:>5}: weights {fmt_bytes(f.weights_bytes)} + KV({args.context} tok) "

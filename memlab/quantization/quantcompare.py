@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import torch
 
+from memlab.core import tensors
 from memlab.core.hardware import card
 from memlab.core.measure import repeat
 from memlab.quantization import quality, quantize
@@ -40,7 +41,7 @@ def _speed(model, tokenizer, prompt_ids, cfg: QuantConfig):
             statistics.median(r.decode_tok_per_s for r in runs), runs[0].token_ids)
 
 
-def _answer(model, tokenizer) -> str:
+def answer_question(model, tokenizer) -> str:
     from memlab.core.generation import generate
     loaded = SimpleNamespace(model=model, tokenizer=tokenizer, device=torch.device("cpu"), name="", dtype="")
     return generate(loaded, quality.QUESTION, max_new_tokens=24).text.strip()
@@ -76,13 +77,13 @@ def measure(name: str, cfg: QuantConfig, reference: QuantResult | None = None,
     ref_tokens = reference.tokens if reference is not None else tokens
     result = QuantResult(
         variant=v.name, library=v.library, description=v.description, is_available=True,
-        reason=quantize.emulation_note(v.load_dtype), resident_bytes=quantize.model_bytes(model),
+        reason=quantize.emulation_note(v.load_dtype), resident_bytes=tensors.model_bytes(model),
         streamed_bytes=quantize.streamed_bytes(model),
         bits_per_weight=quantize.linear_bits_per_weight(model, linears, num_weights),
         load_s=load_s + quantize_s, quantize_s=quantize_s, prefill_tok_per_s=prefill,
         decode_tok_per_s=decode, perplexity=quality.perplexity(model, ids),
         agreement=quality.agreement(model, prompt, list(ref_tokens)),
-        first_divergence=quality.first_divergence(tokens, ref_tokens), answer=_answer(model, tokenizer),
+        first_divergence=quality.first_divergence(tokens, ref_tokens), answer=answer_question(model, tokenizer),
         tokens=tuple(tokens), host=card().host)
     del model
     gc.collect()

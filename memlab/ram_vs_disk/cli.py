@@ -8,7 +8,6 @@ from memlab.core.units import fmt_bytes, fmt_time
 from memlab.core.cli import add_load_options
 
 
-
 def _cmd_load(args) -> int:
     from memlab.core.loading import load
     from memlab.core.units import fmt_rate

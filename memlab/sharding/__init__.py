@@ -3,9 +3,10 @@
 workers          what every worker shares: config, records, timed communication, partial reads
 pipeline         pipeline parallelism (layers split across ranks)
 tensor_parallel  tensor parallelism (every matrix split across ranks)
-parallel         checkpoint shards and the parallel runs (`memlab shard`)
+checkpoint_shards  a checkpoint cut into files, and what that saves (`memlab shard checkpoint`)
+parallel         the pipeline and tensor parallel runs (`memlab shard pipeline|tensor`)
 comm_model       the alpha-beta model of communication, measured and predicted
 plots            memory per rank, compute vs communication, the decode timeline, shard loading
 """
 
-from memlab.sharding import comm_model, parallel, pipeline, plots, tensor_parallel, workers
+from memlab.sharding import checkpoint_shards, comm_model, parallel, pipeline, plots, tensor_parallel, workers

@@ -8,18 +8,12 @@ from memlab.core.cli import print_json
 from memlab.core.units import fmt_bytes, fmt_time
 
 
-
 def _cmd_shard(args) -> int:
-    import dataclasses
-    from memlab.sharding import parallel as sharding
-    from memlab.core.results import as_dict
+    from memlab.sharding import checkpoint_shards, parallel as sharding
     if args.mode == "checkpoint":
-        r = sharding.compare_checkpoint(args.model, args.max_shard_mib * 2**20, args.max_new_tokens)
+        r = checkpoint_shards.compare_checkpoint(args.model, args.max_shard_mib * 2**20, args.max_new_tokens)
         if args.json:
-            d = as_dict(dataclasses.replace(r, hardware=None))
-            d.pop("hardware", None)
-            d.update(mode="checkpoint", host=r.hardware.host)
-            print_json(d)
+            print_json(r.as_json())
             return 0
         print(f"{r.model_name}: {r.shards.num_files} shards of <= {args.max_shard_mib} MiB in {r.shard_dir}; "
               f"same tokens: {r.tokens_match}")
@@ -33,7 +27,7 @@ def _cmd_shard(args) -> int:
                                   backend=args.backend, timeout_s=args.timeout)
     r = sharding.run(cfg, args.mode)
     if args.json:
-        print_json(sharding.summary(r))
+        print_json(r.as_json())
         return 0
     print(f"{r.mode} parallel, {r.world_size} ranks ({r.backend}), {r.new_tokens} tokens; "
           f"tokens match one process: {r.tokens_match}")

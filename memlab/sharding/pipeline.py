@@ -26,8 +26,9 @@ import time
 
 import torch
 
+from memlab.core import dtypes, tensors
 from memlab.core.checkpoint import read_tensor, weight_map
-from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_bytes, unique_bytes,
+from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_bytes,
                                      worker_device)
 from memlab.core.errors import MemlabError
 from memlab.core.generation import cache_kwarg
@@ -125,14 +126,13 @@ def _cache_bytes(caches) -> int:
 def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: ParallelConfig) -> RankResult:
     """One rank of a pipeline-parallel greedy generation (run by launch.run_workers)."""
     from memlab.core.measure import rss_bytes
-    from memlab.core.models import DTYPES
     from transformers import DynamicCache
 
     import transformers.models.llama.modeling_llama  # noqa: F401  imports count as base, not weights
     from transformers import AutoModelForCausalLM  # noqa: F401
     start_rss = rss_bytes()
     device = worker_device(rank, cfg.backend)
-    dtype = DTYPES[cfg.dtype]
+    dtype = dtypes.torch_dtype(cfg.dtype)
     t0 = time.perf_counter()
     stage = load_stage(folder, rank, world_size, device, dtype)
     load_s = time.perf_counter() - t0
@@ -188,7 +188,7 @@ def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: Paral
              + (" + norm + lm_head" if last else ""))
     return RankResult(
         rank=rank, world_size=world_size, mode="pipeline", holds=holds,
-        weights_bytes=unique_bytes(stage.tensors()), kv_cache_bytes=_cache_bytes(caches),
+        weights_bytes=tensors.tensor_bytes(stage.tensors()), kv_cache_bytes=_cache_bytes(caches),
         start_rss_bytes=start_rss, loaded_rss_bytes=loaded_rss,
         peak_rss_bytes=peak_rss_bytes(),
         load_s=load_s, prefill_compute_s=pre_c, prefill_comm_s=pre_m,

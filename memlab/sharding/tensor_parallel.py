@@ -22,8 +22,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from memlab.core import dtypes, tensors
 from memlab.core.checkpoint import read_tensor, weight_map
-from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_bytes, unique_bytes,
+from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_bytes,
                                      worker_device)
 from memlab.core.errors import MemlabError
 
@@ -170,14 +171,13 @@ def load_shard(folder, rank: int, world_size: int, device, dtype=None) -> TPShar
 def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: ParallelConfig) -> RankResult:
     """One rank of a tensor-parallel greedy generation (run by launch.run_workers)."""
     from memlab.core.measure import rss_bytes
-    from memlab.core.models import DTYPES
 
     import transformers.models.llama.modeling_llama  # noqa: F401  imports count as base, not weights
     from transformers import AutoModelForCausalLM  # noqa: F401
     start_rss = rss_bytes()
     device = worker_device(rank, cfg.backend)
     t0 = time.perf_counter()
-    shard = load_shard(folder, rank, world_size, device, DTYPES[cfg.dtype])
+    shard = load_shard(folder, rank, world_size, device, dtypes.torch_dtype(cfg.dtype))
     load_s = time.perf_counter() - t0
     loaded_rss = rss_bytes()
     comm = Comm(rank, device)
@@ -199,7 +199,7 @@ def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: Paral
         rank=rank, world_size=world_size, mode="tensor",
         holds=f"KV heads {split_range(shard.config.num_key_value_heads, world_size, rank)}, "
               f"1/{world_size} of MLP and vocab",
-        weights_bytes=unique_bytes(shard.tensors()), kv_cache_bytes=shard.kv_cache_bytes(),
+        weights_bytes=tensors.tensor_bytes(shard.tensors()), kv_cache_bytes=shard.kv_cache_bytes(),
         start_rss_bytes=start_rss, loaded_rss_bytes=loaded_rss,
         peak_rss_bytes=peak_rss_bytes(),
         load_s=load_s, prefill_compute_s=pre_c, prefill_comm_s=pre_m,

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from memlab.core.errors import MemlabError
 
 __all__ = ["ParallelConfig", "Event", "RankResult", "Comm",
-           "peak_rss_bytes", "worker_device", "maybe_fail", "unique_bytes"]
+           "peak_rss_bytes", "worker_device", "maybe_fail"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,14 +214,3 @@ class _Span:
     def __exit__(self, *exc):
         self.comm._record(self.kind, self.name, self.t0)
         return False
-
-
-def unique_bytes(tensors) -> int:
-    """Bytes of distinct tensors (a tied embedding counts once; views into one buffer each count)."""
-    seen, total = set(), 0
-    for t in tensors:
-        key = (t.data_ptr(), t.dtype, tuple(t.shape))
-        if key not in seen:
-            seen.add(key)
-            total += t.numel() * t.element_size()
-    return total

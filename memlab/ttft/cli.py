@@ -3,30 +3,23 @@
 
 from __future__ import annotations
 
-import json
-
 from memlab.core.units import fmt_time
-from memlab.core.cli import add_load_options
-
+from memlab.core.cli import add_load_options, print_json
 
 
 def _cmd_ttft(args) -> int:
     from memlab.core import ceilings
     from memlab.ttft import latency
     from memlab.core.loading import load
-    from memlab.core.results import as_dict
     tokens = [int(t) for t in args.prompt_tokens.split(",")]
     loaded = load(args.model, strategy=args.strategy, device=args.device, dtype=args.dtype,
                   cold=args.cold, bigger_than_ram=args.bigger_than_ram, force=args.force,
                   context_tokens=max(tokens) + 1)
     measured = ceilings.measure(quick=True)  # cached per machine (`memlab ceilings` refreshes it)
-    flops, bandwidth = measured.roof(loaded.dtype, loaded.device.type)
+    flops, _ = measured.roof(loaded.dtype, loaded.device.type)
     points = latency.prompt_sweep(loaded, tokens, repeats=args.repeats, ceilings=measured)
     if args.json:
-        roofs = {"read_bytes_per_s": bandwidth, "matmul_flop_per_s": flops, "device": str(loaded.device),
-                 "dtype": loaded.dtype, "measured": as_dict(measured)}
-        print(json.dumps({"load": as_dict(loaded.result), "ceilings": roofs,
-                          "points": [as_dict(p) for p in points]}, indent=1))
+        print_json(latency.sweep_json(loaded, measured, points))
         return 0
     print(f"{loaded.name} {loaded.dtype} on {loaded.device} ({loaded.result.strategy}); {loaded.dtype} matmul "
           f"ceiling {flops / 1e9:.0f} GFLOP/s (measured {measured.measured_at}); median of {args.repeats}")

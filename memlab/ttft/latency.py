@@ -159,6 +159,15 @@ class TTFTPoint:
     num_repeats: int
 
 
+def sweep_json(loaded, measured: Ceilings, points: list[TTFTPoint]) -> dict:
+    """The `memlab ttft --json` view: {"load": LoadResult, "ceilings": the roofs used, "points": [TTFTPoint]}."""
+    from memlab.core.results import as_dict
+    flops, bandwidth = measured.roof(loaded.dtype, loaded.device.type)
+    roofs = {"read_bytes_per_s": bandwidth, "matmul_flop_per_s": flops, "device": str(loaded.device),
+             "dtype": loaded.dtype, "measured": as_dict(measured)}
+    return {"load": as_dict(loaded.result), "ceilings": roofs, "points": [as_dict(p) for p in points]}
+
+
 def prompt_sweep(loaded, prompt_tokens=(16, 256, 1024), repeats: int = 3, batch_size: int = 1,
                  ceilings: Ceilings | None = None) -> list[TTFTPoint]:
     """TTFT for prompts of each length (one warm-up call first, then `repeats` timed ones)."""

@@ -20,7 +20,7 @@ import gc
 
 from memlab.ttft import latency
 from memlab.ram_vs_disk.runs import run_strategy
-from memlab.core import checkpoint, loading, models, paging
+from memlab.core import checkpoint, loading, models, pagecache
 from memlab.core.units import fmt_bytes, fmt_rate, fmt_time
 
 
@@ -33,9 +33,9 @@ def main() -> None:
     folder = models.prepare(args.model)
     file = loading.checkpoint_file(folder)
     # the floor uses the disk's best: this VM's cold reads varied 0.4-2.2 GB/s from run to run
-    colds = [paging.measure_read_rate(file, cold=True) for _ in range(args.rounds)]
+    colds = [pagecache.measure_read_rate(file, cold=True) for _ in range(args.rounds)]
     cold = max(colds, key=lambda r: r.read_bytes_per_s)
-    warm = paging.measure_read_rate(file, cold=False)
+    warm = pagecache.measure_read_rate(file, cold=False)
     print(f"checkpoint {fmt_bytes(cold.num_bytes)}: cold read best of {len(colds)} {fmt_rate(cold.read_bytes_per_s)} "
           f"(all: {', '.join(fmt_rate(r.read_bytes_per_s) for r in colds)}; cached before: "
           f"{max(r.page_cache_before for r in colds):.0%}), warm read {fmt_rate(warm.read_bytes_per_s)}")

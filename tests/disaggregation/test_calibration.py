@@ -5,7 +5,8 @@ import pytest
 from memlab.disaggregation import calibration, profiles
 from memlab.core import models
 from memlab.disaggregation.profiles import Profile, simple_profile
-from memlab.disaggregation.simulator import Cluster, Workload, simulate
+from memlab.disaggregation.simulator import simulate
+from memlab.disaggregation.workload import Cluster, Workload
 
 
 def test_fit_recovers_known_costs():

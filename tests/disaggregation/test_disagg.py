@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from memlab.disaggregation import disagg, kv_transfer, serve, simulator
+from memlab.disaggregation import disagg, kv_transfer, serve, workload
 from memlab.core import footprint, generation
 
 
@@ -46,7 +46,7 @@ def test_split_kv_bytes_and_timings(split, tiny):
 
 
 def test_serve_trace_invariants(tiny_dir):
-    trace = simulator.Workload(num_requests=4, rate_per_s=50, prompt_tokens=20, prompt_spread=0.5,
+    trace = workload.Workload(num_requests=4, rate_per_s=50, prompt_tokens=20, prompt_spread=0.5,
                                output_tokens=5, seed=1).requests()
     recs = serve.serve_trace(str(tiny_dir), trace, timeout_s=180)
     assert [r.request_id for r in recs] == [0, 1, 2, 3]

@@ -6,7 +6,8 @@ import pytest
 
 from memlab.disaggregation import simstats
 from memlab.disaggregation.profiles import Profile, simple_profile
-from memlab.disaggregation.simulator import Cluster, RequestSpec, Workload, simulate
+from memlab.disaggregation.simulator import simulate
+from memlab.disaggregation.workload import Cluster, RequestSpec, Workload
 
 EPS = 1e-9
 

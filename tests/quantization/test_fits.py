@@ -21,7 +21,6 @@ def test_kv_formula_equals_the_allocated_cache(kv_heads):
     torch.manual_seed(0)
     model = LlamaForCausalLM(models.tiny_config(num_key_value_heads=kv_heads)).eval()
     assert _prefill_cache(model, 37) == footprint.kv_cache_bytes(model.config, 37, dtype="fp32")
-    assert footprint.kv_context_bytes(model.config, 37, dtype="fp32") == footprint.kv_cache_bytes(model.config, 37)
 
 
 def _count(model):
@@ -68,11 +67,11 @@ def test_famous_configs_have_their_published_sizes():
 def test_mla_and_sliding_window_kv():
     cf = footprint.famous_configs()
     ds = cf["deepseek-v3"]
-    assert footprint.kv_bytes_per_token_layerwise(ds, "bf16") == 61 * (512 + 64) * 2
+    assert footprint.kv_bytes_per_token(ds, "bf16") == 61 * (512 + 64) * 2
     oss = cf["gpt-oss-120b"]
-    full = footprint.kv_bytes_per_token_layerwise(oss, "bf16")
-    assert footprint.kv_context_bytes(oss, 100, dtype="bf16") == full * 100      # window not reached
-    assert footprint.kv_context_bytes(oss, 10_000, dtype="bf16") == full // 2 * (10_000 + 128)
+    full = footprint.kv_bytes_per_token(oss, "bf16")
+    assert footprint.kv_cache_bytes(oss, 100, dtype="bf16") == full * 100      # window not reached
+    assert footprint.kv_cache_bytes(oss, 10_000, dtype="bf16") == full // 2 * (10_000 + 128)
 
 
 def test_activations_grow_with_tokens_and_batch():

@@ -9,7 +9,7 @@ import memlab as ml
 import torch
 from torch import nn
 
-from memlab.core import footprint
+from memlab.core import footprint, tensors
 from memlab.quantization import quality, quantize
 
 has_torchao = importlib.util.find_spec("torchao") is not None
@@ -75,7 +75,7 @@ def test_reference_matches_torchao_int8_groupwise(weight):
     m = nn.Sequential(nn.Linear(128, 96, bias=False))
     with torch.no_grad():
         m[0].weight.copy_(weight)
-    quantize_(m, quantize._ao_int8())
+    quantize_(m, quantize.torchao_int8())
     w = m[0].weight
     q, scale, zero = quantize.quantize_groupwise(weight, 8, 32, symmetric=True)
     assert torch.allclose(w.scale.float(), scale, rtol=1e-5)
@@ -91,7 +91,7 @@ def test_reference_matches_torchao_int4_groupwise(weight):
     m = nn.Sequential(nn.Linear(128, 96, bias=False))
     with torch.no_grad():
         m[0].weight.copy_(weight)
-    quantize_(m, quantize._ao_int4())
+    quantize_(m, quantize.torchao_int4())
     w = m[0].weight
     q, scale, _ = quantize.quantize_groupwise(weight, 4, 32, symmetric=True)
     assert torch.allclose(w.scale.float(), scale, rtol=1e-5)
@@ -106,7 +106,7 @@ def test_bytes_are_counted_from_tensors():
     from transformers import LlamaForCausalLM
     model = LlamaForCausalLM(models.tiny_config()).eval()
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())   # tied: counted once
-    assert quantize.model_bytes(model) - sum(b.numel() * b.element_size() for b in model.buffers()) == n_bytes
+    assert tensors.model_bytes(model) - sum(b.numel() * b.element_size() for b in model.buffers()) == n_bytes
     assert n_bytes == footprint.weights_bytes(model.config, "fp32")
     q8 = quantize.replace_linears(model, quantize.Int8Linear)
     linears = [m for m in q8.modules() if isinstance(m, quantize.Int8Linear)]
@@ -167,9 +167,8 @@ def test_real_model_int4_reproduces_the_q4_1_weights_and_answers_like_fp32():
     w = loaded.model.model.layers[0].self_attn.q_proj.weight.detach()
     assert (quantize.dequantize_groupwise(*quantize.quantize_groupwise(w, 4, 32, False)) - w).abs().max() == 0
     int4 = quantize.build(loaded.model, quantize.VARIANTS["int4"])
-    prompt = quality.eval_ids(loaded.tokenizer, 32)
-    from memlab.quantization.quantcompare import _answer
-    assert "Paris" in _answer(int4, loaded.tokenizer)
+    from memlab.quantization.quantcompare import answer_question
+    assert "Paris" in answer_question(int4, loaded.tokenizer)
     ids = quality.eval_ids(loaded.tokenizer, 128)
     assert quality.perplexity(int4, ids) == pytest.approx(quality.perplexity(loaded.model, ids), rel=0.05)
-    assert quantize.model_bytes(int4) < 0.4 * quantize.model_bytes(loaded.model)
+    assert tensors.model_bytes(int4) < 0.4 * tensors.model_bytes(loaded.model)

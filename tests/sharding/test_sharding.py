@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from memlab.core import generation, loading, models
-from memlab.sharding import pipeline, parallel as sharding, tensor_parallel
+from memlab.sharding import checkpoint_shards, pipeline, parallel as sharding, tensor_parallel
 from memlab.core.checkpoint import weight_map
 from memlab.sharding.workers import ParallelConfig
 from memlab.core.errors import MemlabError
@@ -43,9 +43,9 @@ def test_allreduce_formula_on_smollm2_shape():
 
 
 def test_checkpoint_shards_roundtrip(varied_dir, tmp_path):
-    out = sharding.save_shards(varied_dir, tmp_path / "sharded", max_shard_bytes=40_000)
+    out = checkpoint_shards.save_shards(varied_dir, tmp_path / "sharded", max_shard_bytes=40_000)
     index = json.loads((out / "model.safetensors.index.json").read_text())
-    files = sharding.shard_files(out)
+    files = checkpoint_shards.shard_files(out)
     assert len(files) > 2
     assert index["metadata"]["total_size"] == sum(f.size_bytes for f in files)
     assert set(index["weight_map"]) == set(weight_map(varied_dir))
@@ -65,8 +65,8 @@ def test_checkpoint_shards_roundtrip(varied_dir, tmp_path):
 
 
 def test_measure_load_single_and_sharded(varied_dir, tmp_path):
-    out = sharding.save_shards(varied_dir, tmp_path / "s", max_shard_bytes=40_000)
-    one, many = sharding.measure_load(varied_dir), sharding.measure_load(out)
+    out = checkpoint_shards.save_shards(varied_dir, tmp_path / "s", max_shard_bytes=40_000)
+    one, many = checkpoint_shards.measure_load(varied_dir), checkpoint_shards.measure_load(out)
     assert one.layout == "single" and many.layout == "shards"
     assert many.num_files == len(many.per_file_load_s) > 1
     assert one.weights_bytes == many.weights_bytes
