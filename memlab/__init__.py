@@ -2,26 +2,28 @@
 
 `import memlab as ml` gives the core modules every lab needs (`ml.hardware`, `ml.loading`,
 `ml.footprint`, ...), `ml.load`, `ml.generate` and `ml.show_source`. Each lab's own package is
-`ml.<topic>` (`ml.memory_wall`, `ml.ram_vs_disk`, ..., see the README's layout table), imported
-on first use so that `import memlab` stays light. Nothing is measured or loaded at import time.
+`ml.<topic>` (`ml.memory_wall`, `ml.ram_vs_disk`, ..., see the README's layout table). Every
+module is imported on first use, so `import memlab` itself imports neither torch nor anything
+else heavy (the CLI can then say in one line when torch cannot even be imported). Nothing is
+measured or loaded at import time.
 """
 
 import importlib as _importlib
 import inspect as _inspect
 
 from memlab.core import quiet as _quiet
+from memlab.core.errors import MemlabError  # noqa: F401  (no torch behind it)
 
 _quiet.install()  # two harmless third-party log lines on every model load (see core/quiet.py)
-from memlab.core import (ceilings, checkpoint, devices, dtypes, errors, footprint, generation, guard, hardware, loading,  # noqa: E402
-                         measure, models, pagecache, paging, paths, results, roofline, tensors, text, units)
-from memlab.core.errors import MemlabError  # noqa: E402
-from memlab.core.generation import GenerationResult, generate  # noqa: E402
-from memlab.core.loading import LoadResult, load  # noqa: E402
 
 __version__ = "0.1.0"
 
+CORE = ("ceilings", "checkpoint", "devices", "dtypes", "errors", "figures", "footprint", "generation", "guard",
+        "hardware", "launch", "limits", "loading", "measure", "models", "pagecache", "paging", "paths", "results",
+        "roofline", "tensors", "text", "units")
 TOPICS = ("memory_wall", "ram_vs_disk", "ttft", "quantization", "sharding", "rag", "disaggregation",
           "memory_processing")
+_NAMES = {"load": "loading", "LoadResult": "loading", "generate": "generation", "GenerationResult": "generation"}
 
 
 def show_source(obj) -> None:
@@ -29,9 +31,15 @@ def show_source(obj) -> None:
     print(_inspect.getsource(obj))
 
 
-def __getattr__(name):  # topics (and figures, launch) pull in matplotlib, simpy, ...: import on first use
+def __getattr__(name):
     if name in TOPICS:
         return _importlib.import_module(f"memlab.{name}")
-    if name in ("figures", "launch"):
+    if name in CORE:
         return _importlib.import_module(f"memlab.core.{name}")
+    if name in _NAMES:
+        return getattr(_importlib.import_module(f"memlab.core.{_NAMES[name]}"), name)
     raise AttributeError(f"module 'memlab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(CORE) | set(TOPICS) | set(_NAMES))

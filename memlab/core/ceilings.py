@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from memlab.core.measure import repeat
+from memlab.core.paths import write_atomic
 
 GB = 1e9
 
@@ -199,10 +200,7 @@ def measure(quick: bool = False, refresh: bool = False, cache_dir: Path | str | 
                 except (ValueError, TypeError, KeyError):
                     pass  # unreadable or from an older version: measure again
     record = measure_now(quick=quick, disk_folder=folder if disk else None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(record), indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(dataclasses.asdict(record), indent=1))
     return record
 
 

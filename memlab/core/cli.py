@@ -5,6 +5,7 @@ Each topic's `cli.register(sub)` adds its commands; `memlab.cli` builds the pars
 
 from __future__ import annotations
 
+from memlab.core import limits
 import argparse
 import json
 
@@ -85,9 +86,9 @@ def register(sub) -> None:
     s.add_argument("--cold", action="store_true", help="evict the checkpoint from the page cache first")
     s.add_argument("--bigger-than-ram", action="store_true", help="paged: evict each layer after use")
     s.add_argument("--force", action="store_true", help="skip the memory guard")
-    s.add_argument("--max-new-tokens", type=int, default=32)
+    s.add_argument("--max-new-tokens", type=limits.COUNT, default=32)
     s.add_argument("--sample", action="store_true", help="sample instead of greedy")
-    s.add_argument("--temperature", type=float, default=0.7)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--temperature", type=limits.POSITIVE, default=0.7)
+    s.add_argument("--seed", type=limits.COUNT0, default=0)
     s.add_argument("--json", action="store_true", help="one JSON object with the GenerationResult fields")
     s.set_defaults(func=_cmd_generate)

@@ -24,6 +24,10 @@ class CorruptCacheError(MemlabError):
     """A cached checkpoint is truncated or unreadable."""
 
 
+class NoSafetensorsError(MemlabError):
+    """A model folder whose weights are not safetensors (e.g. a pickled pytorch_model.bin)."""
+
+
 class DeviceUnavailableError(MemlabError):
     """A device was asked for (e.g. cuda) that this machine does not have."""
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from memlab.core import limits
+from memlab.core.errors import InvalidArgumentError
 from memlab.core.dtypes import dtype_bytes
 
 
@@ -139,7 +141,7 @@ def activation_bytes(config: Any, num_tokens: int, batch_size: int = 1,
     and flash attention) never materialises the scores; attention="eager" adds them, B*H*T*T fp32.
     """
     if attention not in ("sdpa", "eager"):
-        raise ValueError(f"attention must be 'sdpa' or 'eager', not {attention!r}")
+        raise InvalidArgumentError(f"attention must be 'sdpa' or 'eager', not {attention!r}")
     d, H = config_value(config, "hidden_size"), config_value(config, "num_attention_heads")
     K, D = config_value(config, "num_key_value_heads") or H, head_dim(config)
     E, k, _ = _experts(config)
@@ -207,6 +209,8 @@ def footprint(model: Any, precision: str = "bf16", context: int = 8192, batch_si
     total, active = param_counts(config)
     kv_dtype = "fp32" if precision == "fp32" else "bf16"
     w = int(total * dtype_bytes(precision))
+    limits.count(context, "context")
+    limits.count(batch_size, "batch_size")
     kv = kv_cache_bytes(config, context, batch_size, kv_dtype)
     act = activation_bytes(config, context, batch_size, kv_dtype)
     return Footprint(model=name or (model if isinstance(model, str) else "config"), precision=precision,

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from memlab.core.hardware import HardwareCard, card
-from memlab.core.errors import MemlabError
+from memlab.core import limits
+from memlab.core.errors import InvalidArgumentError
 from memlab.core.measure import PeakMemory, sync
 from memlab.core.models import check_context
 
@@ -125,10 +126,16 @@ def generate(loaded, prompt, *, max_new_tokens: int = 32, batch_size: int = 1, c
              do_sample: bool = False, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
              stop_at_eos: bool = True) -> GenerationResult:
     """Generate up to `max_new_tokens` for `batch_size` copies of `prompt`, timing every token."""
-    if max_new_tokens < 1:
-        raise MemlabError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if batch_size < 1:
-        raise MemlabError(f"batch_size must be >= 1, got {batch_size}")
+    limits.count(max_new_tokens, "max_new_tokens")
+    limits.count(batch_size, "batch_size")
+    limits.count(top_k, "top_k", minimum=0)
+    if do_sample:
+        limits.positive(temperature, "temperature")
+    if isinstance(prompt, str) and not prompt.strip():
+        raise InvalidArgumentError("the prompt is empty: memlab refuses it rather than guess (give some text, "
+                                   "or token ids)")
+    if not isinstance(prompt, str) and len(prompt) == 0:
+        raise InvalidArgumentError("the prompt has no token ids: give at least one")
     model, tokenizer, device = loaded.model, loaded.tokenizer, loaded.device
     generator = torch.Generator().manual_seed(seed) if do_sample else None
     stop = eos_ids(model, tokenizer) if stop_at_eos else set()

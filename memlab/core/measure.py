@@ -19,6 +19,8 @@ from typing import Callable, Iterable
 import psutil
 import torch
 
+from memlab.core.errors import InvalidArgumentError
+
 
 def sync(device: str | torch.device = "cpu") -> None:
     """Wait for queued GPU work so a timestamp means 'done'; a no-op on the CPU."""
@@ -101,7 +103,7 @@ def summarize(values: Iterable[float]) -> Stats:
     """Median, mean, min, max and sample standard deviation of `values`."""
     xs = [float(v) for v in values]
     if not xs:
-        raise ValueError("summarize() needs at least one value")
+        raise InvalidArgumentError("summarize() needs at least one value")
     return Stats(
         median=statistics.median(xs),
         mean=statistics.fmean(xs),
@@ -116,7 +118,7 @@ def repeat(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
            device: str | torch.device = "cpu") -> Stats:
     """Seconds per call of `fn`: `warmup` untimed calls, then `repeats` timed ones."""
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+        raise InvalidArgumentError(f"repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
         fn()
     times = []

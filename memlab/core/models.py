@@ -15,6 +15,7 @@ half-written checkpoint; a marker file written last tells a complete checkpoint 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -26,8 +27,10 @@ from pathlib import Path
 import torch
 
 from memlab.core import dtypes
-from memlab.core.errors import ContextTooLongError, CorruptCacheError, MemlabError, ModelPackageMissingError, UnknownModelError
+from memlab.core.errors import (ContextTooLongError, CorruptCacheError, MemlabError, ModelPackageMissingError,
+                                NoSafetensorsError, UnknownModelError)
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 DEFAULT_MODEL = "smollm2-135m"
 _MARKER = "memlab.json"
 
@@ -100,14 +103,40 @@ def _write_marker(folder: Path, **info) -> None:
     (folder / _MARKER).write_text(json.dumps({"file_sizes": sizes, **info}, indent=1))
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """Hold an exclusive lock on `lock_path` (POSIX flock; elsewhere no lock): two `memlab prepare`
+    runs on one cache take turns instead of both converting into the same folder."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the rename below still keeps the folder whole
+        yield
+        return
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _convert(build, target: Path, **info) -> Path:
-    """Run `build(tmp_folder)` and rename tmp -> target, so target is always whole or absent."""
+    """Run `build(tmp_folder)` and rename tmp -> target, so target is always whole or absent.
+
+    Under a lock per target: a second process waits, then finds the first one's folder complete."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        with _exclusive(target.parent / f".{target.name}.lock"):
+            if is_complete(target):
+                return target
+            return _convert_locked(build, target, **info)
     except OSError as e:
-        raise MemlabError(f"Cannot write the model cache at {target.parent} ({e.strerror}). "
+        raise MemlabError(f"Cannot write the model cache at {target.parent} ({e.strerror or e}). "
                           "Point MEMLAB_CACHE at a writable folder with ~1 GB free.") from e
+
+
+def _convert_locked(build, target: Path, **info) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build(tmp)
         _write_marker(tmp, **info)
@@ -157,6 +186,13 @@ def prepare(name: str = DEFAULT_MODEL, dtype: str = "fp32", cache_dir: str | Pat
         folder = Path(name).expanduser()
         if not (folder / "config.json").is_file():
             raise UnknownModelError(f"{folder} is a folder but has no config.json: not a model checkpoint.")
+        if not any(folder.glob("*.safetensors")):
+            found = sorted(f.name for f in folder.iterdir() if f.suffix in PICKLE_SUFFIXES or f.suffix == ".gguf")
+            raise NoSafetensorsError(
+                f"{folder} has no safetensors weights{' (found ' + ', '.join(found) + ')' if found else ''}: memlab "
+                "loads safetensors checkpoints (and GGUF only through the bundled model), never pickles, since "
+                "unpickling can run code. Convert it once with a tool you trust, e.g. transformers' "
+                "save_pretrained(folder, safe_serialization=True).")
         return folder if dtype == "fp32" else _derived(folder, dtype, root / f"{folder.name}-{dtype}")
     spec = CATALOG.get(name)
     if spec is None and "/" in name:

@@ -15,7 +15,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import card
+from memlab.core.paths import write_atomic
 
 
 def as_dict(record: Any) -> dict:
@@ -66,15 +68,15 @@ def save(records: Any | Iterable[Any], path: str | Path) -> Path:
         rows = [as_dict(r) for r in records]
         cards = [r.pop("hardware") for r in rows if isinstance(r.get("hardware"), dict)]
         doc = {"hardware": cards[0] if cards else as_dict(card()), "records": rows}
-        path.write_text(json.dumps(doc, indent=1))
+        write_atomic(path, json.dumps(doc, indent=1))
     elif path.suffix == ".csv":
         frame = to_frame(records, hardware="full")
         if not any(c.startswith("hw_") for c in frame.columns):
             for k, v in as_dict(card()).items():
                 frame[f"hw_{k}"] = v
-        frame.to_csv(path, index=False)
+        write_atomic(path, frame.to_csv(index=False))
     else:
-        raise ValueError(f"save() writes .json or .csv, not {path.suffix!r}")
+        raise InvalidArgumentError(f"save() writes .json or .csv, not {path.suffix!r}")
     return path
 
 
@@ -89,4 +91,4 @@ def load(path: str | Path) -> pd.DataFrame:
         return frame
     if path.suffix == ".csv":
         return pd.read_csv(path)
-    raise ValueError(f"load() reads .json or .csv, not {path.suffix!r}")
+    raise InvalidArgumentError(f"load() reads .json or .csv, not {path.suffix!r}")

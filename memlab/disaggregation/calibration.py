@@ -295,5 +295,8 @@ def local_profile(model: str = "smollm2-135m", quick: bool = True) -> Profile:
     """The cached measured profile for this machine, measured now if there is none."""
     path = profile_path(model)
     if path.exists():
-        return load_profile(path)
+        try:
+            return load_profile(path)
+        except (ValueError, TypeError):  # half-written by an older version, or edited by hand
+            print(f"memlab: the cached profile {path} is unreadable; measuring it again.")
     return calibrate(model, quick)[0]

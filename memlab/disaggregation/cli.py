@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from memlab.core import limits
 from memlab.core import models
 from memlab.core.cli import print_json
 from memlab.core.units import fmt_bytes, fmt_time
@@ -76,25 +77,26 @@ def _cmd_simulate(args) -> int:
 def register(sub) -> None:
     s = sub.add_parser("disagg", help="real prefill/decode split over two processes, KV cache sent between them")
     s.add_argument("--real", action="store_true", help="run the two real worker processes (required)")
-    s.add_argument("--prompt-tokens", type=int, default=256)
-    s.add_argument("--max-new-tokens", type=int, default=16)
+    s.add_argument("--prompt-tokens", type=limits.COUNT, default=256)
+    s.add_argument("--max-new-tokens", type=limits.cli_type(limits.count, minimum=2), default=16,
+                   help="at least 2: the decode worker makes tokens 2..n")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--json", action="store_true", help="one JSON object with the SplitResult fields")
     s.set_defaults(func=_cmd_disagg)
 
     s = sub.add_parser("simulate", help="simulate a prefill/decode cluster (SimPy) over a measured profile")
-    s.add_argument("--rate", type=float, default=1.0, help="arrival rate, requests per second (Poisson)")
-    s.add_argument("--prefill-workers", type=int, default=1)
-    s.add_argument("--decode-workers", type=int, default=1)
+    s.add_argument("--rate", type=limits.POSITIVE, default=1.0, help="arrival rate, requests per second (Poisson)")
+    s.add_argument("--prefill-workers", type=limits.COUNT, default=1)
+    s.add_argument("--decode-workers", type=limits.COUNT, default=1)
     s.add_argument("--mode", choices=["disagg", "colocated"], default="disagg",
                    help="colocated runs P + D workers that each prefill and decode")
-    s.add_argument("--link-gbps", type=float, default=None, help="KV link in gigabits/s (default: measured)")
-    s.add_argument("--requests", type=int, default=200)
-    s.add_argument("--prompt-tokens", type=int, default=256, help="mean; uniform +-50%%")
-    s.add_argument("--output-tokens", type=int, default=32, help="mean; uniform +-50%%")
-    s.add_argument("--ttft-slo", type=float, default=2.0, help="seconds")
-    s.add_argument("--tpot-slo", type=float, default=0.2, help="seconds")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--link-gbps", type=limits.POSITIVE, default=None, help="KV link in gigabits/s (default: measured)")
+    s.add_argument("--requests", type=limits.COUNT, default=200)
+    s.add_argument("--prompt-tokens", type=limits.COUNT, default=256, help="mean; uniform +-50%%")
+    s.add_argument("--output-tokens", type=limits.COUNT, default=32, help="mean; uniform +-50%%")
+    s.add_argument("--ttft-slo", type=limits.POSITIVE, default=2.0, help="seconds")
+    s.add_argument("--tpot-slo", type=limits.POSITIVE, default=0.2, help="seconds")
+    s.add_argument("--seed", type=limits.COUNT0, default=0)
     s.add_argument("--profile", default="local",
                    help="'local' (measured here, cached), 'simple', or a device name from data/hardware.csv")
     s.add_argument("--model", default=models.DEFAULT_MODEL)

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from memlab.core.errors import InvalidArgumentError
 from memlab.core.text import prompt_ids
 from memlab.disaggregation.kv_transfer import (
     cache_from,
@@ -121,7 +122,7 @@ def run_split(model: str = "smollm2-135m", prompt_tokens=(64, 256), max_new_toke
     from memlab.core import launch
     lengths = (prompt_tokens,) if isinstance(prompt_tokens, int) else tuple(prompt_tokens)
     if max_new_tokens < 2:
-        raise ValueError("max_new_tokens must be >= 2: the decode worker makes tokens 2..n")
+        raise InvalidArgumentError("max_new_tokens must be >= 2: the decode worker makes tokens 2..n")
     with tempfile.TemporaryDirectory(prefix="memlab_kv_") as folder:
         out = launch.run_workers(_split_worker, world_size=2, timeout_s=timeout_s,
                                  args=(str(model), lengths, max_new_tokens, os.getpid(), folder))

@@ -114,12 +114,8 @@ def save_profile(profile: Profile, path: str | Path) -> Path:
     import json
 
     from memlab.core.results import as_dict
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(as_dict(profile), indent=1))
-    tmp.replace(path)
-    return path
+    from memlab.core.paths import write_atomic
+    return write_atomic(path, json.dumps(as_dict(profile), indent=1))
 
 
 def load_profile(path: str | Path) -> Profile:

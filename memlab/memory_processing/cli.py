@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from memlab.core import limits
 from memlab.core import models
 from memlab.core.cli import print_json
 from memlab.core.units import fmt_time
@@ -30,10 +31,10 @@ def _cmd_mempipe(args) -> int:
 
 def register(sub) -> None:
     s = sub.add_parser("mempipe", help="time the paper's four memory-processing steps in one decode step")
-    s.add_argument("--context", type=int, default=2048, help="tokens in the KV cache before the step")
+    s.add_argument("--context", type=limits.COUNT, default=2048, help="tokens in the KV cache before the step")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
-    s.add_argument("--page-tokens", type=int, default=16)
-    s.add_argument("--budget-tokens", type=int, default=256, help="tokens attended per KV head")
-    s.add_argument("--repeats", type=int, default=5)
+    s.add_argument("--page-tokens", type=limits.COUNT, default=16)
+    s.add_argument("--budget-tokens", type=limits.COUNT, default=256, help="tokens attended per KV head")
+    s.add_argument("--repeats", type=limits.COUNT, default=5)
     s.add_argument("--json", action="store_true", help="one JSON object with the StepProfile fields")
     s.set_defaults(func=_cmd_mempipe)

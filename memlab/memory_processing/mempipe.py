@@ -26,6 +26,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from memlab.core.models import check_context
+from memlab.core import limits
+from memlab.core.errors import InvalidArgumentError
 from memlab.core import measure
 from memlab.core.generation import decode_step, new_cache, prefill
 from memlab.core.text import prompt_ids
@@ -40,11 +43,11 @@ class PipeConfig:
                                  # and 2 threads stall on a busy 2-core box (lab 08 shows why)
 
     def __post_init__(self):
-        if self.page_tokens < 1 or self.budget_tokens < self.page_tokens:
-            raise ValueError(f"need page_tokens >= 1 and budget_tokens >= page_tokens, got "
-                             f"{self.page_tokens}, {self.budget_tokens}")
-        if self.repeats < 1 or self.num_threads < 1:
-            raise ValueError(f"repeats and num_threads must be >= 1, got {self.repeats}, {self.num_threads}")
+        for name in ("page_tokens", "budget_tokens", "repeats", "num_threads"):
+            limits.count(getattr(self, name), name)
+        if self.budget_tokens < self.page_tokens:
+            raise InvalidArgumentError(f"budget_tokens must be >= page_tokens ({self.page_tokens}): the budget is "
+                                       f"whole pages, got {self.budget_tokens}")
 
     @classmethod
     def quick(cls) -> "PipeConfig":
@@ -187,6 +190,8 @@ def cache_kv(cache) -> list:
 @torch.inference_mode()
 def profile_decode(loaded, context_tokens: int, cfg: PipeConfig = PipeConfig()) -> StepProfile:
     """Prefill `context_tokens` of text, then time one page-sparse decode step `cfg.repeats` times."""
+    limits.count(context_tokens, "context_tokens")
+    check_context(loaded.model.config, context_tokens + 1, getattr(loaded, "name", "the model"))
     with threads(cfg.num_threads):
         return _profile_decode(loaded, context_tokens, cfg)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from memlab.core import limits
 from memlab.core import dtypes, models
 from memlab.core.cli import print_json
 from memlab.core.units import fmt_bytes, fmt_time
@@ -71,8 +72,8 @@ def register(sub) -> None:
     s = sub.add_parser("roofline", help="predicted vs measured decode speed from the measured ceilings")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--dtype", default="fp32", choices=list(dtypes.TORCH))
-    s.add_argument("--batch-size", type=int, default=1)
-    s.add_argument("--max-new-tokens", type=int, default=32)
+    s.add_argument("--batch-size", type=limits.COUNT, default=1)
+    s.add_argument("--max-new-tokens", type=limits.COUNT, default=32)
     s.add_argument("--no-fast", action="store_true", help="skip memlab's fast decode path")
     s.add_argument("--out", help="save the roofline figure to this PNG")
     s.add_argument("--json", action="store_true", help="one JSON object with the RooflineReport fields")

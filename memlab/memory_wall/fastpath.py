@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from memlab.core.errors import InvalidArgumentError
+
 
 @dataclass(frozen=True, slots=True)
 class FastDecodeResult:
@@ -189,9 +191,9 @@ class FastLlama:
         """Greedy tokens (B, max_new_tokens) after the prompt (B, T); no early stop at EOS."""
         B, T = input_ids.shape
         if T + max_new_tokens > self.max_len:
-            raise ValueError(f"prompt {T} + {max_new_tokens} new tokens exceed max_len {self.max_len}")
+            raise InvalidArgumentError(f"prompt {T} + {max_new_tokens} new tokens exceed max_len {self.max_len}")
         if B > self.batch_size:
-            raise ValueError(f"batch {B} exceeds the cache's batch_size {self.batch_size}")
+            raise InvalidArgumentError(f"batch {B} exceeds the cache's batch_size {self.batch_size}")
         ids = input_ids.to(self.device)
         tok = self.prefill(ids).argmax(-1, keepdim=True)  # (B, 1)
         out = [tok]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from memlab.core import limits
 from memlab.core import models
 from memlab.core.cli import print_json
 from memlab.core.errors import MemlabError
@@ -16,7 +17,7 @@ def _cmd_quant(args) -> int:
     names = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     try:
         make = QuantConfig.quick if args.quick else QuantConfig
-        cfg = make(variants=names, model=args.model, **({"repeats": args.repeats} if args.repeats else {}))
+        cfg = make(variants=names, model=args.model, **({"repeats": args.repeats} if args.repeats is not None else {}))
     except ValueError as e:
         raise MemlabError(str(e)) from e
     records = compare(cfg, progress=not args.json)
@@ -64,13 +65,14 @@ def register(sub) -> None:
                         "dyn-int8,ao-dyn-int8,gguf-q4_1")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--quick", action="store_true", help="short prompt, 16 tokens, 128-token perplexity, 1 run")
-    s.add_argument("--repeats", type=int, default=0, help="speed runs per variant (median reported)")
+    s.add_argument("--repeats", type=limits.COUNT, default=None,
+                   help="speed runs per variant, median reported (default 3; --quick 1)")
     s.add_argument("--json", action="store_true", help='{"variants": [QuantResult fields, ...]}')
     s.set_defaults(func=_cmd_quant)
 
     s = sub.add_parser("fits", help="bytes of weights, KV cache and activations, and which devices hold them")
     s.add_argument("model", help="a famous model (llama-3.1-8b, deepseek-v3, ...), a config.json or a folder")
-    s.add_argument("--context", type=int, default=8192, help="tokens in the KV cache (default 8192)")
+    s.add_argument("--context", type=limits.COUNT, default=8192, help="tokens in the KV cache (default 8192)")
     s.add_argument("--precisions", default="fp32,bf16,int8,int4")
     s.add_argument("--table", default=None, help="device table CSV (default data/hardware.csv)")
     s.add_argument("--json", action="store_true", help='{"footprints": [...], "fits": [...]}')

@@ -32,6 +32,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from memlab.core.errors import InvalidArgumentError
 from memlab.core import tensors
 
 GROUP_SIZE = 32
@@ -45,7 +46,7 @@ def quantize_groupwise(w: torch.Tensor, bits: int = 8, group_size: int | None = 
     N, K = w.shape
     G = group_size or K
     if K % G:
-        raise ValueError(f"row length {K} is not a multiple of the group size {G}")
+        raise InvalidArgumentError(f"row length {K} is not a multiple of the group size {G}")
     g = w.detach().float().reshape(N, K // G, G)              # (N, groups, G)
     eps = torch.finfo(torch.float32).eps
     if symmetric:

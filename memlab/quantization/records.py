@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memlab.core import limits
+from memlab.core.errors import InvalidArgumentError
 from memlab.core.models import DEFAULT_MODEL
 from memlab.quantization import quantize
 
@@ -25,9 +27,9 @@ class QuantConfig:
     def __post_init__(self):
         unknown = [v for v in self.variants if v not in quantize.VARIANTS]
         if unknown:
-            raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(quantize.VARIANTS)}")
-        if self.new_tokens < 2 or self.repeats < 1 or self.ppl_tokens < 2 or self.prompt_tokens < 1:
-            raise ValueError("need new_tokens >= 2, ppl_tokens >= 2, prompt_tokens >= 1 and repeats >= 1")
+            raise InvalidArgumentError(f"unknown variant(s) {unknown}; choose from {', '.join(quantize.VARIANTS)}")
+        for name, minimum in (("new_tokens", 2), ("ppl_tokens", 2), ("prompt_tokens", 1), ("repeats", 1)):
+            limits.count(getattr(self, name), name, minimum)
 
     @classmethod
     def quick(cls, **kw) -> "QuantConfig":

@@ -9,9 +9,7 @@ Shapes: N chunks, D embedding dim.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from memlab.core import models
+from memlab.core.paths import write_atomic
 from memlab.core.errors import MemlabError
 
 EMBEDDER_NAME = "all-MiniLM-L6-v2"
@@ -105,15 +104,15 @@ def embed_corpus(chunks: list[Chunk], embedder: Embedder, cache_dir: str | Path 
     """Chunk embeddings (N, D) and the seconds spent computing them (0.0 when read from the cache)."""
     path = rag_dir(cache_dir) / f"emb-{corpus_key(chunks, embedder.name)}.npy"
     if use_cache and path.exists():
-        emb = np.load(path)
-        if emb.shape == (len(chunks), embedder.dim):
-            return emb, 0.0
+        try:
+            emb = np.load(path)
+            if emb.shape == (len(chunks), embedder.dim):
+                return emb, 0.0
+        except (ValueError, OSError, EOFError):  # truncated or corrupt: compute it again
+            pass
     start = time.perf_counter()
     emb = embedder.encode([c.text for c in chunks])
     embed_s = time.perf_counter() - start
     if use_cache:  # temp file + rename: an interrupted run leaves no half-written cache
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, emb)
-        os.replace(tmp, path)
+        write_atomic(path, write=lambda f: np.save(f, emb))
     return emb, embed_s

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from memlab.core import limits
 from memlab.core import models
 from memlab.core.cli import print_json
 from memlab.core.units import fmt_bytes, fmt_time
@@ -36,9 +37,9 @@ def register(sub) -> None:
     s.add_argument("--store", default="ram", choices=["ram", "disk", "bm25"],
                    help="ram: numpy index; disk: sqlite file scanned per query; bm25: sqlite FTS5")
     s.add_argument("--cold", action="store_true", help="evict the database file from the page cache first")
-    s.add_argument("--k", type=int, default=3, help="chunks put into the prompt")
+    s.add_argument("--k", type=limits.COUNT, default=3, help="chunks put into the prompt")
     s.add_argument("--quick", action="store_true", help="one chunk per topic (79 chunks) instead of all")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
-    s.add_argument("--max-new-tokens", type=int, default=32)
+    s.add_argument("--max-new-tokens", type=limits.COUNT, default=32)
     s.add_argument("--json", action="store_true", help="one JSON object with the RagTTFT fields")
     s.set_defaults(func=_cmd_rag)

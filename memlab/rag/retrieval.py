@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from memlab.core import limits
+from memlab.core.errors import InvalidArgumentError
 from memlab.core import pagecache
 from memlab.core.hardware import HardwareCard, card
 from memlab.rag.chunks import Embedder
@@ -62,8 +64,9 @@ def retrieve(store, question: str, embedder: Embedder | None, k: int = 3, cold: 
     Disk stores: `cold=True` evicts the file from the page cache first, `cold=False` reads it all
     in first (warm); `resident_before` records what mincore saw either way.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    limits.count(k, "k")
+    if not question.strip():
+        raise InvalidArgumentError("the question is empty: give the words to search for")
     if store.path is None:
         state, resident = "ram", 1.0
     else:

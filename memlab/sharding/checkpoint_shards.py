@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from memlab.core import limits
 from memlab.core.checkpoint import read_header, weight_map
 from memlab.core.results import as_dict
 from memlab.sharding import parallel
@@ -57,6 +58,7 @@ def save_shards(folder, out_dir=None, max_shard_bytes: int = 64 * 2**20) -> Path
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    limits.count(max_shard_bytes, "max_shard_bytes", minimum=0)  # 0: a file per tensor
     folder = Path(folder)
     out = Path(out_dir) if out_dir else folder.parent / f"{folder.name}-shards-{max_shard_bytes // 2**20}MiB"
     files = weight_map(folder)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from memlab.core import limits
 from memlab.core import models
 from memlab.core.cli import print_json
 from memlab.core.units import fmt_bytes, fmt_time
@@ -44,13 +45,14 @@ def _cmd_shard(args) -> int:
 def register(sub) -> None:
     s = sub.add_parser("shard", help="checkpoint shards, pipeline or tensor parallel over torch.distributed")
     s.add_argument("--mode", required=True, choices=["checkpoint", "pipeline", "tensor"])
-    s.add_argument("--ranks", type=int, default=2, help="worker processes (pipeline, tensor)")
+    s.add_argument("--ranks", type=limits.COUNT, default=2, help="worker processes (pipeline, tensor)")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
-    s.add_argument("--max-new-tokens", type=int, default=16)
-    s.add_argument("--batch-size", type=int, default=1)
-    s.add_argument("--micro-batches", type=int, default=1, help="pipeline only")
+    s.add_argument("--max-new-tokens", type=limits.COUNT, default=16)
+    s.add_argument("--batch-size", type=limits.COUNT, default=1)
+    s.add_argument("--micro-batches", type=limits.COUNT, default=1, help="pipeline only")
     s.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
-    s.add_argument("--max-shard-mib", type=int, default=64, help="checkpoint mode: largest shard")
-    s.add_argument("--timeout", type=float, default=300.0, help="seconds before a stuck run is stopped")
+    s.add_argument("--max-shard-mib", type=limits.COUNT0, default=64,
+                   help="checkpoint mode: largest shard (0: every tensor in a file of its own)")
+    s.add_argument("--timeout", type=limits.POSITIVE, default=300.0, help="seconds before a stuck run is stopped")
     s.add_argument("--json", action="store_true", help="one JSON object (tokens_match, ranks, comm times)")
     s.set_defaults(func=_cmd_shard)

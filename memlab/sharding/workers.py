@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from memlab.core import limits
 from memlab.core.errors import MemlabError
 
 __all__ = ["ParallelConfig", "Event", "RankResult", "Comm",
@@ -44,11 +45,10 @@ class ParallelConfig:
     fail_at_step: int = -1          # ... kills itself (SIGKILL) at this generation step
 
     def __post_init__(self):
-        if self.world_size < 1:
-            raise MemlabError(f"world_size must be >= 1, got {self.world_size}.")
-        if self.max_new_tokens < 1:
-            raise MemlabError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
-        if self.micro_batches < 1 or self.batch_size % self.micro_batches:
+        for name in ("world_size", "max_new_tokens", "batch_size", "micro_batches"):
+            limits.count(getattr(self, name), name)
+        limits.positive(self.timeout_s, "timeout_s")
+        if self.batch_size % self.micro_batches:
             raise MemlabError(f"batch_size ({self.batch_size}) must be a multiple of "
                               f"micro_batches ({self.micro_batches}).")
         if self.backend not in ("gloo", "nccl"):

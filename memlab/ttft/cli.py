@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from memlab.core import limits
 from memlab.core.units import fmt_time
 from memlab.core.cli import add_load_options, print_json
 
@@ -11,7 +12,7 @@ def _cmd_ttft(args) -> int:
     from memlab.core import ceilings
     from memlab.ttft import latency
     from memlab.core.loading import load
-    tokens = [int(t) for t in args.prompt_tokens.split(",")]
+    tokens = args.prompt_tokens
     loaded = load(args.model, strategy=args.strategy, device=args.device, dtype=args.dtype,
                   cold=args.cold, bigger_than_ram=args.bigger_than_ram, force=args.force,
                   context_tokens=max(tokens) + 1)
@@ -33,7 +34,8 @@ def _cmd_ttft(args) -> int:
 def register(sub) -> None:
     s = sub.add_parser("ttft", help="time to first token against prompt length (TTFT anatomy)")
     add_load_options(s)
-    s.add_argument("--prompt-tokens", default="16,256,1024", help="comma-separated prompt lengths")
-    s.add_argument("--repeats", type=int, default=3)
+    s.add_argument("--prompt-tokens", type=limits.count_list, default=[16, 256, 1024],
+                   help="comma-separated prompt lengths (default 16,256,1024)")
+    s.add_argument("--repeats", type=limits.COUNT, default=3)
     s.add_argument("--json", action="store_true", help='{"load": LoadResult, "ceilings": Ceilings, "points": [TTFTPoint]}')
     s.set_defaults(func=_cmd_ttft)

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from memlab.core import limits
 from memlab.core import generation, loading, models, pagecache, roofline
 from memlab.core.ceilings import Ceilings
 from memlab.core import paths
@@ -171,6 +172,7 @@ def sweep_json(loaded, measured: Ceilings, points: list[TTFTPoint]) -> dict:
 def prompt_sweep(loaded, prompt_tokens=(16, 256, 1024), repeats: int = 3, batch_size: int = 1,
                  ceilings: Ceilings | None = None) -> list[TTFTPoint]:
     """TTFT for prompts of each length (one warm-up call first, then `repeats` timed ones)."""
+    limits.count(repeats, "repeats")
     points = []
     for T in prompt_tokens:
         ids = prompt_ids(loaded.tokenizer, T)

@@ -98,6 +98,7 @@ def test_guard_refuses_an_impossible_load(tmp_path):
                              num_attention_heads=64, num_key_value_heads=8, vocab_size=128256,
                              tie_word_embeddings=False)
     cfg.save_pretrained(tmp_path)  # a 70B config with no weights: the guard must stop before reading any
+    (tmp_path / "model.safetensors").write_bytes(b"\x02" + b"\x00" * 7 + b"{}")  # an empty safetensors file
     with pytest.raises(WontFitError, match="mmap"):
         loading.load(str(tmp_path), "resident")
 

@@ -30,6 +30,7 @@ def test_guard_refusal_is_one_line(tmp_path, capsys):
     from memlab.core import models
     models.tiny_config(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
                        num_key_value_heads=8, vocab_size=128256).save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x02" + b"\x00" * 7 + b"{}")  # no weights: the guard stops first
     assert cli.main(["load", "--model", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("memlab: error: Predicted footprint") and "mmap" in err

@@ -1,0 +1,85 @@
+"""The input contract: one check per kind of number, the same words in the CLI and the package.
+
+    count(v, name, minimum=1)   an integer >= minimum (tokens, repeats, workers, ranks, k)
+    positive(v, name)           a finite number > 0 (rates, seconds, bandwidths)
+    non_negative(v, name)       a finite number >= 0 (a latency, a temperature for greedy)
+    fraction(v, name)           a number in [0, 1]
+Each returns the value or raises `InvalidArgumentError` naming the argument, the limit and the
+value given. `cli_type(check, ...)` turns a check into an argparse `type=`, so a bad option is
+refused before anything loads, with the same words (argparse adds the option's name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+
+from memlab.core.errors import InvalidArgumentError
+
+
+def _refuse(name: str, rule: str, value) -> None:
+    raise InvalidArgumentError(f"{name} must be {rule}, got {value!r}")
+
+
+def count(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        _refuse(name, f"an integer >= {minimum}", value)
+    if value < minimum:
+        _refuse(name, f">= {minimum}", value)
+    return int(value)
+
+
+def _number(value, name: str, rule: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        _refuse(name, f"a finite number {rule}", value)
+    return float(value)
+
+
+def positive(value, name: str) -> float:
+    if _number(value, name, "> 0") <= 0:
+        _refuse(name, "> 0", value)
+    return float(value)
+
+
+def non_negative(value, name: str) -> float:
+    if _number(value, name, ">= 0") < 0:
+        _refuse(name, ">= 0", value)
+    return float(value)
+
+
+def fraction(value, name: str) -> float:
+    if not 0 <= _number(value, name, "in [0, 1]") <= 1:
+        _refuse(name, "in [0, 1]", value)
+    return float(value)
+
+
+def cli_type(check, **limits):
+    """An argparse `type=` that parses the text (int for `count`, float otherwise) and applies `check`."""
+    def parse(text: str):
+        try:
+            value = int(text) if check is count else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if check is count else 'a number'}, got {text!r}")
+        try:
+            return check(value, "it", **limits)
+        except InvalidArgumentError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix("it "))
+    parse.__name__ = check.__name__
+    return parse
+
+
+def count_list(text: str) -> list[int]:
+    """argparse `type=` for comma-separated counts such as "16,256,1024" (each >= 1)."""
+    parse = cli_type(count)
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text!r}")
+    return [parse(p) for p in parts]
+
+
+COUNT = cli_type(count)                       # the common case: an integer >= 1
+COUNT0 = cli_type(count, minimum=0)           # an integer >= 0
+POSITIVE = cli_type(positive)
+NON_NEGATIVE = cli_type(non_negative)
+FRACTION = cli_type(fraction)

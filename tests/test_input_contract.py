@@ -1,0 +1,271 @@
+"""The input contract (README, "Errors"): every bad input gets one line that names the limit or
+the reason, never a traceback; the package raises the same words as a MemlabError.
+
+Three tables: options the CLI refuses by type (exit 2 before anything loads), inputs it refuses
+at run time (a MemlabError, exit 2), and the package's own checks. Then the faults of the machine.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from memlab import cli
+from memlab.core import errors, limits, models, paths
+
+# argv -> words the one error line must contain (argparse names the option)
+REFUSED_BY_TYPE = [
+    (["generate", "hi", "--max-new-tokens", "-3"], "argument --max-new-tokens: must be >= 1, got -3"),
+    (["generate", "hi", "--max-new-tokens", "two"], "argument --max-new-tokens: expected an integer, got 'two'"),
+    (["generate", "hi", "--temperature", "0"], "argument --temperature: must be > 0, got 0.0"),
+    (["generate", "hi", "--temperature", "nan"], "argument --temperature: must be a finite number > 0"),
+    (["generate", "hi", "--seed", "-1"], "argument --seed: must be >= 0"),
+    (["simulate", "--rate", "-1"], "argument --rate: must be > 0, got -1.0"),
+    (["simulate", "--rate", "inf"], "argument --rate: must be a finite number > 0"),
+    (["simulate", "--requests", "0"], "argument --requests: must be >= 1, got 0"),
+    (["simulate", "--prefill-workers", "0"], "argument --prefill-workers: must be >= 1"),
+    (["simulate", "--decode-workers", "-2"], "argument --decode-workers: must be >= 1"),
+    (["simulate", "--link-gbps", "-5"], "argument --link-gbps: must be > 0"),
+    (["simulate", "--ttft-slo", "-1"], "argument --ttft-slo: must be > 0"),
+    (["simulate", "--tpot-slo", "0"], "argument --tpot-slo: must be > 0"),
+    (["simulate", "--prompt-tokens", "0"], "argument --prompt-tokens: must be >= 1"),
+    (["simulate", "--output-tokens", "0"], "argument --output-tokens: must be >= 1"),
+    (["disagg", "--prompt-tokens", "0"], "argument --prompt-tokens: must be >= 1"),
+    (["disagg", "--max-new-tokens", "1"], "argument --max-new-tokens: must be >= 2, got 1"),
+    (["mempipe", "--context", "0"], "argument --context: must be >= 1, got 0"),
+    (["mempipe", "--page-tokens", "0"], "argument --page-tokens: must be >= 1"),
+    (["mempipe", "--budget-tokens", "0"], "argument --budget-tokens: must be >= 1"),
+    (["mempipe", "--repeats", "0"], "argument --repeats: must be >= 1"),
+    (["ttft", "--prompt-tokens", "0"], "argument --prompt-tokens: must be >= 1, got 0"),
+    (["ttft", "--prompt-tokens", "16,abc"], "argument --prompt-tokens: expected an integer, got 'abc'"),
+    (["ttft", "--prompt-tokens", ","], "argument --prompt-tokens: expected comma-separated integers >= 1"),
+    (["ttft", "--repeats", "0"], "argument --repeats: must be >= 1"),
+    (["roofline", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
+    (["roofline", "--max-new-tokens", "0"], "argument --max-new-tokens: must be >= 1"),
+    (["fits", "llama-3.1-8b", "--context", "0"], "argument --context: must be >= 1, got 0"),
+    (["quant", "--repeats", "0"], "argument --repeats: must be >= 1"),
+    (["shard", "--mode", "pipeline", "--ranks", "0"], "argument --ranks: must be >= 1"),
+    (["shard", "--mode", "pipeline", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
+    (["shard", "--mode", "pipeline", "--micro-batches", "0"], "argument --micro-batches: must be >= 1"),
+    (["shard", "--mode", "pipeline", "--max-new-tokens", "0"], "argument --max-new-tokens: must be >= 1"),
+    (["shard", "--mode", "checkpoint", "--max-shard-mib", "-1"], "argument --max-shard-mib: must be >= 0"),
+    (["shard", "--mode", "pipeline", "--timeout", "0"], "argument --timeout: must be > 0"),
+    (["rag", "q", "--k", "0"], "argument --k: must be >= 1"),
+    (["rag", "q", "--max-new-tokens", "0"], "argument --max-new-tokens: must be >= 1"),
+    (["shard", "--mode", "nope"], "argument --mode: invalid choice: 'nope'"),
+    (["nope"], "invalid choice: 'nope'"),
+]
+
+
+@pytest.mark.parametrize("argv,words", REFUSED_BY_TYPE, ids=[" ".join(a) for a, _ in REFUSED_BY_TYPE])
+def test_cli_refuses_a_bad_option_in_one_line(argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert words in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def refused_at_run_time(tiny_dir, pickle_dir):
+    tiny = str(tiny_dir)
+    return [
+        (["generate", "", "--model", tiny], "the prompt is empty"),
+        (["generate", "   ", "--model", tiny], "the prompt is empty"),
+        (["generate", "hi", "--model", tiny, "--max-new-tokens", "5000"], "exceed"),
+        (["ttft", "--model", tiny, "--prompt-tokens", "100000"], "4096-token context"),
+        (["mempipe", "--model", tiny, "--context", "100000"], "4096-token context"),
+        (["mempipe", "--model", tiny, "--page-tokens", "32", "--budget-tokens", "16"],
+         "budget_tokens must be >= page_tokens (32)"),
+        (["load", "--model", str(pickle_dir)], "never pickles"),
+        (["load", "--model", str(pickle_dir.parent)], "no config.json"),
+        (["fits", "no-such-model"], "No config for 'no-such-model'"),
+        (["fits", "llama-3.1-8b", "--precisions", "fp7"], "unknown dtype 'fp7'"),
+        (["prepare", "--dtype", "fp7"], "dtype='fp7' is not one of fp32, bf16, fp16"),
+        (["quant", "--variants", "nope"], "unknown variant(s) ['nope']"),
+        (["shard", "--mode", "pipeline", "--model", tiny, "--ranks", "3"], "Cannot split 2 layers across 3 ranks"),
+        (["shard", "--mode", "pipeline", "--model", tiny, "--batch-size", "3", "--micro-batches", "2"],
+         "must be a multiple of micro_batches"),
+    ]
+
+
+@pytest.fixture
+def pickle_dir(tmp_path, tiny_dir):
+    d = tmp_path / "pickled"
+    d.mkdir()
+    (d / "config.json").write_text((tiny_dir / "config.json").read_text())
+    (d / "pytorch_model.bin").write_bytes(b"not loaded, ever")
+    return d
+
+
+def test_cli_refuses_bad_input_at_run_time_in_one_line(tiny_dir, pickle_dir, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("MEMLAB_CACHE", str(tmp_path / "cache"))
+    for argv, words in refused_at_run_time(tiny_dir, pickle_dir):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("memlab: error: ") and words in err, (argv, err)
+        assert "Traceback" not in err, (argv, err)
+
+
+def test_a_pickle_only_folder_is_refused_for_what_it_is_not_for_a_footprint(pickle_dir):
+    with pytest.raises(errors.NoSafetensorsError, match=r"found pytorch_model.bin.*never pickles"):
+        models.prepare(str(pickle_dir))
+
+
+# the package says the same words, so a notebook shows one readable line too
+def package_cases(tiny):
+    from memlab.core import footprint, generation
+    from memlab.disaggregation.workload import Cluster, Workload
+    from memlab.memory_processing.mempipe import PipeConfig
+    from memlab.quantization.records import QuantConfig
+    from memlab.sharding.workers import ParallelConfig
+    from memlab.ttft import latency
+    return [
+        (lambda: generation.generate(tiny, "hi", max_new_tokens=0), "max_new_tokens must be >= 1, got 0"),
+        (lambda: generation.generate(tiny, "hi", batch_size=-1), "batch_size must be >= 1, got -1"),
+        (lambda: generation.generate(tiny, "hi", max_new_tokens=2.5), "max_new_tokens must be an integer"),
+        (lambda: generation.generate(tiny, "", max_new_tokens=2), "the prompt is empty"),
+        (lambda: generation.generate(tiny, [], max_new_tokens=2), "no token ids"),
+        (lambda: generation.generate(tiny, "hi", do_sample=True, temperature=0), "temperature must be > 0"),
+        (lambda: Workload(rate_per_s=-1), "rate_per_s must be > 0"),
+        (lambda: Workload(prompt_spread=1.5), "prompt_spread is a fraction in [0, 1)"),
+        (lambda: Cluster(num_decode_workers=0), "num_decode_workers must be >= 1, got 0"),
+        (lambda: Cluster(mode="both"), "mode must be 'disagg' or 'colocated'"),
+        (lambda: Cluster(link_latency_s=-1.0), "link_latency_s must be >= 0"),
+        (lambda: PipeConfig(page_tokens=0), "page_tokens must be >= 1, got 0"),
+        (lambda: PipeConfig(page_tokens=32, budget_tokens=16), "budget_tokens must be >= page_tokens"),
+        (lambda: QuantConfig(repeats=0), "repeats must be >= 1, got 0"),
+        (lambda: QuantConfig(new_tokens=1), "new_tokens must be >= 2, got 1"),
+        (lambda: ParallelConfig(batch_size=0), "batch_size must be >= 1, got 0"),
+        (lambda: ParallelConfig(timeout_s=0), "timeout_s must be > 0"),
+        (lambda: footprint.footprint("llama-3.1-8b", context=0), "context must be >= 1, got 0"),
+        (lambda: latency.prompt_sweep(tiny, [8], repeats=0), "repeats must be >= 1, got 0"),
+        (lambda: limits.fraction(1.5, "share"), "share must be in [0, 1], got 1.5"),
+        (lambda: limits.count(True, "ranks"), "ranks must be an integer >= 1, got True"),
+    ]
+
+
+def test_the_package_raises_the_same_words_as_a_memlab_error(tiny):
+    for call, words in package_cases(tiny):
+        with pytest.raises(errors.InvalidArgumentError) as e:
+            call()
+        assert words in str(e.value), (words, str(e.value))
+        assert isinstance(e.value, (errors.MemlabError, ValueError))
+
+
+def test_an_empty_question_is_refused_before_any_search():
+    from memlab.rag import retrieval
+    with pytest.raises(errors.InvalidArgumentError, match="the question is empty"):
+        retrieval.retrieve(store=None, question="  ", embedder=None)
+
+
+# ---- anything else: one line plus --debug, and the traceback with --debug --------------------
+
+@pytest.mark.parametrize("exc,words", [
+    (RuntimeError("an index tensor went wrong"), "RuntimeError: an index tensor went wrong"),
+    (MemoryError(), "out of memory"),
+    (OSError(errno.ENOSPC, "No space left on device", "/cache/x.tmp"), "the disk is full writing /cache/x.tmp"),
+    (OSError(errno.EROFS, "Read-only file system", "/cache"), "the file system is read-only"),
+    (ImportError("libtorch_cpu.so: failed to map segment from shared object"), "could not import torch"),
+])
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(exc, words, capsys, monkeypatch):
+    from memlab.core import cli as core_cli
+
+    def boom(args):
+        raise exc
+    monkeypatch.setattr(core_cli, "_cmd_info", boom)
+    assert cli.main(["info"]) == 1
+    err = capsys.readouterr().err
+    assert words in err and "run with --debug for the traceback" in err and err.count("\n") == 1, err
+    assert cli.main(["info", "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_importing_the_cli_imports_no_torch():
+    """So that a machine too small to import torch still gets memlab's one-line error."""
+    code = "import sys, memlab, memlab.cli; print(json.dumps('torch' in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) is False
+
+
+# ---- faults of the machine -------------------------------------------------------------------
+
+def test_two_prepares_at_once_take_turns_and_both_get_a_whole_folder(tmp_path):
+    out, errs = [], []
+
+    def prepare():
+        try:
+            out.append(models.prepare("tiny", cache_dir=tmp_path))
+        except Exception as e:  # surfaced below
+            errs.append(e)
+    threads = [threading.Thread(target=prepare) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errs and len(set(out)) == 1 and models.is_complete(out[0])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tiny-fp32.") and p.is_dir()]
+
+
+def test_a_full_disk_during_conversion_leaves_nothing_half_written(tmp_path, monkeypatch):
+    def full(tmp):
+        (tmp / "model.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(models, "build_tiny", full)
+    with pytest.raises(errors.MemlabError, match="nothing was left half-written"):
+        models.prepare("tiny", cache_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == []
+
+
+def test_write_atomic_keeps_the_old_file_when_the_write_dies(tmp_path):
+    path = paths.write_atomic(tmp_path / "record.json", '{"ok": 1}')
+
+    def dies(f):
+        f.write(b'{"half')
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OSError):
+        paths.write_atomic(path, write=dies)
+    assert path.read_text() == '{"ok": 1}' and [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+
+def test_a_corrupt_cached_ceilings_record_is_measured_again(tmp_path, monkeypatch):
+    from memlab.core import ceilings
+    path = ceilings._cache_file(tmp_path, "quick")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"triad_gb_per_s": 1')  # half-written by a killed process
+    fields = {f: 0 for f in ceilings.Ceilings.__dataclass_fields__}
+    fresh = ceilings.Ceilings(**{**fields, "host": "here", "device": "cpu", "mode": "quick", "matmul_sizes": (),
+                                 "measured_at": "now", "read_gb_per_s": 1.0})
+    monkeypatch.setattr(ceilings, "measure_now", lambda **kw: fresh)
+    assert ceilings.measure(quick=True, cache_dir=tmp_path) == fresh
+    assert json.loads(path.read_text())["host"] == "here"  # and the cache is whole again
+
+
+def test_a_corrupt_embedding_cache_is_computed_again(tmp_path):
+    import numpy as np
+
+    from memlab.rag import chunks
+
+    class Fixed:  # a stand-in embedder: this test is about the cache file, not the embeddings
+        name, dim = "fixed", 3
+
+        def encode(self, texts):
+            return np.ones((len(texts), 3), dtype=np.float32)
+    corpus = [chunks.Chunk(0, "a", "first"), chunks.Chunk(1, "b", "second")]
+    emb, _ = chunks.embed_corpus(corpus, Fixed(), cache_dir=tmp_path)
+    cache = next(tmp_path.glob("emb-*.npy"))
+    cache.write_bytes(cache.read_bytes()[:40])  # truncated
+    again, seconds = chunks.embed_corpus(corpus, Fixed(), cache_dir=tmp_path)
+    assert again.shape == emb.shape and seconds > 0
+
+
+def test_a_shell_too_small_to_import_torch_gets_one_line():
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (400 * 2**20, resource.RLIM_INFINITY)); "
+            "from memlab import cli; sys.exit(cli.main(['info']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 1 and "ulimit -v" in r.stderr and r.stderr.count("\n") == 1, r.stderr
