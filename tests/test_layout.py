@@ -141,3 +141,25 @@ def test_labs_use_public_names_and_define_no_functions(lab):
     assert not re.search(r"^def |^class ", code, re.M), f"{lab.name} defines a function or class: put it in memlab"
     for ref in set(re.findall(r"\bml\.([a-z_]+)\.", code)):
         assert ref in TOPICS or (PKG / "core" / f"{ref}.py").is_file(), f"{lab.name}: ml.{ref} is neither a topic nor a core module"
+
+
+@pytest.mark.parametrize("lab", sorted((ROOT / "labs").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_labs_check_their_claims_in_code(lab):
+    """Outputs are not committed, so NBVAL_CHECK_OUTPUT would compare nothing: claims are ml.checks."""
+    code = "\n".join("".join(c["source"]) for c in json.loads(lab.read_text())["cells"] if c["cell_type"] == "code")
+    assert "NBVAL_CHECK_OUTPUT" not in code, f"{lab.name}: a cell compares its output with nothing; use ml.checks"
+    assert code.count("ml.checks.") >= 2, f"{lab.name}: fewer than two claims checked in code"
+
+
+def test_every_lab_has_the_same_setup_cell_right_after_its_parameters():
+    """One install cell, identical everywhere, after the parameter cell (which names the lab's EXTRAS)."""
+    setups = {}
+    for lab in sorted((ROOT / "labs").glob("*.ipynb")):
+        cells = json.loads(lab.read_text())["cells"]
+        code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        assert "QUICK = os.environ" in code[0] and "EXTRAS = " in code[0], f"{lab.name}: parameters first"
+        assert "google.colab" in code[1], f"{lab.name}: the setup cell right after the parameters"
+        assert sum("google.colab" in c for c in code) == 1, f"{lab.name}: one setup cell"
+        assert "colab-badge" in "".join(cells[0]["source"]) and lab.name in "".join(cells[0]["source"])
+        setups[lab.name] = code[1]
+    assert len(set(setups.values())) == 1, "the setup cells differ between labs"

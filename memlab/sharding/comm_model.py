@@ -108,14 +108,15 @@ def predict_decode(config, world_size: int, alpha_s: float, beta_bytes_per_s: fl
       tensor:   each rank streams W / R  ->  W / (R * mem_bw)
       pipeline: the stages run one after another for one token  ->  W / mem_bw (no speed-up)
     communication per token:
-      tensor:   (2 L + 1) all-reduces of B*H*bytes -> (2L+1) * (alpha + 2(R-1)/R * B*H*b / beta)
+      tensor:   (2 L + 1) all-reduces of B*H*bytes, then one all-gather of each rank's best (logit, id)
+                -> (2L+1) * (alpha + 2(R-1)/R * B*H*b / beta) + alpha
       pipeline: R hops (R-1 activations B*H*b, one token id back) -> R * alpha + (R-1) * B*H*b / beta
     """
     R, L, H = world_size, config.num_hidden_layers, config.hidden_size
     msg = batch_size * H * dtype_bytes
     out = []
     comp = weights_bytes / (R * mem_bytes_per_s)
-    comm = (2 * L + 1) * (alpha_s + 2 * (R - 1) / R * msg / beta_bytes_per_s) if R > 1 else 0.0
+    comm = (2 * L + 1) * (alpha_s + 2 * (R - 1) / R * msg / beta_bytes_per_s) + alpha_s if R > 1 else 0.0
     out.append(Prediction("tensor", R, comp, comm, comp + comm, comm / (comp + comm)))
     comp = weights_bytes / mem_bytes_per_s
     comm = R * alpha_s + (R - 1) * msg / beta_bytes_per_s if R > 1 else 0.0
