@@ -18,9 +18,9 @@ _quiet.install()  # two harmless third-party log lines on every model load (see 
 
 __version__ = "0.1.0"
 
-CORE = ("ceilings", "checkpoint", "checks", "devices", "dtypes", "errors", "figures", "footprint", "generation", "guard",
-        "hardware", "launch", "limits", "loading", "measure", "models", "pagecache", "paging", "paths", "results",
-        "roofline", "tensors", "text", "units")
+CORE = ("ceilings", "checkpoint", "checks", "devices", "dtypes", "errors", "exercises", "figures", "footprint",
+        "generation", "guard", "hardware", "launch", "limits", "loading", "measure", "models", "pagecache", "paging",
+        "paths", "results", "roofline", "tensors", "text", "units")
 TOPICS = ("memory_wall", "ram_vs_disk", "ttft", "quantization", "sharding", "rag", "disaggregation",
           "memory_processing")
 _NAMES = {"load": "loading", "LoadResult": "loading", "generate": "generation", "GenerationResult": "generation"}

@@ -43,6 +43,8 @@ class HardwareCard:
     torch_version: str
     transformers_version: str
     measured_at: str             # ISO timestamp (UTC)
+    last_level_cache_bytes: int = 0  # the CPU's largest cache (L3 on most); 0 where the OS does not say.
+    #                              A model that (nearly) fits in it is not read from DRAM every token.
 
     def rows(self) -> list[tuple[str, str]]:
         """Human-readable (label, value) pairs, byte fields formatted."""
@@ -125,6 +127,21 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
     return dev
 
 
+def last_level_cache_bytes(sysfs: str | Path = "/sys/devices/system/cpu/cpu0/cache") -> int:
+    """Size of the CPU's highest-level cache from Linux sysfs (index*/level, index*/size); 0 elsewhere."""
+    best = (0, 0)
+    for index in Path(sysfs).glob("index*"):
+        try:
+            level = int((index / "level").read_text())
+            text = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:].upper(), 1)
+        size = int(text.rstrip("KkMmGg")) * scale
+        best = max(best, (level, size))
+    return best[1]
+
+
 def card(cache_dir: str | Path | None = None) -> HardwareCard:
     """Probe this machine now (cheap: no benchmarks) and return its card."""
     import transformers
@@ -160,6 +177,7 @@ def card(cache_dir: str | Path | None = None) -> HardwareCard:
         torch_version=torch.__version__,
         transformers_version=transformers.__version__,
         measured_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        last_level_cache_bytes=last_level_cache_bytes(),
     )
 
 

@@ -114,10 +114,16 @@ def ridge_point(peak_flop_per_s: float, bandwidth_bytes_per_s: float) -> float:
     return peak_flop_per_s / bandwidth_bytes_per_s
 
 
-def predict(workload: Workload, peak_flop_per_s: float, bandwidth_bytes_per_s: float) -> Prediction:
-    """time >= max(FLOPs / peak, bytes / bandwidth); tok/s <= B * tokens / that time."""
+def predict(workload: Workload, peak_flop_per_s: float, bandwidth_bytes_per_s: float,
+            cached_bytes: float = 0) -> Prediction:
+    """time >= max(FLOPs / peak, bytes / bandwidth); tok/s <= B * tokens / that time.
+
+    `cached_bytes`: a last-level cache that may keep that many bytes between steps (e.g.
+    `HardwareCard.last_level_cache_bytes`); then only bytes - cached_bytes must cross the memory bus,
+    the bound that holds even when most of a small model stays in a large L3.
+    """
     compute_s = workload.flops / peak_flop_per_s
-    memory_s = workload.bytes / bandwidth_bytes_per_s
+    memory_s = max(workload.bytes - cached_bytes, 0.0) / bandwidth_bytes_per_s
     t = max(compute_s, memory_s)
     return Prediction(workload, peak_flop_per_s, bandwidth_bytes_per_s, compute_s, memory_s, t,
                       "memory" if memory_s >= compute_s else "compute",

@@ -3,6 +3,7 @@
 fastpath  a hand-written decode step for Llama-family models (the overhead wall, sections 3-4)
 report    predicted bounds beside measured speed (`memlab roofline`)
 plots     the roofline, decode against batch size, the memory wall over the years
+solutions the worked solutions of the lab's exercises (memlab.core.exercises grades them)
 """
 
-from memlab.memory_wall import fastpath, plots, report
+from memlab.memory_wall import fastpath, plots, report, solutions

@@ -17,8 +17,8 @@ def _cmd_ceilings(args) -> int:
         print_json(c)
         return 0
     print(f"{c.host} ({c.mode}, {c.num_threads} threads, load avg {c.load_avg_1min:.1f}, measured {c.measured_at})")
-    print(f"memory  copy {c.copy_gb_per_s:.1f} | scale {c.scale_gb_per_s:.1f} | add {c.add_gb_per_s:.1f} | "
-          f"triad {c.triad_gb_per_s:.1f} GB/s  ({fmt_bytes(c.array_bytes)} arrays)")
+    print(f"memory  roof {c.bandwidth_bytes_per_s / 1e9:.1f} = the fastest of: read {c.read_gb_per_s:.1f} | copy {c.copy_gb_per_s:.1f} | scale {c.scale_gb_per_s:.1f} | "
+          f"add {c.add_gb_per_s:.1f} | triad {c.triad_gb_per_s:.1f} GB/s  ({fmt_bytes(c.array_bytes)} arrays)")
     print("matmul  " + " | ".join(f"{d} {fmt_flops(c.flop_per_s(d))}" for d in ("fp32", "bf16", "fp16")))
     if c.disk_file_bytes:
         print(f"disk    cold {c.disk_cold_gb_per_s:.2f} GB/s (resident after evict {c.disk_cold_resident_fraction:.0%}) | "
@@ -50,7 +50,7 @@ def _cmd_roofline(args) -> int:
         print_json(rep)
         return 0
     print(f"{rep.model_name} {rep.dtype}, batch {rep.batch_size}: {rep.decode_bytes_per_token / 1e6:.0f} MB per token, "
-          f"intensity {rep.decode_intensity_flop_per_byte:.2f} FLOP/byte; triad {rep.bandwidth_gb_per_s:.1f} GB/s")
+          f"intensity {rep.decode_intensity_flop_per_byte:.2f} FLOP/byte; memory roof {rep.bandwidth_gb_per_s:.1f} GB/s")
     print(f"decode  predicted <= {rep.predicted_decode_tok_per_s:.1f} tok/s | measured {rep.measured_decode_tok_per_s:.1f} "
           f"tok/s ({rep.decode_fraction_of_bound:.0%} of the bound)")
     if not args.no_fast:

@@ -23,7 +23,7 @@ def roofline(ceilings, points=(), devices=None, reference=("NVIDIA H100 SXM5", "
         peak = ceilings.flop_per_s(dtype)
         if peak > 0:
             ax.plot(x, np.minimum(peak, x * bw), style, color="tab:red", lw=2,
-                    label=f"this machine, {dtype}: {peak / 1e9:.0f} GFLOP/s, triad {bw / 1e9:.1f} GB/s")
+                    label=f"this machine, {dtype}: {peak / 1e9:.0f} GFLOP/s, memory {bw / 1e9:.1f} GB/s")
     if devices is not None:
         from memlab.core.roofline import peak_tflop_per_s
         for name in reference:

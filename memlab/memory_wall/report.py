@@ -22,7 +22,7 @@ class RooflineReport:
     batch_size: int
     prompt_tokens: int
     new_tokens: int
-    bandwidth_gb_per_s: float            # measured triad
+    bandwidth_gb_per_s: float            # the memory roof (Ceilings.bandwidth_bytes_per_s)
     peak_flop_per_s: float               # measured matmul, this dtype
     decode_bytes_per_token: float
     decode_intensity_flop_per_byte: float

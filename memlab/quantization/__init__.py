@@ -6,6 +6,7 @@ records         the run config and the record of one variant
 quantcompare    every variant measured side by side (`memlab quant`)
 gguf_reference  the bundled GGUF file run by llama.cpp (optional)
 plots           the trade-off, the variants on a roofline, the fits heatmap
+solutions       the worked solutions of the lab's exercises
 """
 
-from memlab.quantization import gguf_reference, plots, quality, quantcompare, quantize, records
+from memlab.quantization import gguf_reference, plots, quality, quantcompare, quantize, records, solutions

@@ -6,7 +6,7 @@
 2. `waterfall`: those stages (or a warm `GenerationResult`'s) as start/duration bars.
 3. `prompt_sweep`: TTFT against prompt length; prefill does 2 * N * T FLOPs, so TTFT grows with T.
 4. `batch_sweep`: B requests decoded together; per-request tok/s falls, total tok/s rises.
-   Bounds beside them, from this machine's measured `memlab.core.ceilings` (triad bandwidth, matmul
+   Bounds beside them, from this machine's measured `memlab.core.ceilings` (the memory roof, matmul
    FLOP/s of the model's dtype) through `memlab.core.roofline`:
        decode step >= max((W + B * kv_per_token * T) / bandwidth,  FLOPs / peak FLOP/s)
        prefill     >= about 2 * N * B * T / peak FLOP/s

@@ -47,7 +47,8 @@ def test_measure_caches_per_machine(tmp_path, monkeypatch):
     files = list((tmp_path / "ceilings").glob("*.json"))
     assert len(files) == 1 and json.loads(files[0].read_text())["mode"] == "quick"
     assert a.triad_gb_per_s > 0 and a.fp32_flop_per_s > 0
-    assert a.bandwidth_bytes_per_s == a.triad_gb_per_s * 1e9
+    assert a.bandwidth_bytes_per_s == max(a.read_gb_per_s, a.copy_gb_per_s, a.scale_gb_per_s, a.add_gb_per_s,
+                                          a.triad_gb_per_s) * 1e9  # the roof: the fastest kernel
     assert a.vram_gb_per_s == 0.0 or torch.cuda.is_available()
 
 

@@ -38,3 +38,14 @@ def test_cpu_features_read_x86_and_arm_flags(monkeypatch):
     assert "emulated" in quantize.emulation_note("bf16") and quantize.emulation_note("fp32") == ""
     monkeypatch.setattr(hardware, "cpu_features", lambda cpuinfo=None: ("avx2", "avx512_bf16"))
     assert quantize.emulation_note("bf16") == "" and "emulated" in quantize.emulation_note("fp16")
+
+
+def test_last_level_cache_is_the_biggest_level(tmp_path):
+    for i, (level, size) in enumerate([(1, "48K"), (2, "2048K"), (3, "491520K")]):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(f"{level}\n")
+        (d / "size").write_text(f"{size}\n")
+    from memlab.core import hardware
+    assert hardware.last_level_cache_bytes(tmp_path) == 480 * 2**20
+    assert hardware.last_level_cache_bytes(tmp_path / "missing") == 0

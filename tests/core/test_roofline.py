@@ -96,3 +96,11 @@ def test_cli_roofline_json(tiny_dir, tmp_path, monkeypatch, capsys):
     assert rep["decode_fraction_of_bound"] == pytest.approx(
         rep["measured_decode_tok_per_s"] / rep["predicted_decode_tok_per_s"])
     assert out_png.stat().st_size > 0
+
+
+def test_a_cache_that_keeps_bytes_between_steps_raises_the_memory_bound():
+    w = roofline.Workload("decode", 1, 1, 0, 1e6, 1e9, "fp32")
+    plain = roofline.predict(w, 1e15, 1e10)
+    cached = roofline.predict(w, 1e15, 1e10, cached_bytes=0.9e9)
+    assert plain.memory_s == pytest.approx(0.1) and cached.memory_s == pytest.approx(0.01)
+    assert roofline.predict(w, 1e15, 1e10, cached_bytes=2e9).bound == "compute"  # all of it fits

@@ -1,0 +1,22 @@
+"""Worked solutions of lab 01's exercises (graded by memlab.core.exercises): the physics, step by step."""
+
+from __future__ import annotations
+
+from memlab.core import footprint
+
+
+def decode_intensity() -> float:
+    """FLOPs per byte of one fp32 decode step at batch 1: each weight is read once (4 bytes) and
+    used in one multiply-add (2 FLOPs), so 2 / 4 (attention and the KV cache barely move it)."""
+    return 2 / 4
+
+
+def decode_bound_tok_per_s(config, bandwidth_bytes_per_s: float) -> float:
+    """A token must read every weight once: tok/s <= bandwidth / weight bytes (the KV cache of a
+    short context is a rounding error beside 0.5 GB of weights)."""
+    return bandwidth_bytes_per_s / footprint.weights_bytes(config, "fp32")
+
+
+def h100_decode_bound(config, bandwidth_bytes_per_s: float) -> float:
+    """The same bound for Llama-3.1-8B in bf16 (2 bytes per weight) at the H100's 3.35 TB/s."""
+    return bandwidth_bytes_per_s / footprint.weights_bytes(config, "bf16")

@@ -1,0 +1,67 @@
+"""Graded exercises: unanswered, right, wrong; the solutions path; every worked solution solves its
+exercise and every exercise marks a wrong answer as a miss."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import memlab as ml
+from memlab.core import checks, exercises, footprint, roofline
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_unanswered_right_and_wrong(capsys, monkeypatch):
+    monkeypatch.delenv("MEMLAB_SOLUTIONS", raising=False)
+    assert exercises.grade("x", None, 10.0, hint="think") is None
+    assert exercises.grade("x", 10.4, 10.0, rel=0.05) is True
+    assert exercises.grade("x", 12.0, 10.0, rel=0.05, hint="twice the bytes") is False  # a miss never fails
+    out = capsys.readouterr().out.splitlines()
+    assert "not answered yet" in out[0] and "Hint: think" in out[0]
+    assert out[1].startswith("[x] right") and out[2].startswith("[x] not quite") and "twice the bytes" in out[2]
+
+
+def test_the_solutions_path_fills_the_answer_and_fails_on_a_wrong_solution(monkeypatch):
+    monkeypatch.setenv("MEMLAB_SOLUTIONS", "1")
+    assert exercises.grade("x", None, 513.0, rel=0.01, solution=exercises.weights_mib,
+                           inputs=dict(num_params=134_515_008)) is True
+    with pytest.raises(checks.ClaimFailed, match="worked solution"):
+        exercises.grade("x", None, 1000.0, rel=0.01, solution=exercises.weights_mib, inputs=dict(num_params=134_515_008))
+    assert exercises.grade("x", 500.0, 513.0, rel=0.01) is False  # a learner's own answer still only misses
+
+
+def test_worked_solutions_match_the_physics(tiny):
+    cfg = tiny.config
+    assert exercises.weights_mib(footprint.num_params(cfg)) * 2**20 == footprint.weights_bytes(cfg, "fp32")
+    assert exercises.e2e_s(0.1, 0.02, 11) == pytest.approx(0.3)
+    bw = 20e9
+    bound = roofline.predict(roofline.decode_workload(cfg, 1, 8), 1e15, bw).tok_per_s
+    assert ml.memory_wall.solutions.decode_bound_tok_per_s(cfg, bw) == pytest.approx(bound, rel=0.05)
+    assert ml.quantization.solutions.int4_bits_per_weight() == 5.0
+
+
+def test_the_int4_byte_ratio_solution_matches_the_tensors(tiny):
+    from memlab.quantization import quantize
+    int4 = quantize.build(tiny.model, quantize.VARIANTS["int4"])
+    measured = quantize.streamed_bytes(tiny.model) / quantize.streamed_bytes(int4)
+    assert ml.quantization.solutions.fp32_over_int4_bytes(tiny.config) == pytest.approx(measured, rel=0.02)
+
+
+def lab_exercises():
+    out = []
+    for lab in sorted((ROOT / "labs").glob("*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(lab.read_text())["cells"] if c["cell_type"] == "code")
+        out += [(lab.stem, ex) for ex in re.findall(r'ml\.exercises\.grade\("([\w-]+)"', code)]
+    return out
+
+
+def test_every_lab_exercise_has_a_worked_solution_and_a_tolerance():
+    found = lab_exercises()
+    assert len(found) >= 6 and len({ex for _, ex in found}) == len(found), found
+    for lab in sorted((ROOT / "labs").glob("*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(lab.read_text())["cells"] if c["cell_type"] == "code")
+        for call in code.split("ml.exercises.grade(")[1:]:
+            call = call.split("\n\n")[0]
+            assert "solution=" in call and "rel=" in call, f"{lab.name}: an exercise without a worked solution: {call[:60]}"
