@@ -5,11 +5,10 @@ Each topic's `cli.register(sub)` adds its commands; `memlab.cli` builds the pars
 
 from __future__ import annotations
 
-from memlab.core import limits
 import argparse
 import json
 
-from memlab.core import dtypes, models
+from memlab.core import dtypes, limits, models
 from memlab.core.units import fmt_bytes, fmt_time
 
 

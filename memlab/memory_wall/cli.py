@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from memlab.core import limits
-from memlab.core import dtypes, models
+from memlab.core import dtypes, limits, models
 from memlab.core.cli import print_json
 from memlab.core.units import fmt_bytes, fmt_time
 

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from memlab.core import limits
-from memlab.core import models
+from memlab.core import limits, models
 from memlab.core.cli import print_json
 from memlab.core.errors import MemlabError
 from memlab.core.units import fmt_bytes
