@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from memlab.core.errors import MemlabError
+from memlab.core.errors import InvalidArgumentError
 
 TORCH = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
@@ -25,7 +25,7 @@ SAFETENSORS = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat1
 def torch_dtype(name: str) -> torch.dtype:
     """The torch dtype memlab loads weights as for `name` (fp32, bf16, fp16)."""
     if name not in TORCH:
-        raise MemlabError(f"dtype={name!r} is not one of {', '.join(TORCH)}.")
+        raise InvalidArgumentError(f"dtype={name!r} is not one of {', '.join(TORCH)}.")
     return TORCH[name]
 
 
@@ -35,6 +35,6 @@ def dtype_bytes(dtype: str | float | torch.dtype) -> float:
         return torch.empty((), dtype=dtype).element_size()
     if isinstance(dtype, str):
         if dtype not in BYTES:
-            raise MemlabError(f"unknown dtype {dtype!r}; use one of {', '.join(BYTES)} or a number")
+            raise InvalidArgumentError(f"unknown dtype {dtype!r}; use one of {', '.join(BYTES)} or a number")
         return BYTES[dtype]
     return float(dtype)

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from memlab.core.hardware import HardwareCard, card
 from memlab.core import limits
 from memlab.core.errors import InvalidArgumentError
+from memlab.core.hardware import HardwareCard, card
 from memlab.core.measure import PeakMemory, sync
 from memlab.core.models import check_context
 

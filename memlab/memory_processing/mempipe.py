@@ -26,10 +26,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from memlab.core.models import check_context
-from memlab.core import limits
+from memlab.core import limits, measure
 from memlab.core.errors import InvalidArgumentError
-from memlab.core import measure
+from memlab.core.models import check_context
 from memlab.core.generation import decode_step, new_cache, prefill
 from memlab.core.text import prompt_ids
 
