@@ -7,6 +7,7 @@ A record is a frozen dataclass. `to_frame` flattens a list of them into a pandas
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
@@ -74,7 +75,8 @@ def save(records: Any | Iterable[Any], path: str | Path) -> Path:
         if not any(c.startswith("hw_") for c in frame.columns):
             for k, v in as_dict(card()).items():
                 frame[f"hw_{k}"] = v
-        write_atomic(path, frame.to_csv(index=False))
+        # every text field quoted: a generated reply may hold a bare \r, which read_csv takes for a line end
+        write_atomic(path, frame.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC))
     else:
         raise InvalidArgumentError(f"save() writes .json or .csv, not {path.suffix!r}")
     return path

@@ -25,3 +25,11 @@ def test_round_trip_json_and_csv_keep_the_hardware_card(tiny, tmp_path):
 def test_records_without_a_card_get_this_machines(tiny, tmp_path):
     doc = json.loads(results.save(tiny.result, tmp_path / "load.json").read_text())
     assert doc["records"][0]["strategy"] == "resident" and doc["hardware"]["host"]
+
+
+def test_a_reply_with_carriage_returns_survives_the_csv_round_trip(tiny, tmp_path):
+    import dataclasses
+    r = ml.generate(tiny, [1, 2, 3], max_new_tokens=2, stop_at_eos=False)
+    odd = dataclasses.replace(r, text="a\rb")  # random tiny weights can decode to a bare \r
+    back = results.load(results.save([odd, r], tmp_path / "r.csv"))
+    assert len(back) == 2 and back["text"][0] == odd.text and back["tpot_s"].tolist() == [odd.tpot_s, r.tpot_s]
