@@ -10,7 +10,8 @@ simstats     what its records mean: latency distributions, SLOs, goodput
 calibration  where the simulator's numbers come from, and how wrong it is
 widgets      offline ipywidgets explorers
 plots        the split, KV transports, sweeps, timeline, validation
+solutions    the worked solutions of the lab's exercises
 """
 
 from memlab.disaggregation import (calibration, disagg, kv_transfer, plots, profiles, serve, simstats, simulator,
-                                   widgets, workload)
+                                   solutions, widgets, workload)

@@ -4,6 +4,7 @@ chunks     the corpus (pydoc topics cut into chunks) and its cached embeddings
 stores     the in-RAM index, the sqlite vector scan and BM25
 retrieval  one timed retrieval, and RAG TTFT (embed + search + prefill)
 plots      TTFT split, retrieval latency per store, TTFT against context
+solutions  the worked solutions of the lab's exercises
 """
 
-from memlab.rag import chunks, plots, retrieval, stores
+from memlab.rag import chunks, plots, retrieval, solutions, stores

@@ -7,6 +7,7 @@ checkpoint_shards  a checkpoint cut into files, and what that saves (`memlab sha
 parallel         the pipeline and tensor parallel runs (`memlab shard pipeline|tensor`)
 comm_model       the alpha-beta model of communication, measured and predicted
 plots            memory per rank, compute vs communication, the decode timeline, shard loading
+solutions          the worked solutions of the lab's exercises
 """
 
-from memlab.sharding import checkpoint_shards, comm_model, parallel, pipeline, plots, tensor_parallel, workers
+from memlab.sharding import checkpoint_shards, comm_model, parallel, pipeline, plots, solutions, tensor_parallel, workers

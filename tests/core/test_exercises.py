@@ -65,3 +65,15 @@ def test_every_lab_exercise_has_a_worked_solution_and_a_tolerance():
         for call in code.split("ml.exercises.grade(")[1:]:
             call = call.split("\n\n")[0]
             assert "solution=" in call and "rel=" in call, f"{lab.name}: an exercise without a worked solution: {call[:60]}"
+
+
+def test_the_topic_solutions_match_what_the_code_counts(tiny):
+    from memlab.core import checkpoint, loading
+    cfg = tiny.config
+    layers, _ = checkpoint.split_layers(checkpoint.read_header(loading.checkpoint_file(tiny.checkpoint)))
+    streamed = sum(e.end_byte - e.start_byte for layer in layers.values() for e in layer.values())
+    assert ml.ram_vs_disk.solutions.streamed_layer_bytes(cfg) == streamed
+    assert ml.disaggregation.solutions.kv_bytes_shipped(cfg, 20) == footprint.kv_cache_bytes(cfg, 20)
+    assert ml.rag.solutions.index_bytes(79) == 79 * 384 * 4
+    from memlab.sharding import tensor_parallel
+    assert ml.sharding.solutions.allreduced_bytes_per_token(cfg, 2) == 2 * tensor_parallel.allreduce_bytes_per_token(cfg)
