@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from memlab.core import footprint
 
-def kv_bytes_shipped(config, prompt_tokens: int, dtype_bytes: int = 4) -> float:
-    """Keys and values of every prompt token in every layer: 2 x L x K x D x bytes x T."""
-    L, K = config.num_hidden_layers, config.num_key_value_heads
-    D = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return 2 * L * K * D * dtype_bytes * prompt_tokens
+
+def kv_bytes_shipped(config, prompt_tokens: int, dtype: str = "fp32") -> float:
+    """Keys and values of every prompt token in every layer: 2 x L x K x D x bytes x T, the
+    course's one KV formula (`memlab.core.footprint.kv_cache_bytes`)."""
+    return footprint.kv_cache_bytes(config, prompt_tokens, dtype=dtype)

@@ -24,8 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from memlab.core import limits
-from memlab.core import generation, loading, models, pagecache, roofline
+from memlab.core import generation, limits, loading, models, pagecache, roofline
 from memlab.core.ceilings import Ceilings
 from memlab.core import paths
 from memlab.core.text import prompt_ids
@@ -139,10 +138,11 @@ def prefill_floor_s(config, num_tokens: int, ceilings: Ceilings, batch_size: int
 
 
 def decode_step_floor_s(config, context_tokens: int, ceilings: Ceilings, batch_size: int = 1,
-                        dtype: str = "fp32", device: str = "cpu") -> float:
-    """step >= max(bytes moved / bandwidth, FLOPs / FLOP/s): every weight and the KV read once."""
+                        dtype: str = "fp32", device: str = "cpu", cached_bytes: float = 0) -> float:
+    """step >= max(bytes moved / bandwidth, FLOPs / FLOP/s): every weight and the KV read once, less
+    `cached_bytes` that a last-level cache may keep between steps (`roofline.predict`)."""
     work = roofline.decode_workload(config, batch_size, context_tokens, dtype)
-    return roofline.predict(work, *ceilings.roof(dtype, device)).time_s
+    return roofline.predict(work, *ceilings.roof(dtype, device), cached_bytes=cached_bytes).time_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +205,11 @@ class ThroughputPoint:
 
 def batch_sweep(loaded, batch_sizes=(1, 2, 4, 8), prompt_tokens: int = 64, new_tokens: int = 16,
                 repeats: int = 1, ceilings: Ceilings | None = None) -> list[ThroughputPoint]:
-    """Latency vs throughput: decode `new_tokens` for B copies of one prompt, per batch size."""
+    """Latency vs throughput: decode `new_tokens` for B copies of one prompt, per batch size.
+
+    The bound counts only the bytes this CPU's last-level cache cannot keep between steps, so it
+    holds on a server CPU whose L3 holds most of a small model (on the CPU; a GPU's is not counted)."""
+    cached = card().last_level_cache_bytes if loaded.device.type == "cpu" else 0
     ids = prompt_ids(loaded.tokenizer, prompt_tokens)
     generation.generate(loaded, ids, max_new_tokens=2)  # warm-up
     points = []
@@ -215,7 +219,7 @@ def batch_sweep(loaded, batch_sizes=(1, 2, 4, 8), prompt_tokens: int = 64, new_t
         tpot = summarize(r.tpot_s for r in runs).median
         if ceilings:
             step = decode_step_floor_s(loaded.config, prompt_tokens + new_tokens // 2, ceilings, B,
-                                       loaded.dtype, loaded.device.type)
+                                       loaded.dtype, loaded.device.type, cached_bytes=cached)
             bound_req, bound_total = 1 / step, B / step
         else:
             bound_req = bound_total = float("nan")
