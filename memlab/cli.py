@@ -30,6 +30,7 @@ def parts() -> tuple:
     """The CLI's parts, in the order `memlab --help` lists them (imported here, not at import time)."""
     from memlab.core import cli as core_cli
     from memlab.disaggregation import cli as disaggregation_cli
+    from memlab.kv_cache import cli as kv_cache_cli
     from memlab.memory_processing import cli as memory_processing_cli
     from memlab.memory_wall import cli as memory_wall_cli
     from memlab.quantization import cli as quantization_cli
@@ -38,7 +39,7 @@ def parts() -> tuple:
     from memlab.sharding import cli as sharding_cli
     from memlab.ttft import cli as ttft_cli
     return (core_cli, memory_wall_cli, ram_vs_disk_cli, ttft_cli, quantization_cli, sharding_cli,
-            disaggregation_cli, rag_cli, memory_processing_cli)
+            disaggregation_cli, rag_cli, memory_processing_cli, kv_cache_cli)
 
 
 class Parser(argparse.ArgumentParser):

@@ -57,6 +57,12 @@ REFUSED_BY_TYPE = [
     (["shard", "--mode", "pipeline", "--timeout", "0"], "argument --timeout: must be > 0"),
     (["rag", "q", "--k", "0"], "argument --k: must be >= 1"),
     (["rag", "q", "--max-new-tokens", "0"], "argument --max-new-tokens: must be >= 1"),
+    (["kvcache", "--prefix-tokens", "0"], "argument --prefix-tokens: must be >= 1, got 0"),
+    (["kvcache", "--prefix-tokens", "256,x"], "argument --prefix-tokens: expected an integer, got 'x'"),
+    (["kvcache", "--suffix-tokens", "0"], "argument --suffix-tokens: must be >= 1, got 0"),
+    (["kvcache", "--new-tokens", "-1"], "argument --new-tokens: must be >= 1"),
+    (["kvcache", "--repeats", "0"], "argument --repeats: must be >= 1"),
+    (["kvcache", "--tiers", "ram,tape"], "argument --tiers: unknown tier(s) ['tape']"),
     (["shard", "--mode", "nope"], "argument --mode: invalid choice: 'nope'"),
     (["nope"], "invalid choice: 'nope'"),
 ]
@@ -80,6 +86,7 @@ def refused_at_run_time(tiny_dir, pickle_dir):
         (["generate", "hi", "--model", tiny, "--max-new-tokens", "5000"], "exceed"),
         (["ttft", "--model", tiny, "--prompt-tokens", "100000"], "4096-token context"),
         (["mempipe", "--model", tiny, "--context", "100000"], "4096-token context"),
+        (["kvcache", "--model", tiny, "--prefix-tokens", "100000"], "4096-token context"),
         (["mempipe", "--model", tiny, "--page-tokens", "32", "--budget-tokens", "16"],
          "budget_tokens must be >= page_tokens (32)"),
         (["load", "--model", str(pickle_dir)], "never pickles"),
@@ -121,6 +128,7 @@ def test_a_pickle_only_folder_is_refused_for_what_it_is_not_for_a_footprint(pick
 def package_cases(tiny):
     from memlab.core import footprint, generation
     from memlab.disaggregation.workload import Cluster, Workload
+    from memlab.kv_cache.reuse import ReuseConfig
     from memlab.memory_processing.mempipe import PipeConfig
     from memlab.quantization.records import QuantConfig
     from memlab.sharding.workers import ParallelConfig
@@ -145,6 +153,8 @@ def package_cases(tiny):
         (lambda: ParallelConfig(timeout_s=0), "timeout_s must be > 0"),
         (lambda: footprint.footprint("llama-3.1-8b", context=0), "context must be >= 1, got 0"),
         (lambda: latency.prompt_sweep(tiny, [8], repeats=0), "repeats must be >= 1, got 0"),
+        (lambda: ReuseConfig(prefix_tokens=(0,)), "prefix_tokens must be >= 1, got 0"),
+        (lambda: ReuseConfig(ways=("tape",)), "unknown way(s) ['tape']"),
         (lambda: limits.fraction(1.5, "share"), "share must be in [0, 1], got 1.5"),
         (lambda: limits.count(True, "ranks"), "ranks must be an integer >= 1, got True"),
     ]

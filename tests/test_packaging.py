@@ -51,6 +51,7 @@ def test_the_wheel_ships_the_data_files(installed):
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in ("hardware.csv", "model_configs.json", "eval_text.txt"):
         assert f"memlab/data/{f}" in names
+    assert any(n.startswith("memlab/data/reference/") and n.endswith(".json") for n in names), "no reference run"
 
 
 def test_the_installed_package_reads_its_data_from_outside_the_checkout(installed, tmp_path):

@@ -11,7 +11,8 @@ Lab 01 draws its roofline from these numbers rather than from a spec sheet.
    only, ran ~100x slower than fp32: the budget keeps that from taking minutes, and the number
    shows it; with AMX it ran 6x *faster* than fp32). `hardware.cpu_features()` says which.
 3. Disk read of a scratch file, cold (pages evicted with posix_fadvise DONTNEED, eviction
-   checked with mincore) and warm (read again from the page cache).
+   checked with mincore) and warm (read again from the page cache). Where the platform cannot
+   evict (no posix_fadvise: macOS) the cold rate is nan and `disk_cold_reason` says why.
 4. With a GPU: VRAM copy bandwidth and host->device / device->host copies, pinned and pageable.
 
 `measure()` caches its record as JSON per machine in the memlab cache folder; `refresh=True`
@@ -70,6 +71,7 @@ class Ceilings:
     measure_s: float              # how long the measurement took
     measured_at: str
     read_gb_per_s: float = 0.0    # sum of one array: reads only, as a decode step reads its weights
+    disk_cold_reason: str = ""    # why disk_cold_gb_per_s is nan ("" when it was measured)
 
     @property
     def bandwidth_bytes_per_s(self) -> float:
@@ -97,15 +99,17 @@ class Ceilings:
         return self.flop_per_s(dtype), self.bandwidth_bytes_per_s
 
 
-def stream(array_bytes: int, repeats: int = 5, device: str = "cpu") -> dict[str, float]:
+def stream(array_bytes: int, repeats: int = 5, device: str = "cpu", read_only: bool = False) -> dict[str, float]:
     """read (sum) and STREAM copy/scale/add/triad in GB/s over fp32 arrays of `array_bytes` each.
 
     Best of `repeats` after one warm-up (as STREAM reports). Bytes counted: read 1 array, copy and
-    scale 2, add and triad 3.
+    scale 2, add and triad 3. `read_only`: the read kernel alone, on one array (a third of the memory).
     """
     dev = torch.device(device)
     n = array_bytes // 4
     a = torch.ones(n, device=dev)  # first touch here, not inside the timed loop
+    if read_only:
+        return {"read": n * 4 / repeat(lambda: a.sum(), repeats, device=dev).min / GB}
     b = torch.full((n,), 2.0, device=dev)
     c = torch.zeros(n, device=dev)
     q = 3.0
@@ -148,7 +152,10 @@ def matmul_flops(dtype: torch.dtype, sizes: tuple, budget_s: float,
 
 
 def disk_read(folder: Path, file_bytes: int, block_bytes: int = 16 * 2**20) -> tuple[float, float, float]:
-    """(cold GB/s, warm GB/s, resident fraction after eviction) reading a scratch file."""
+    """(cold GB/s, warm GB/s, resident fraction after eviction) reading a scratch file.
+
+    Cold is nan where eviction is unsupported (`pagecache.supports_eviction()`), and the resident
+    fraction is nan where residency cannot be counted."""
     from memlab.core import pagecache
 
     path = Path(folder) / f"ceilings-scratch-{os.getpid()}.bin"
@@ -209,15 +216,17 @@ def measure(quick: bool = False, refresh: bool = False, cache_dir: Path | str | 
 def array_size(quick: bool = False) -> int:
     """Bytes per STREAM array: 128 MiB (quick) or 512 MiB, and at least twice the last-level cache
     (server CPUs have hundreds of MiB of L3: smaller arrays would measure the cache, not DRAM),
-    but at most an eighth of the RAM available now (triad holds three arrays)."""
-    import psutil
+    but at most an eighth of the memory available now (triad holds three arrays; a container's
+    limit counts, as on Binder)."""
+    from memlab.core.guard import available_bytes
     from memlab.core.hardware import last_level_cache_bytes
     want = max((128 if quick else 512) * 2**20, 2 * last_level_cache_bytes())
-    return int(min(want, psutil.virtual_memory().available // 8)) // 4 * 4
+    return int(min(want, available_bytes() // 8)) // 4 * 4
 
 
 def measure_now(quick: bool = False, disk_folder: Path | None = None) -> Ceilings:
     """Measure every ceiling now (no cache)."""
+    from memlab.core import pagecache
     t0 = time.perf_counter()
     load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     array_bytes = array_size(quick)
@@ -253,6 +262,7 @@ def measure_now(quick: bool = False, disk_folder: Path | None = None) -> Ceiling
         matmul_sizes=tuple((name, n, f) for name, rows in mm.items() for n, f in rows),
         disk_file_bytes=file_bytes, disk_cold_gb_per_s=cold, disk_warm_gb_per_s=warm,
         disk_cold_resident_fraction=resident, vram_gb_per_s=gpu["vram"],
+        disk_cold_reason="" if disk_folder is None or pagecache.supports_eviction() else pagecache.EVICTION_UNSUPPORTED,
         gpu_fp32_flop_per_s=gpu["fp32"], gpu_bf16_flop_per_s=gpu["bf16"],
         h2d_pinned_gb_per_s=gpu["h2d_pinned"], h2d_pageable_gb_per_s=gpu["h2d_pageable"],
         d2h_pinned_gb_per_s=gpu["d2h_pinned"], d2h_pageable_gb_per_s=gpu["d2h_pageable"],

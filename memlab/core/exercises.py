@@ -50,13 +50,13 @@ def grade(exercise_id: str, prediction, expected: float, rel: float = 0.10, unit
     right = is_right(value, target, rel)
     who = "the worked solution" if solved else "your prediction"
     if right:
-        print(f"[{exercise_id}] right: {who} {value:.4g}{u}, this run {target:.4g}{u} (within {rel:.0%})")
+        print(f"[{exercise_id}] right: {who} {value:.4g}{u}, this run {target:.4g}{u} (within {rel * 100:.3g}%)")
     else:
         print(f"[{exercise_id}] not quite: {who} {value:.4g}{u}, this run {target:.4g}{u} "
-              f"(needs to be within {rel:.0%}). Hint: {hint}")
+              f"(needs to be within {rel * 100:.3g}%). Hint: {hint}")
         if solved:
             raise ClaimFailed(f"exercise {exercise_id}: the worked solution {value:.4g}{u} misses this run's "
-                              f"{target:.4g}{u} by more than {rel:.0%}: the exercise or its tolerance is wrong")
+                              f"{target:.4g}{u} by more than {rel * 100:.3g}%: the exercise or its tolerance is wrong")
     return right
 
 
@@ -70,3 +70,8 @@ def weights_mib(num_params: int) -> float:
 def e2e_s(ttft_s: float, tpot_s: float, new_tokens: int) -> float:
     """The first token arrives at TTFT; each of the other new_tokens - 1 takes a TPOT."""
     return ttft_s + (new_tokens - 1) * tpot_s
+
+
+def decode_gb_per_s(weights_bytes: int, tpot_s: float) -> float:
+    """Each decode step reads every weight once: weights bytes / TPOT, in GB/s (1e9 bytes)."""
+    return weights_bytes / tpot_s / 1e9

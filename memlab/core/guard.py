@@ -14,6 +14,7 @@ stated in `OVERHEAD_BYTES`, not a measurement. An explicit `force=True` skips th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -53,11 +54,36 @@ def layer_bytes(config: Any, dtype: str = "fp32") -> int:
     return int((footprint.num_params(config) - outside) * dtypes.dtype_bytes(dtype) / L)
 
 
+# (limit, usage, stat, the stat line of reclaimable file cache): cgroup v2, then v1
+CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
+                 "inactive_file"),
+                ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+                 "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file"))
+
+
+def cgroup_free_bytes() -> int | None:
+    """Memory left under this container's limit (Binder's 2 GB, Docker, Kubernetes): limit - usage +
+    reclaimable file cache; None where no limit is set (or no cgroup files exist: macOS)."""
+    for limit_file, usage_file, stat_file, key in CGROUP_FILES:
+        try:
+            limit = Path(limit_file).read_text().strip()
+            if limit == "max" or int(limit) >= 2**60:
+                return None
+            usage = int(Path(usage_file).read_text())
+            stat = dict(line.split() for line in Path(stat_file).read_text().splitlines() if line.count(" ") == 1)
+        except (OSError, ValueError):
+            continue
+        return max(int(limit) - usage + int(stat.get(key, 0)), 0)
+    return None
+
+
 def available_bytes(device: str = "cpu") -> int:
-    """Memory free for a new load: RAM 'available' on the CPU, free VRAM on a GPU."""
+    """Memory free for a new load: RAM 'available' on the CPU (less where a container's memory
+    limit leaves less: what the machine has is not what this process may use), free VRAM on a GPU."""
     if torch.device(device).type == "cuda":
         return int(torch.cuda.mem_get_info(torch.device(device))[0])
-    return int(psutil.virtual_memory().available)
+    free, limited = int(psutil.virtual_memory().available), cgroup_free_bytes()
+    return free if limited is None else min(free, limited)
 
 
 def predict(config: Any, strategy: str = "resident", dtype: str = "fp32", context_tokens: int = 2048,

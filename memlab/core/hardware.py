@@ -4,6 +4,10 @@ Every result memlab returns carries a `HardwareCard` (or its `host` name), so nu
 machines can be compared honestly: CPU, cores, RAM, GPU and VRAM, the disk that holds the model
 cache, and the versions of the libraries that did the work. Measured ceilings (bandwidth,
 FLOP/s, disk) live in `ceilings.py`; this module only describes.
+
+The CPU's model and extensions come from Linux's /proc/cpuinfo and its caches from /sys. Where
+those are missing (macOS, Windows) the card says "unknown" and `describe()` prints what this
+platform cannot measure (`limitations()`). The GPU is CUDA's, or Apple's `mps` where present.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 import psutil
 import torch
 
+from memlab.core import pagecache
 from memlab.core.errors import DeviceUnavailableError
 from memlab.core.units import fmt_bytes
 
@@ -33,8 +38,8 @@ class HardwareCard:
     torch_num_threads: int       # threads torch's CPU kernels use
     ram_total_bytes: int
     ram_available_bytes: int
-    gpu_name: str                # "" without a GPU
-    gpu_vram_bytes: int          # 0 without a GPU
+    gpu_name: str                # "" without a GPU; Apple's is "Apple GPU (mps)"
+    gpu_vram_bytes: int          # 0 without a GPU (mps: the unified memory torch lets it use)
     cache_dir: str
     cache_disk_total_bytes: int
     cache_disk_free_bytes: int
@@ -61,14 +66,24 @@ class HardwareCard:
         return "\n".join(f"{k:<{width}}  {v}" for k, v in self.rows())
 
 
-def _cpu_model() -> str:
+CPUINFO = Path("/proc/cpuinfo")                          # Linux only
+SYSFS_CACHE = Path("/sys/devices/system/cpu/cpu0/cache")  # Linux only
+CPU_FLAGS_UNKNOWN = "CPU flags unknown on this platform (no /proc/cpuinfo): bf16/int8 speed-ups cannot be predicted"
+
+
+def read_cpuinfo() -> str | None:
+    """The text of /proc/cpuinfo, or None where there is none (macOS, Windows)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        return CPUINFO.read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return None
+
+
+def _cpu_model() -> str:
+    for line in (read_cpuinfo() or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
 
 
 # Extensions that change which dtype is fast on a CPU: bf16 runs at fp32 speed or better only with
@@ -81,9 +96,8 @@ def cpu_features(cpuinfo: str | None = None) -> tuple[str, ...]:
     """The extensions in `_FEATURES` this CPU reports (`cpuinfo`: the text of /proc/cpuinfo, read
     here when not given; empty off Linux)."""
     if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
+        cpuinfo = read_cpuinfo()
+        if cpuinfo is None:
             return ()
     flags = set()
     for line in cpuinfo.splitlines():
@@ -113,24 +127,39 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def has_mps() -> bool:
+    """True when torch sees Apple's Metal GPU (`mps`, Apple-silicon Macs)."""
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def gpu_device() -> str:
+    """The GPU a lab should use: "cuda", else "mps" on an Apple-silicon Mac, else "cpu"."""
+    return "cuda" if has_cuda() else "mps" if has_mps() else "cpu"
+
+
 def resolve_device(device: str | torch.device = "cpu") -> torch.device:
-    """`"cpu"`, `"cuda"` or `"cuda:N"` -> torch.device, with a clear error when it is not here."""
+    """`"cpu"`, `"cuda"`, `"cuda:N"` or `"mps"` -> torch.device, with a clear error when it is not here."""
     dev = torch.device(device)
     if dev.type == "cuda" and not has_cuda():
         raise DeviceUnavailableError(
             f"device={str(device)!r} was asked for, but torch sees no CUDA GPU on this machine "
-            f"(torch {torch.__version__}). Use device='cpu', or run on a machine with an NVIDIA GPU "
-            "and a CUDA build of torch."
+            f"(torch {torch.__version__}). Use device={gpu_device()!r}, or run on a machine with an "
+            "NVIDIA GPU and a CUDA build of torch."
         )
-    if dev.type not in ("cpu", "cuda"):
-        raise DeviceUnavailableError(f"device={str(device)!r} is not supported: use 'cpu' or 'cuda'.")
+    if dev.type == "mps" and not has_mps():
+        raise DeviceUnavailableError(
+            f"device={str(device)!r} was asked for, but torch sees no Apple GPU (mps) here. "
+            f"Use device={gpu_device()!r}.")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise DeviceUnavailableError(f"device={str(device)!r} is not supported: use 'cpu', 'cuda' or 'mps'.")
     return dev
 
 
-def last_level_cache_bytes(sysfs: str | Path = "/sys/devices/system/cpu/cpu0/cache") -> int:
+def last_level_cache_bytes(sysfs: str | Path | None = None) -> int:
     """Size of the CPU's highest-level cache from Linux sysfs (index*/level, index*/size); 0 elsewhere."""
     best = (0, 0)
-    for index in Path(sysfs).glob("index*"):
+    for index in Path(SYSFS_CACHE if sysfs is None else sysfs).glob("index*"):
         try:
             level = int((index / "level").read_text())
             text = (index / "size").read_text().strip()
@@ -158,10 +187,13 @@ def card(cache_dir: str | Path | None = None) -> HardwareCard:
     if has_cuda():
         props = torch.cuda.get_device_properties(0)
         gpu_name, gpu_vram = props.name, int(props.total_memory)
+    elif has_mps():  # unified memory: what torch's Metal allocator may use of the RAM
+        recommended = getattr(getattr(torch, "mps", None), "recommended_max_memory", None)
+        gpu_name, gpu_vram = "Apple GPU (mps)", int(recommended()) if recommended else 0
     return HardwareCard(
         host=socket.gethostname(),
         cpu_model=_cpu_model(),
-        cpu_features=" ".join(cpu_features()) or "-",
+        cpu_features=" ".join(cpu_features()) or ("-" if read_cpuinfo() is not None else "unknown"),
         num_cores=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
         num_threads=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
         torch_num_threads=torch.get_num_threads(),
@@ -181,8 +213,16 @@ def card(cache_dir: str | Path | None = None) -> HardwareCard:
     )
 
 
+def limitations() -> list[str]:
+    """What memlab cannot measure on this platform, one sentence each ([] on Linux)."""
+    return pagecache.limitations() + ([] if read_cpuinfo() is not None else [CPU_FLAGS_UNKNOWN])
+
+
 def describe(cache_dir: str | Path | None = None) -> HardwareCard:
-    """Print this machine's card as a table and return it (the first cell of every lab)."""
+    """Print this machine's card as a table, then what this platform cannot measure, and return it
+    (the first cell of every lab)."""
     hw = card(cache_dir)
     print(hw)
+    for note in limitations():
+        print(f"note: {note}")
     return hw

@@ -15,6 +15,8 @@ Each strategy loads the same checkpoint and must give the same logits as `reside
      layer from disk, as when the model does not fit the page cache.
 Before loading, `memlab.core.guard` predicts the footprint and refuses what will not fit (force=True
 overrides); cold=True evicts the checkpoint from the page cache first and records what was left.
+Where the platform cannot evict (no posix_fadvise: macOS), cold=True warns and loads warm, and
+bigger_than_ram is refused with a message.
 """
 
 from __future__ import annotations
@@ -90,9 +92,10 @@ def load_resident(folder: Path, device: torch.device, dtype: str) -> torch.nn.Mo
         from transformers import AutoConfig
         fd = os.open(file, os.O_RDONLY)
         try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)  # a larger kernel readahead window
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)    # queue the whole file now: the disk
-            # works while Python builds the model skeleton (~0.25 s here), instead of after it
+            if hasattr(os, "posix_fadvise"):  # hints only (Linux): without them the reads are just slower
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)  # a larger kernel readahead window
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)    # queue the whole file now: the disk
+                # works while Python builds the model skeleton (~0.25 s here), instead of after it
             model = checkpoint.skeleton(AutoConfig.from_pretrained(folder), dtypes.torch_dtype(dtype))
             tensors = checkpoint.read_tensors(fd, checkpoint.read_header(file))
         finally:
@@ -212,7 +215,8 @@ def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: 
     """Prepare `model` (convert once), check it fits, load it with `strategy` on `device`, time it.
 
     cold: evict the checkpoint from the page cache first (pages still mapped by a live model in
-    this process cannot be evicted: `result.page_cache_before` records what was really left).
+    this process cannot be evicted: `result.page_cache_before` records what was really left; where
+    eviction is unsupported it warns and loads warm, and page_cache_before is nan without mincore).
     context_tokens, batch_size: what the memory guard budgets the KV cache for (default: 2048 or
     the model's context if shorter; more than the model's context is refused); force skips the guard.
     """
@@ -221,6 +225,9 @@ def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: 
         raise MemlabError(f"Unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}.")
     if bigger_than_ram and strategy not in STREAMING:
         raise MemlabError(f"bigger_than_ram works with strategy {' or '.join(STREAMING)}, not {strategy!r}.")
+    if bigger_than_ram and not pagecache.supports_eviction():
+        raise MemlabError("bigger_than_ram evicts every layer after use, and this platform cannot evict "
+                          f"({pagecache.EVICTION_UNSUPPORTED}).")
     dev = resolve_device(device)
     folder = models.prepare(model, dtype=dtype, cache_dir=cache_dir)
     config = AutoConfig.from_pretrained(folder)

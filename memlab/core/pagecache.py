@@ -5,6 +5,11 @@ Linux keeps recently read file pages in RAM. A "cold" measurement must first evi
 some process still has mapped (an open mmap pins them), so evict before mapping. `mincore(2)`
 over a fresh mapping tells how many pages are resident, which is how memlab checks that cold
 really is cold. Used by labs 01 (disk ceilings) and 02 (RAM vs disk).
+
+Both calls are Linux's. Where a platform lacks them (macOS has no `posix_fadvise`, Windows has
+neither), memlab says so instead of failing: `supports_eviction()` is False, `evict` returns
+False, a cold `measure_read_rate` returns a record with `is_supported=False` and nan numbers, and
+`resident_fraction` is nan where there is no `mincore`. `limitations()` lists what is missing.
 """
 
 from __future__ import annotations
@@ -14,29 +19,68 @@ import ctypes.util
 import mmap
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
 _PAGE = mmap.PAGESIZE
+EVICTION_UNSUPPORTED = "cold page cache unsupported on this platform (no os.posix_fadvise): cold numbers are skipped"
+RESIDENCY_UNKNOWN = "page-cache residency unknown on this platform (no mincore in the C library): reported as nan"
 
 
-def evict(path: str | Path) -> None:
-    """Ask the kernel to drop `path`'s pages from the page cache (cannot drop mapped pages)."""
+def mincore():
+    """libc's `mincore` as a ctypes function, or None where the C library has none (Windows)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.mincore
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
+    return fn
+
+
+def supports_eviction() -> bool:
+    """True where memlab can drop a file's pages (Linux's posix_fadvise DONTNEED)."""
+    return hasattr(os, "posix_fadvise") and hasattr(os, "POSIX_FADV_DONTNEED")
+
+
+def supports_residency() -> bool:
+    """True where memlab can count a file's cached pages (mincore)."""
+    return mincore() is not None
+
+
+def limitations() -> list[str]:
+    """What this platform cannot measure about the page cache, one sentence each ([] on Linux)."""
+    return ([] if supports_eviction() else [EVICTION_UNSUPPORTED]) + \
+           ([] if supports_residency() else [RESIDENCY_UNKNOWN])
+
+
+def evict(path: str | Path) -> bool:
+    """Ask the kernel to drop `path`'s pages from the page cache (cannot drop mapped pages).
+
+    False, with a warning, where the platform has no way to ask (nothing is dropped)."""
+    if not supports_eviction():
+        warnings.warn(EVICTION_UNSUPPORTED, RuntimeWarning, stacklevel=2)
+        return False
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd) if os.access(path, os.W_OK) else None  # dirty pages cannot be dropped
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+    return True
 
 
 def resident_fraction(path: str | Path) -> float:
-    """Share of `path`'s pages that are in the page cache now, 0.0 to 1.0 (via mincore)."""
+    """Share of `path`'s pages that are in the page cache now, 0.0 to 1.0 (via mincore); nan,
+    with a warning, where there is no mincore."""
     size = os.path.getsize(path)
     if size == 0:
         return 1.0
+    fn = mincore()
+    if fn is None:
+        warnings.warn(RESIDENCY_UNKNOWN, RuntimeWarning, stacklevel=2)
+        return float("nan")
     with open(path, "rb") as f:
         # a private (copy-on-write) mapping reads nothing until touched, and gives ctypes an address
         mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
@@ -45,7 +89,7 @@ def resident_fraction(path: str | Path) -> float:
             vec = (ctypes.c_ubyte * num_pages)()
             anchor = ctypes.c_char.from_buffer(mm)  # gives the mapping's address
             try:
-                rc = _libc.mincore(ctypes.c_void_p(ctypes.addressof(anchor)), size, vec)
+                rc = fn(ctypes.c_void_p(ctypes.addressof(anchor)), size, vec)
             finally:
                 del anchor  # an exported buffer would keep the mapping from closing
             if rc != 0:
@@ -57,8 +101,10 @@ def resident_fraction(path: str | Path) -> float:
 
 
 def state(path: str | Path) -> str:
-    """'cold' (< 5 % of pages cached), 'warm' (> 95 %) or 'partial'."""
+    """'cold' (< 5 % of pages cached), 'warm' (> 95 %), 'partial', or 'unknown' without mincore."""
     frac = resident_fraction(path)
+    if frac != frac:  # nan: no mincore here
+        return "unknown"
     return "cold" if frac < 0.05 else "warm" if frac > 0.95 else "partial"
 
 
@@ -70,17 +116,22 @@ class ReadRate:
     num_bytes: int
     read_s: float
     read_bytes_per_s: float
-    page_cache_before: float  # resident fraction measured just before the read
+    page_cache_before: float  # resident fraction measured just before the read (nan: unknown here)
     is_cold: bool
+    is_supported: bool = True  # False: a cold read was asked where eviction is unsupported (nan numbers)
+    reason: str = ""           # why not, when is_supported is False
 
 
 def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16 * 2**20) -> ReadRate:
     """The one disk-read probe: read `path` in `block_bytes` chunks with `readinto`; rate = bytes / s.
 
     cold evicts the file first (and checks it): the rate is the disk's; warm: the page cache's.
+    Where eviction is unsupported a cold read is skipped: the record says so, its times are nan.
     """
-    if cold:
-        evict(path)
+    if cold and not evict(path):
+        nan = float("nan")
+        return ReadRate(str(path), os.path.getsize(path), nan, nan, resident_fraction(path), True,
+                        is_supported=False, reason=EVICTION_UNSUPPORTED)
     before = resident_fraction(path)
     buf = bytearray(block_bytes)
     total = 0

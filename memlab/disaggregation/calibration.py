@@ -193,7 +193,7 @@ def _warm_worker_model(model_name, quick):
     """One worker's model, loaded and warmed by a tiny prefill, and its measurement grid."""
     from memlab.core import generation, loading
     torch.set_num_threads(1)
-    loaded = loading.load(model_name)
+    loaded = loading.load(model_name, "mmap")  # both workers map one file: its pages are in memory once
     with torch.inference_mode():
         generation.prefill(loaded.model, torch.tensor([[1, 2, 3, 4]]), generation.new_cache(loaded.model))
     kw = dict(prompt_lengths=(32, 128, 384), repeats=2) if quick else dict(

@@ -68,7 +68,7 @@ def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, fo
     """Rank 0: colocated reference, then prefill + send; rank 1: receive + decode."""
     from memlab.core import footprint, generation, loading
     torch.set_num_threads(1)
-    loaded = loading.load(model_name)
+    loaded = loading.load(model_name, "mmap")  # both workers map one file: its pages are in memory once
     model, peer = loaded.model, 1 - rank
     dtype = next(model.parameters()).dtype
     results = []

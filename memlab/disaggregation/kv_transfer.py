@@ -1,7 +1,7 @@
 """The KV cache in flight: how prefill hands its cache to decode (lab 07).
 
-A transformers cache becomes one flat tensor (`pack`) plus its shapes, and comes back (`unpack`,
-`cache_from`). Transports, in the order the lab compares them:
+A transformers cache becomes one flat tensor (`memlab.core.kv.pack`) plus its shapes, and comes
+back (`unpack`, `cache_from`). Transports, in the order the lab compares them:
   gloo  torch.distributed send/recv between the two processes (what a cluster would use)
   shm   a POSIX shared-memory block both processes map (one copy in, one copy out)
   file  a file in the cache folder (written, fsynced, read back)
@@ -18,42 +18,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from memlab.core.kv import cache_from, kv_tensors, pack, unpack  # noqa: F401  (one implementation, in the core: lab 09 uses it too)
+
 TRANSPORTS = ("gloo", "shm", "file")
-
-
-def kv_tensors(cache) -> list[torch.Tensor]:
-    """The cache as a flat list [K0, V0, K1, V1, ...], each (B, kv_heads, T, head_dim)."""
-    out = []
-    for layer in cache.layers:
-        out += [layer.keys, layer.values]
-    return out
-
-
-def cache_from(tensors: list[torch.Tensor], model):
-    """A DynamicCache holding the received K/V tensors, ready for decode_step."""
-    from memlab.core import generation
-    cache = generation.new_cache(model)
-    for i in range(0, len(tensors), 2):
-        cache.update(tensors[i], tensors[i + 1], i // 2)
-    return cache
 
 
 def kv_shapes(cache) -> list[tuple[int, ...]]:
     return [tuple(t.shape) for t in kv_tensors(cache)]
-
-
-def pack(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """All K/V tensors in one flat buffer: one message instead of 2 x layers (each costs a round trip)."""
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def unpack(flat: torch.Tensor, shapes) -> list[torch.Tensor]:
-    out, off = [], 0
-    for s in shapes:
-        n = math.prod(s)
-        out.append(flat[off:off + n].view(s))
-        off += n
-    return out
 
 
 def send_gloo(tensors, dst):

@@ -103,7 +103,7 @@ def to_records(trace, prefill_rows, decode_rows):
 def _serve_worker(rank, world_size, model_name, trace):
     from memlab.core import generation, loading
     torch.set_num_threads(1)
-    loaded = loading.load(model_name)
+    loaded = loading.load(model_name, "mmap")  # both workers map one file: its pages are in memory once
     with torch.inference_mode():
         generation.prefill(loaded.model, torch.tensor([[1, 2, 3, 4]]), generation.new_cache(loaded.model))
     return serve_rows(rank, loaded, trace)

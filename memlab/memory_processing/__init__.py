@@ -3,6 +3,7 @@
 mempipe  the four memory-processing steps timed inside a real decode step
 offload  a spec-sheet model of the steps on a GPU vs an FPGA
 plots    step shares, the index kernels on a roofline, the offload model
+solutions the worked solutions of the lab's exercises
 """
 
-from memlab.memory_processing import mempipe, offload, plots
+from memlab.memory_processing import mempipe, offload, plots, solutions

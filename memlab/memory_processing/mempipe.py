@@ -288,7 +288,7 @@ def _index_kernels(num_keys, dim, top_k, page_tokens, repeats, seed) -> list[Ker
 
 
 @torch.inference_mode()
-def cpu_ceilings(num_bytes: int = 256 * 2**20, matmul_n: int = 1024, repeats: int = 5,
+def cpu_ceilings(num_bytes: int | None = None, matmul_n: int = 1024, repeats: int = 5,
                  num_threads: int = 1) -> tuple[float, float]:
     """Ceilings of this CPU at `num_threads`, measured now: (read bandwidth bytes/s, fp32 matmul FLOP/s).
 
@@ -297,7 +297,7 @@ def cpu_ceilings(num_bytes: int = 256 * 2**20, matmul_n: int = 1024, repeats: in
     """
     from memlab.core import ceilings
     with threads(num_threads):
-        bw = ceilings.stream(num_bytes, repeats)["read"] * 1e9
+        bw = ceilings.stream(num_bytes or ceilings.array_size(), repeats, read_only=True)["read"] * 1e9  # DRAM, not L3
         m = torch.randn(matmul_n, matmul_n)
         fl = 2.0 * matmul_n**3 / measure.repeat(lambda: m @ m, repeats).median
     return bw, fl

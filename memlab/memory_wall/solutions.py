@@ -20,3 +20,12 @@ def decode_bound_tok_per_s(config, bandwidth_bytes_per_s: float) -> float:
 def h100_decode_bound(config, bandwidth_bytes_per_s: float) -> float:
     """The same bound for Llama-3.1-8B in bf16 (2 bytes per weight) at the H100's 3.35 TB/s."""
     return bandwidth_bytes_per_s / footprint.weights_bytes(config, "bf16")
+
+
+def batch_bound_tok_per_s(config, batch_size: int, bandwidth_bytes_per_s: float, peak_flop_per_s: float) -> float:
+    """B sequences share each read of the weights: a step takes at least max(weight bytes / bandwidth,
+    B x 2 FLOPs per weight / peak), so total tok/s <= min(B x bandwidth / weight bytes,
+    peak / (2 x parameters)). The KV cache (a few % of the bytes here) is left out."""
+    memory_bound = batch_size * bandwidth_bytes_per_s / footprint.weights_bytes(config, "fp32")
+    compute_bound = peak_flop_per_s / (2 * footprint.num_params(config))
+    return min(memory_bound, compute_bound)

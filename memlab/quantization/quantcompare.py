@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import torch
 
 from memlab.core import tensors
+from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import card
 from memlab.core.measure import repeat
 from memlab.quantization import quality, quantize
@@ -90,14 +91,17 @@ def measure(name: str, cfg: QuantConfig, reference: QuantResult | None = None,
     return result
 
 
-def compare(cfg: QuantConfig | None = None, progress: bool = True) -> list[QuantResult]:
-    """Measure every variant of `cfg` (fp32 first, as the reference); one QuantResult each."""
+def compare(cfg: QuantConfig | None = None, progress: bool = True, base=None) -> list[QuantResult]:
+    """Measure every variant of `cfg` (fp32 first, as the reference); one QuantResult each.
+    `base`: the fp32 model already loaded (a lab's), so memory holds one fp32 copy, not two."""
     from tqdm.auto import tqdm
 
     from memlab.core.loading import load
     cfg = cfg or QuantConfig()
     names = ["fp32"] + [v for v in cfg.variants if v != "fp32"]
-    base = load(cfg.model, dtype="fp32")
+    if base is not None and next(base.model.parameters()).dtype != torch.float32:
+        raise InvalidArgumentError(f"compare(base=...) needs the fp32 model, got {next(base.model.parameters()).dtype}")
+    base = base if base is not None else load(cfg.model, dtype="fp32")
     results, reference = [], None
     for name in tqdm(names, desc="variants", disable=not progress):
         r = measure(name, cfg, reference, base=base)
@@ -125,11 +129,12 @@ def ratios(results: list[QuantResult], bandwidth_bytes_per_s: float) -> list[dic
     return rows
 
 
-def read_bandwidth_bytes_per_s(size_bytes: int = 256 * 2**20, repeats: int = 5) -> float:
+def read_bandwidth_bytes_per_s(size_bytes: int | None = None, repeats: int = 5) -> float:
     """Memory read bandwidth as a decode step sees it, bytes/s: the read kernel of
-    `memlab.core.ceilings.stream` (sum of one large fp32 array, best of `repeats`)."""
+    `memlab.core.ceilings.stream` (sum of one large fp32 array, best of `repeats`), on arrays of
+    `ceilings.array_size()` by default: at least twice the last-level cache, so DRAM is measured."""
     from memlab.core import ceilings
-    return ceilings.stream(size_bytes, repeats)["read"] * 1e9
+    return ceilings.stream(size_bytes or ceilings.array_size(), repeats, read_only=True)["read"] * 1e9
 
 
 @torch.inference_mode()

@@ -200,7 +200,7 @@ def _dyn_int8(model):
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "torch.ao.quantization is deprecated": still runs in 2.13
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)  # model: build's copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,11 +250,16 @@ def missing_reason(variant: Variant) -> str:
 
 
 def build(base: nn.Module, variant: Variant) -> nn.Module:
-    """A quantized copy of `base` (fp32); `base` itself is left unchanged."""
+    """A quantized copy of `base` (fp32); `base` itself is left unchanged.
+
+    The copy shares base's tensors (deepcopy with every parameter and buffer in its memo) and the
+    variant swaps in new modules for what it quantizes, so building it never holds a second fp32
+    model in memory: what stays fp32 (embedding, norms) is base's own tensors, read-only here."""
     if variant.quantize is None:
         return base
+    shared = {id(t): t for t in [*base.parameters(), *base.buffers()]}
     with torch.no_grad():
-        return variant.quantize(copy.deepcopy(base)).eval()
+        return variant.quantize(copy.deepcopy(base, shared)).eval()
 
 
 def emulation_note(dtype: str) -> str:

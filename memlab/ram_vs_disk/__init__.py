@@ -3,7 +3,7 @@
 runs   each residency strategy answering one question, cold or warm
 plots  load time and decode speed per strategy
 The strategies themselves are `memlab.core.loading` (every lab loads through them).
-solutionsthe worked solutions of the lab's exercises
+solutions the worked solutions of the lab's exercises
 """
 
 from memlab.ram_vs_disk import plots, runs, solutions

@@ -3,13 +3,16 @@
 `run_strategy` loads with one of `memlab.core.loading.STRATEGIES` (cold: the checkpoint evicted
 from the page cache first), answers once, records load time, TTFT, TPOT, decode speed, peak RSS
 and the bytes layer streaming read, then frees the model so the next run starts clean.
+Where the platform cannot evict pages (no posix_fadvise: macOS), a cold or bigger-than-RAM run
+is skipped: its record has `is_supported=False`, the reason, and nan times.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
-from memlab.core import generation, loading, models
+from memlab.core import generation, loading, models, pagecache
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +32,22 @@ class StrategyRun:
     layer_read_bytes: int       # bytes read by layer streaming during generation (0 otherwise)
     text: str
     rss_added_bytes: int = 0    # peak_rss_bytes - the process's RSS before loading: this run's own
+    is_supported: bool = True   # False: skipped, this platform cannot evict (times nan, bytes 0)
+    reason: str = ""            # why it was skipped
 
 
 def run_strategy(model: str = models.DEFAULT_MODEL, strategy: str = "resident", prompt="Hello!",
                  cold: bool = False, bigger_than_ram: bool = False, max_new_tokens: int = 16,
                  dtype: str = "fp32", device: str = "cpu") -> StrategyRun:
-    """Load with `strategy` (cold: evicted first), answer `prompt` once, and free the model."""
+    """Load with `strategy` (cold: evicted first), answer `prompt` once, and free the model.
+
+    A cold or bigger-than-RAM run where eviction is unsupported returns a skipped record (warns)."""
     import gc
+    if (cold or bigger_than_ram) and not pagecache.supports_eviction():
+        warnings.warn(pagecache.EVICTION_UNSUPPORTED, RuntimeWarning, stacklevel=2)
+        nan = float("nan")
+        return StrategyRun(strategy, cold, bigger_than_ram, nan, nan, nan, nan, nan, 0, 0, 0, "",
+                           is_supported=False, reason=pagecache.EVICTION_UNSUPPORTED)
     gc.collect()  # a previous model may still map the file, and mapped pages cannot be evicted
     loaded = loading.load(model, strategy, device, dtype, cold=cold, bigger_than_ram=bigger_than_ram)
     r = generation.generate(loaded, prompt, max_new_tokens=max_new_tokens, stop_at_eos=False)

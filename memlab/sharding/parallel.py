@@ -60,10 +60,18 @@ class ShardResult:
 # ---- 2, 3. pipeline and tensor parallel ------------------------------------------------------------
 
 def reference_tokens(folder, prompt_ids: list, max_new_tokens: int, dtype: str = "fp32") -> tuple:
-    """Greedy tokens of the same prompt from one process (memlab.core.generation), EOS ignored."""
+    """Greedy tokens of the same prompt from one process (memlab.core.generation), EOS ignored.
+
+    A single-file fp32 checkpoint is mapped, not copied: its pages go back to the page cache when
+    the model is freed, so the calling process (a lab's kernel) does not keep a model's worth of heap."""
+    import gc
+
     from memlab.core import generation, loading
-    loaded = loading.load(str(folder), dtype=dtype)
+    single = len(list(Path(folder).glob("*.safetensors"))) == 1 and dtype == "fp32"
+    loaded = loading.load(str(folder), "mmap" if single else "resident", dtype=dtype)
     res = generation.generate(loaded, list(prompt_ids), max_new_tokens=max_new_tokens, stop_at_eos=False)
+    del loaded
+    gc.collect()
     return tuple(res.token_ids)[-max_new_tokens:]
 
 

@@ -1,3 +1,5 @@
+import pytest
+
 from memlab.core import footprint
 
 
@@ -31,3 +33,20 @@ def test_the_guard_and_the_fits_table_use_one_activation_formula(tiny):
     eager = footprint.activation_bytes(tiny.config, 512, 1, "fp32", "eager")
     H = tiny.config.num_attention_heads
     assert eager - p.activation_bytes == H * 512 * 512 * 4  # only eager attention materialises scores
+
+
+def test_available_memory_respects_a_container_limit(tmp_path, monkeypatch):
+    """Binder gives 2 GB in a cgroup on a big host: free host RAM is not what a lab may use."""
+    from memlab.core import guard
+    limit, usage, stat = tmp_path / "max", tmp_path / "current", tmp_path / "stat"
+    limit.write_text(f"{2 * 2**30}\n")
+    usage.write_text(f"{1536 * 2**20}\n")
+    stat.write_text(f"anon 1\ninactive_file {256 * 2**20}\nactive_file 5\n")
+    monkeypatch.setattr(guard, "CGROUP_FILES", ((str(limit), str(usage), str(stat), "inactive_file"),))
+    assert guard.cgroup_free_bytes() == 768 * 2**20
+    assert guard.available_bytes() == min(768 * 2**20, guard.psutil.virtual_memory().available)
+    limit.write_text("max\n")
+    assert guard.cgroup_free_bytes() is None
+    monkeypatch.setattr(guard, "CGROUP_FILES", ((str(tmp_path / "none"), str(usage), str(stat), "x"),))
+    assert guard.cgroup_free_bytes() is None and guard.available_bytes() == pytest.approx(
+        guard.psutil.virtual_memory().available, rel=0.2)

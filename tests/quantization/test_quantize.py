@@ -172,3 +172,18 @@ def test_real_model_int4_reproduces_the_q4_1_weights_and_answers_like_fp32():
     ids = quality.eval_ids(loaded.tokenizer, 128)
     assert quality.perplexity(int4, ids) == pytest.approx(quality.perplexity(loaded.model, ids), rel=0.05)
     assert tensors.model_bytes(int4) < 0.4 * tensors.model_bytes(loaded.model)
+
+
+def test_building_a_variant_leaves_the_base_unchanged_and_copies_no_fp32_weight(tiny):
+    """build() shares base's tensors instead of deep-copying them (the lab then fits in less memory)."""
+    base = tiny.model
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    for name in ("int8", "int4", "int4-fast", "dyn-int8", "ao-int8"):
+        v = quantize.VARIANTS[name]
+        if quantize.missing_reason(v):
+            continue
+        q = quantize.build(base, v)
+        assert q.get_input_embeddings().weight is base.get_input_embeddings().weight, name
+        assert all(torch.equal(before[k], t) for k, t in base.state_dict().items()), f"{name} changed the base"
+        assert all(type(m) is nn.Linear for n, m in base.named_modules() if n.endswith("q_proj")), name
+        del q

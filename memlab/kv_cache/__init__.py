@@ -1,0 +1,13 @@
+"""Lab 09, the KV cache as a memory tier: keep a prefix's keys and values, or compute them again?
+
+tiers       where a prefix's KV cache can live (RAM, a file on disk cold or warm, pinned host memory)
+reuse       prefix reuse on the real model: TTFT split into restore and suffix prefill, beside predictions
+breakeven   the prefix length above which restoring beats recomputing, here and on a GPU server
+paged       a block-table KV cache: fixed-size blocks, a free list, reference-counted prefix sharing
+allocation  contiguous vs paged allocation for mixed-length requests, measured on the real model's cache
+capacity    how many requests' caches fit beside the weights, contiguous vs paged, per KV dtype
+plots       the TTFT split, the break-even figure, bytes reserved vs used
+solutions   the worked solutions of the lab's exercises
+"""
+
+from memlab.kv_cache import allocation, breakeven, capacity, paged, plots, reuse, solutions, tiers

@@ -1,0 +1,38 @@
+"""Worked solutions of lab 09's exercises (graded by memlab.core.exercises): the physics, step by step."""
+
+from __future__ import annotations
+
+import math
+
+from memlab.core import footprint, roofline
+from memlab.core.footprint import config_value, head_dim
+
+
+def kv_file_bytes(config, prefix_tokens: int, dtype: str = "fp32") -> int:
+    """A key and a value per KV head, per layer, per token: 2 x L x K x D x bytes x P, the course's
+    one KV formula (`memlab.core.footprint.kv_cache_bytes`); the file holds those bytes and no header."""
+    return footprint.kv_cache_bytes(config, prefix_tokens, dtype=dtype)
+
+
+def recompute_flops(config, prefix_tokens: int) -> float:
+    """Each prefix token meets every matmul weight once (2 FLOPs per weight; the lm_head is not
+    needed for the prefix), and token t attends to t keys: QK^T and AV are 2 x 2 x H x D FLOPs per
+    key per layer, so 4 L H D x (1 + 2 + ... + P) = 2 L H D P (P + 1)."""
+    P = prefix_tokens
+    vd = config_value(config, "vocab_size") * config_value(config, "hidden_size")
+    body = roofline.matmul_params(config) - vd
+    L, H, D = config_value(config, "num_hidden_layers"), config_value(config, "num_attention_heads"), head_dim(config)
+    return 2.0 * body * P + 2.0 * L * H * D * P * (P + 1)
+
+
+def server_crossover_tokens(config, flop_per_s: float, bytes_per_s: float, dtype: str = "bf16") -> float:
+    """Restoring P tokens costs P x kv_per_token / bandwidth; recomputing them costs
+    (2 x body x P + 2 L H D P (P + 1)) / FLOP/s. Divide both by P: restoring wins once
+    kv_per_token / bandwidth < (2 x body + 2 L H D (P + 1)) / FLOP/s, i.e. for
+    P > (FLOP/s x kv_per_token / bandwidth - 2 x body) / (2 L H D) - 1."""
+    vd = config_value(config, "vocab_size") * config_value(config, "hidden_size")
+    body = roofline.matmul_params(config) - vd
+    L, H, D = config_value(config, "num_hidden_layers"), config_value(config, "num_attention_heads"), head_dim(config)
+    kv_per_token = footprint.kv_bytes_per_token(config, dtype)
+    threshold = (flop_per_s * kv_per_token / bytes_per_s - 2 * body) / (2 * L * H * D) - 1
+    return 0.0 if threshold < 1 else float(math.floor(threshold) + 1)

@@ -1,0 +1,37 @@
+"""Worked solutions of lab 08's exercises (graded by memlab.core.exercises)."""
+
+from __future__ import annotations
+
+import math
+
+from memlab.core import footprint
+
+
+def index_bytes(config, context_tokens: int, page_tokens: int = 16, elem_bytes: int = 4) -> int:
+    """The page index: a min and a max key per page, per KV head, per layer:
+    2 x L x K x ceil(T / page) x D x bytes, 1 / page of the KV cache's 2 x L x K x T x D x bytes."""
+    pages = math.ceil(context_tokens / page_tokens)
+    L, K = footprint.config_value(config, "num_hidden_layers"), footprint.config_value(config, "num_key_value_heads")
+    return 2 * L * K * pages * footprint.head_dim(config) * elem_bytes
+
+
+def token_over_page_scoring_bytes(num_keys: int, dim: int = 128, page_tokens: int = 16) -> float:
+    """Token scoring reads every key (N x D) plus q and writes N scores; page scoring reads a min and
+    a max per page (2 x P x D, P = N / page) plus q and writes P scores. ~ page / 2: min and max
+    cost two rows per page, so a 16-token page saves 8x, not 16x."""
+    pages = math.ceil(num_keys / page_tokens)
+    return (num_keys * dim + num_keys + dim) / (2 * pages * dim + pages + dim)
+
+
+def apply_s(shape, spec, context_tokens: int) -> float:
+    """apply on one device, one decode step: per layer, the budget's keys and values (2 x k x page x K x D
+    x bytes, per sequence) plus the queries are read at bandwidth x regular efficiency; the FLOPs
+    (4 x Hq x budget x D) take far less at peak; one launch. Times the layers:
+    L x (max(bytes / (bw x eff), flops / peak) + launch)."""
+    pages = math.ceil(context_tokens / shape.page_tokens)
+    attended = min(pages, shape.budget_tokens // shape.page_tokens) * shape.page_tokens  # tokens per KV head
+    n, b, d = shape.batch_size, shape.elem_bytes, shape.head_dim
+    num_bytes = n * (2 * attended * shape.num_kv_heads * d * b + shape.num_q_heads * d * b)
+    flops = n * 4 * shape.num_q_heads * attended * d
+    per_layer = max(num_bytes / (spec.mem_bytes_per_s * spec.regular_efficiency), flops / spec.peak_flop_per_s)
+    return shape.num_layers * (per_layer + spec.launch_s)

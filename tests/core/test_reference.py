@@ -1,0 +1,87 @@
+"""Reference runs: recording, building, comparing, and the shipped runs cover what the labs compare."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from memlab.core import errors, reference
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_record_build_and_compare(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MEMLAB_QUICK", "0")
+    monkeypatch.setenv("MEMLAB_RECORD", str(tmp_path / "work"))
+    mine = reference.compare("03", {"ttft_s": 0.2, "decode_tok_per_s": 40}, references=[])
+    assert "no reference run" in capsys.readouterr().out
+    assert list(mine["this run"]) == [0.2, 40.0]
+    written = json.loads((tmp_path / "work" / "03.json").read_text())
+    assert written["mode"] == "full" and written["numbers"] == {"ttft_s": 0.2, "decode_tok_per_s": 40.0}
+    path = reference.build(tmp_path / "work", "box", lab_runs={"03": {"full_wall_s": 9.0}}, out_dir=tmp_path / "ref")
+    (ref,) = reference.runs(path.parent)
+    assert ref.name == "box" and ref.labs["03"]["ttft_s"] == 0.2 and ref.card["host"]
+    monkeypatch.delenv("MEMLAB_RECORD")
+    table = reference.compare("03", {"ttft_s": 0.4, "new_s": 1.0}, references=[ref])
+    assert table.loc["ttft_s", "this / box"] == pytest.approx(2.0)
+    assert table["box"].isna().tolist() == [False, True]  # a number the reference never recorded
+
+
+def test_build_refuses_quick_records_and_compare_refuses_non_numbers(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMLAB_QUICK", "1")
+    reference.record("00", {"ttft_s": 0.1}, tmp_path)
+    with pytest.raises(errors.InvalidArgumentError, match="full-mode"):
+        reference.build(tmp_path, "box", out_dir=tmp_path / "ref")
+    with pytest.raises(errors.InvalidArgumentError, match="must be a number"):
+        reference.compare("00", {"ttft_s": "fast"}, references=[])
+    with pytest.raises(errors.InvalidArgumentError, match="no lab records"):
+        reference.build(tmp_path / "empty", "box")
+
+
+def test_plan_warns_when_this_machine_has_less_memory_than_the_lab_needed(monkeypatch, capsys):
+    ref = reference.ReferenceRun("box", {}, "full", "2026-01-01T00:00:00", {},
+                                 {"05": {"quick_wall_s": 30.0, "quick_peak_bytes": 2**40, "full_wall_s": 90.0,
+                                         "full_peak_bytes": 2**41}})
+    monkeypatch.setenv("MEMLAB_QUICK", "1")
+    reference.plan("05", references=[ref])
+    out = capsys.readouterr().out
+    assert "quick 30 s, 1024.0 GiB; full 90 s, 2048.0 GiB" in out and "warning" in out
+    ref_small = reference.ReferenceRun("box", {}, "full", "2026-01-01T00:00:00", {},
+                                       {"05": {"quick_wall_s": 30.0, "quick_peak_bytes": 1}})
+    reference.plan("05", references=[ref_small])
+    assert "warning" not in capsys.readouterr().out
+
+
+def lab_comparisons() -> dict[str, set[str]]:
+    """lab -> the headline names its `ml.reference.compare` call passes."""
+    out = {}
+    for lab in sorted((ROOT / "labs").glob("[0-9][0-9]_*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(lab.read_text())["cells"] if c["cell_type"] == "code")
+        m = re.search(r'ml\.reference\.compare\("(\d\d)", \{(.*?)\}\)', code, re.S)
+        assert m, f"{lab.name} compares no headline numbers with the reference run"
+        assert m.group(1) == lab.name[:2], f"{lab.name} compares as lab {m.group(1)}"
+        out[m.group(1)] = set(re.findall(r'"(\w+)":', m.group(2)))
+    return out
+
+
+def test_every_lab_compares_and_the_shipped_reference_has_its_numbers():
+    refs = reference.runs()
+    assert refs, "no reference run is shipped in memlab/data/reference/"
+    for lab, names in lab_comparisons().items():
+        assert names, f"lab {lab} compares nothing"
+        for ref in refs:
+            missing = names - set(ref.labs.get(lab, {}))
+            assert not missing, f"reference {ref.name} lacks lab {lab}'s {sorted(missing)}: record it again"
+            assert {"quick_peak_bytes", "full_peak_bytes"} <= set(ref.lab_runs.get(lab, {})), \
+                f"reference {ref.name} lacks lab {lab}'s peak memory"
+
+
+def test_the_readme_course_table_shows_the_reference_runs_time_and_memory():
+    """No typed machine numbers: the README's per-lab time and memory are the shipped reference run's."""
+    readme = (ROOT / "README.md").read_text()
+    ref = reference.runs()[0]
+    for lab, run in sorted(ref.lab_runs.items()):
+        row = next((line for line in readme.splitlines() if re.match(rf"\| `{lab}_\w+` \|", line)), None)
+        assert row, f"the README's course table has no row for lab {lab}"
+        assert reference.cost(run) in row, f"README row of lab {lab} should show {reference.cost(run)!r} ({ref.name})"

@@ -1,0 +1,43 @@
+"""Lab 07's worked solutions against what the code counts and times, and wrong answers marked a miss."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from memlab.core import exercises, footprint
+from memlab.disaggregation import profiles, simstats, solutions, workload
+
+
+@pytest.fixture(autouse=True)
+def _learner_mode(monkeypatch):
+    monkeypatch.delenv("MEMLAB_SOLUTIONS", raising=False)  # a wrong answer only misses, never raises
+
+
+def test_split_tpot_is_the_decode_tpot_plus_the_transfer_over_the_gaps():
+    # the clocks of disagg.run_split: first token at t_first, cache rebuilt at t_rebuilt, last token at t_last
+    new_tokens, t_first, t_rebuilt, t_last = 8, 10.0, 10.05, 10.75
+    gaps = new_tokens - 1
+    measured_split_tpot = (t_last - t_first) / gaps          # SplitResult.split_tpot_s
+    decode_tpot, transfer = (t_last - t_rebuilt) / gaps, t_rebuilt - t_first
+    solved = solutions.split_tpot_s(decode_tpot, transfer, new_tokens)
+    assert solved == pytest.approx(measured_split_tpot, rel=1e-12)
+    assert exercises.grade("07-tpot", solved, measured_split_tpot, rel=0.01) is True
+    assert exercises.grade("07-tpot", decode_tpot, measured_split_tpot, rel=0.01) is False  # forgot the transfer
+    assert exercises.grade("07-tpot", 2 * solved, measured_split_tpot, rel=0.01) is False
+
+
+def test_link_transfer_matches_the_simulators_transfer(tiny):
+    cfg = tiny.config
+    prof = replace(profiles.simple_profile(), kv_bytes_per_token=footprint.kv_bytes_per_token(cfg, "bf16"))
+    bw = profiles.ETHERNET_BYTES_PER_S["10 Gb Ethernet"]
+    work = workload.Workload(num_requests=5, rate_per_s=1.0, prompt_tokens=300, output_tokens=4)
+    rows = simstats.link_sweep(prof, workload.Cluster("disagg", 1, 1), work, {"10 Gb Ethernet": bw})
+    simulated = rows[0][2].transfer_p50_s
+    solved = solutions.link_transfer_s(cfg, 300, bw, prof.link_latency_s)
+    assert solved == pytest.approx(simulated, rel=1e-9)
+    assert exercises.grade("07-link", solved, simulated, rel=0.001) is True
+    assert exercises.grade("07-link", 2 * solved, simulated, rel=0.001) is False
+    fp32 = solutions.link_transfer_s(cfg, 300, bw, prof.link_latency_s, dtype="fp32")
+    assert exercises.grade("07-link", fp32, simulated, rel=0.001) is False  # the GPU profile's cache is bf16

@@ -1,0 +1,59 @@
+"""`memlab kvcache --json` on the tiny model: the fields the README lists, the same tokens every way."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from memlab import cli
+from memlab.kv_cache import breakeven, reuse
+from memlab.kv_cache import cli as kv_cli
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def readme_fields(after: str) -> set[str]:
+    """The comma-separated names in the first code span(s) after `after` in the kvcache section."""
+    section = README[README.index("### memlab kvcache (lab 09)"):].split("\n\n")[1]  # the paragraph
+    tail = section[section.index(after) + len(after):]
+    names = set()
+    for span in re.findall(r"`([^`]*)`", tail):
+        items = [x.strip() for x in span.split(",")]
+        if len(items) > 1 and all(re.match(r"^[a-z_]+$", x) for x in items):
+            names |= set(items)
+            break
+    return names
+
+
+def test_the_readme_lists_the_record_fields():
+    assert readme_fields("`ReuseRun` fields") == {f.name for f in dataclasses.fields(reuse.ReuseRun)}
+    assert readme_fields("`memlab.kv_cache.breakeven.Crossover`") >= {f.name for f in dataclasses.fields(breakeven.Crossover)}
+
+
+def test_kvcache_json_on_the_tiny_model(tiny_dir, capsys):
+    argv = ["kvcache", "--model", str(tiny_dir), "--prefix-tokens", "8,24", "--suffix-tokens", "4",
+            "--new-tokens", "3", "--repeats", "1", "--tiers", "recompute,ram,disk", "--cold", "--json"]
+    assert cli.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"runs", "crossovers"}
+    assert [r["way"] for r in out["runs"]] == ["recompute", "ram", "disk-cold"] * 2
+    assert all(r["same_tokens"] for r in out["runs"])
+    assert set(out["runs"][0]) == {f.name for f in dataclasses.fields(reuse.ReuseRun)}
+    assert all(max(r["page_cache_before"]) < 0.05 for r in out["runs"] if r["way"] == "disk-cold")
+    assert {c["tier"] for c in out["crossovers"]} == {"ram", "disk-cold"}
+
+
+def test_disk_means_warm_unless_cold():
+    assert kv_cli.ways(["ram", "disk"], cold=False) == ("ram", "disk-warm")
+    assert kv_cli.ways(["disk"], cold=True) == ("disk-cold",)
+
+
+@pytest.mark.parametrize("text", ["", ",", "ram,tape"])
+def test_a_bad_tier_list_is_refused(text):
+    import argparse
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown tier"):
+        kv_cli.tier_list(text)

@@ -1,0 +1,37 @@
+"""Lab 09's worked solutions give the numbers the lab measures or computes, and a wrong answer is a miss."""
+
+from __future__ import annotations
+
+import pytest
+
+from memlab.core import exercises, footprint
+from memlab.kv_cache import breakeven, reuse, solutions
+
+
+def test_kv_file_bytes_is_the_file_the_lab_writes(tiny, tmp_path):
+    from memlab.core.text import prompt_ids
+    from memlab.kv_cache import tiers
+    prefix = tiers.compute_prefix(tiny, prompt_ids(tiny.tokenizer, 40))
+    size = tiers.save(prefix, tmp_path / "p.kv")
+    assert solutions.kv_file_bytes(tiny.config, 40) == size
+    assert exercises.grade("09-kv-bytes", size * 2, size, rel=0.001) is False  # K only, or fp64: a miss
+
+
+def test_recompute_flops_is_the_package_count():
+    for model in ("llama-3.1-8b", "smollm2-135m"):
+        config = footprint.resolve_config(model)
+        for p in (1, 100, 4096):
+            assert solutions.recompute_flops(config, p) == pytest.approx(reuse.prefix_flops(config, p), rel=1e-12)
+    config = footprint.resolve_config("llama-3.1-8b")
+    two_n_p = 2 * footprint.num_params(config) * 4096  # the familiar 2 N P forgets attention and counts the table
+    assert exercises.grade("09-flops", two_n_p, reuse.prefix_flops(config, 4096), rel=0.02) is False
+
+
+def test_server_crossover_solution_and_a_miss():
+    config = footprint.resolve_config("llama-3.1-8b")
+    flops, rates = breakeven.server_rates()
+    want = breakeven.spec_crossover(config, flops, rates["NVMe SSD"])
+    assert exercises.grade("09-crossover", solutions.server_crossover_tokens(config, flops, rates["NVMe SSD"]),
+                           want, rel=0.01) is True
+    # ignoring attention (recompute linear in P) gives "never": a miss, not a near one
+    assert exercises.grade("09-crossover", 0.0, want, rel=0.01) is False

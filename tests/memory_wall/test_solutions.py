@@ -1,0 +1,37 @@
+"""Lab 01's worked solutions against the roofline the lab computes, and a wrong answer is a miss."""
+
+import pytest
+
+from memlab.core import exercises, footprint, roofline
+from memlab.memory_wall import solutions
+
+SMOLLM = footprint.resolve_config("smollm2-135m")
+
+
+@pytest.mark.parametrize("batch", [1, 4, 8])
+def test_the_batch_bound_matches_the_roofline_on_the_lab_model(batch):
+    bw, peak = 20e9, 200e9  # a laptop-like machine: memory-bound up to B ~ 8
+    ctx = 48  # lab 01's sweep: a ~40-token chat prompt plus half the new tokens
+    bound = roofline.predict(roofline.decode_workload(SMOLLM, batch, ctx), peak, bw).tok_per_s
+    solution = solutions.batch_bound_tok_per_s(SMOLLM, batch, bw, peak)
+    # the solution ignores the KV cache: B * (C + 1) * 46 KB beside 538 MB of weights, 3.4% at B = 8
+    assert solution == pytest.approx(bound, rel=0.05)
+    assert exercises.grade("01-batch-bound", solution, bound, rel=0.05) is True
+    assert exercises.grade("01-batch-bound", 2 * solution, bound, rel=0.05) is False
+
+
+def test_the_batch_bound_turns_to_compute_when_flops_bind(tiny):
+    bw, peak = 100e9, 1e9  # a slow core and fast memory: compute binds from B = 1
+    bound = roofline.predict(roofline.decode_workload(tiny.config, 4, 1), peak, bw)
+    assert bound.bound == "compute"
+    solution = solutions.batch_bound_tok_per_s(tiny.config, 4, bw, peak)
+    assert solution == pytest.approx(bound.tok_per_s, rel=0.05)
+    assert exercises.grade("01-batch-bound", 4 * bw / footprint.weights_bytes(tiny.config), bound.tok_per_s,
+                           rel=0.05) is False  # the memory-only answer misses where compute binds
+
+
+def test_the_older_lab01_exercises_mark_twice_the_solution_a_miss():
+    bw = 20e9
+    bound = roofline.predict(roofline.decode_workload(SMOLLM, 1, 48), 1e15, bw).tok_per_s
+    assert exercises.grade("01-bound", solutions.decode_bound_tok_per_s(SMOLLM, bw), bound, rel=0.05) is True
+    assert exercises.grade("01-bound", 2 * solutions.decode_bound_tok_per_s(SMOLLM, bw), bound, rel=0.05) is False

@@ -1,0 +1,34 @@
+"""Lab 04's worked solutions (04-kv, 04-g64) against the cache the model allocates, and a wrong answer misses."""
+
+import pytest
+import torch
+
+import memlab as ml
+from memlab.core import exercises
+
+
+@pytest.mark.parametrize("num_tokens", [1, 13])
+def test_kv_solution_is_the_cache_a_prefill_allocates(tiny, num_tokens):
+    cache = ml.generation.new_cache(tiny.model)
+    with torch.inference_mode():
+        ml.generation.prefill(tiny.model, torch.tensor([list(range(5, 5 + num_tokens))]), cache)
+    allocated = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+    assert ml.quantization.solutions.kv_cache_bytes(tiny.config, num_tokens) == allocated
+
+
+def test_kv_exercise_marks_a_wrong_answer_a_miss(tiny, monkeypatch):
+    monkeypatch.delenv("MEMLAB_SOLUTIONS", raising=False)
+    right = ml.quantization.solutions.kv_cache_bytes(tiny.config, 64)
+    assert exercises.grade("04-kv", right, right, rel=0.001) is True
+    assert exercises.grade("04-kv", 2 * right, right, rel=0.001) is False
+    assert exercises.grade("04-kv", right / 2, right, rel=0.001) is False  # the keys, or the values, only
+
+
+def test_g64_bits_match_what_the_grid_stores_and_a_wrong_answer_misses(monkeypatch):
+    from memlab.quantization import quantize
+    monkeypatch.delenv("MEMLAB_SOLUTIONS", raising=False)
+    w = torch.randn(64, 256)
+    q, s, z = quantize.quantize_groupwise(w, bits=4, group_size=64, symmetric=False)
+    counted = (4 * q.numel() + 16 * (s.numel() + z.numel())) / w.numel()
+    assert ml.quantization.solutions.int4_bits_per_weight(group_size=64, scale_bits=16) == counted == 4.5
+    assert ml.exercises.grade("04-g64", 5.0, counted, rel=0.001) is False  # G = 32's answer
