@@ -35,6 +35,8 @@ KERNEL_READY_JS = """() => {
   return !!k && k.connectionStatus === 'connected' && k.status === 'idle';
 }"""
 PROMPTS = ".jp-CodeCell .jp-InputPrompt"
+PROMPT_CHANGED_JS = """(el) => [...el.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+  .some(p => p.textContent.trim() !== '[ ]:')"""
 # errors from the notebook's model: JupyterLab 4.6 renders a traceback as
 # data-mime-type="application/vnd.jupyter.stderr", the same as a warning, so the page cannot tell them apart
 ERRORS_JS = """() => window.jupyterapp.shell.currentWidget.content.widgets
@@ -138,12 +140,23 @@ def page(chromium, server):
 def run_all(page, server: str, notebook: str, timeout_s: float = MAX_RUN_S):
     """Open `notebook`, wait for its kernel, Run > Run All Cells, wait until every cell ran or one
     failed; returns the notebook's panel (other tabs stay in the page) and its input prompts' texts."""
-    page.goto(f"{server}/lab/tree/labs/{notebook}?token={TOKEN}")
+    # ?reset: a clean workspace, so the app does not reopen an earlier lab whose kernel is gone (its
+    # "select a kernel" dialog would take the menu clicks below; a CI run lost lab 07 that way)
+    page.goto(f"{server}/lab/tree/labs/{notebook}?reset&token={TOKEN}")
     page.wait_for_function(KERNEL_READY_JS, timeout=90_000)
     panel = page.locator("#" + page.evaluate("() => window.jupyterapp.shell.currentWidget.id"))
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    for attempt in range(2):
+        page.keyboard.press("Escape")  # a dialog or an open menu would swallow the clicks
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        if attempt == 0:  # did Run All start? the first cell leaves "[ ]:" within seconds when it did
+            try:
+                page.wait_for_function(PROMPT_CHANGED_JS, arg=panel.element_handle(), timeout=30_000)
+                break
+            except Exception:  # playwright's TimeoutError: click Run All once more
+                continue
+    deadline = started + timeout_s
     while True:
         prompts = [t.strip() for t in panel.locator(PROMPTS).all_inner_texts()]
         done = all(re.fullmatch(r"\[\d+\]:", t) for t in prompts)
@@ -153,8 +166,12 @@ def run_all(page, server: str, notebook: str, timeout_s: float = MAX_RUN_S):
         time.sleep(0.5)
 
 
-def shut_down_kernels(server: str) -> None:
-    """A kernel outlives its tab: stop it, so the next lab has the machine to itself."""
+def shut_down_kernels(server: str, page=None) -> None:
+    """A kernel outlives its tab: close the tabs, then stop the kernels, so the next lab has the
+    machine to itself (and no tab is left asking for a kernel that is gone)."""
+    if page is not None:
+        page.evaluate("() => window.jupyterapp.commands.execute('application:close-all')")
+        time.sleep(1)
     for s in api(server, "/api/sessions"):
         api(server, f"/api/sessions/{s['id']}", method="DELETE")
 
@@ -189,7 +206,7 @@ def test_lab00_runs_from_the_run_menu(page, server):
     check_ran(page, "00_start_here.ipynb", prompts)
     assert panel.locator(".jp-OutputArea-output img").count() >= 1, "lab 00 rendered no figure"
     print(f"lab 00: {len(prompts)} code cells ran in {time.monotonic() - t0:.1f} s")
-    shut_down_kernels(server)
+    shut_down_kernels(server, page)
 
 
 def test_lab07_widget_answers_a_slider(page, server):
@@ -199,4 +216,4 @@ def test_lab07_widget_answers_a_slider(page, server):
     t_ran = time.monotonic() - t0
     check_slider_redraws(page, panel.locator(".widget-vbox").last)
     print(f"lab 07: {len(prompts)} code cells ran in {t_ran:.1f} s; the widget answered {time.monotonic() - t0 - t_ran:.1f} s later")
-    shut_down_kernels(server)
+    shut_down_kernels(server, page)
