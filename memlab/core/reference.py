@@ -23,9 +23,14 @@ from pathlib import Path
 import pandas as pd
 
 from memlab.core.errors import InvalidArgumentError
-from memlab.core.paths import write_atomic
+from memlab.core.paths import package_root, write_atomic
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1] / "data" / "reference"
+REFERENCE_DIR = package_root() / "memlab" / "data" / "reference"  # package data, installed or not
+
+
+def mode() -> str:
+    """"quick" under MEMLAB_QUICK=1 (as every lab's parameter cell reads it), else "full"."""
+    return "quick" if os.environ.get("MEMLAB_QUICK", "0") == "1" else "full"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +72,7 @@ def record(lab: str, numbers: dict, folder: str | Path) -> Path:
     """Write one lab's headline numbers, with this machine's card and mode, to `<folder>/<lab>.json`."""
     from memlab.core.hardware import card
 
-    quick = os.environ.get("MEMLAB_QUICK", "0") == "1"
-    data = {"lab": lab, "mode": "quick" if quick else "full", "card": asdict(card()),
+    data = {"lab": lab, "mode": mode(), "card": asdict(card()),
             "numbers": {k: (None if math.isnan(v) else v) for k, v in _numbers(lab, numbers).items()}}
     return write_atomic(Path(folder) / f"{lab}.json", json.dumps(data, indent=1) + "\n")
 
@@ -86,12 +90,11 @@ def compare(lab: str, numbers: dict, references: list[ReferenceRun] | None = Non
         table[ref.name] = [theirs.get(k) if theirs.get(k) is not None else math.nan for k in mine]
         table[f"this / {ref.name}"] = table["this run"] / table[ref.name]
     table.index.name = f"lab {lab}"
-    quick = os.environ.get("MEMLAB_QUICK", "0") == "1"
     for ref in refs:
         print("reference", ref.describe())
     if not refs:
         print("no reference run is shipped with this memlab")
-    if quick:
+    if mode() == "quick":
         print("this run is quick mode (shorter prompts, fewer repeats): compare in full mode for like with like")
     return table
 
@@ -124,7 +127,7 @@ def plan(lab: str, references: list[ReferenceRun] | None = None) -> None:
     from memlab.core.guard import available_bytes
     from memlab.core.units import fmt_bytes
 
-    mode = "quick" if os.environ.get("MEMLAB_QUICK", "0") == "1" else "full"
+    this_mode = mode()
     need = 0
     for ref in runs() if references is None else references:
         r = ref.lab_runs.get(lab)
@@ -132,11 +135,11 @@ def plan(lab: str, references: list[ReferenceRun] | None = None) -> None:
             print(f"{ref.name}: no record of lab {lab}")
             continue
         print(f"on {ref.name} this lab took (time under nbval, peak memory of the kernel and its children): {cost(r)}")
-        need = max(need, r.get(f"{mode}_peak_bytes", 0))
+        need = max(need, r.get(f"{this_mode}_peak_bytes", 0))
     free = available_bytes()
     if need and free < need:
-        print(f"warning: this machine has {fmt_bytes(free)} of memory available, less than this lab's {mode}-mode "
+        print(f"warning: this machine has {fmt_bytes(free)} of memory available, less than this lab's {this_mode}-mode "
               f"peak on the reference machine ({fmt_bytes(need)}): close other programs"
-              + (", or run it in quick mode (MEMLAB_QUICK=1)" if mode == "full" else ""))
+              + (", or run it in quick mode (MEMLAB_QUICK=1)" if this_mode == "full" else ""))
     else:
-        print(f"this run is {mode} mode; this machine has {fmt_bytes(free)} of memory available")
+        print(f"this run is {this_mode} mode; this machine has {fmt_bytes(free)} of memory available")
