@@ -69,6 +69,11 @@ def record_fields(command: str) -> set[str]:
     name = command.split()[1]
     if name == "simulate" and "--validate" in command:
         return {f.name for f in dataclasses.fields(Validation)}
+    if name == "simulate" and "--goodput" in command:  # {num_workers, slo: SLO, colocated/disagg: GoodputResult}
+        from memlab.disaggregation.simstats import GoodputResult
+        from memlab.disaggregation.slo import SLO
+        return ({"num_workers", "slo", "colocated", "disagg", "workload", "profile"}
+                | {f.name for f in dataclasses.fields(GoodputResult)} | {f.name for f in dataclasses.fields(SLO)})
     extra = {"simulate": {"profile"}}.get(name, set())
     return {f.name for f in dataclasses.fields(records[name])} | extra
 

@@ -13,7 +13,8 @@ Lab 01 draws its roofline from these numbers rather than from a spec sheet.
 3. Disk read of a scratch file, cold (pages evicted with posix_fadvise DONTNEED, eviction
    checked with mincore) and warm (read again from the page cache). Where the platform cannot
    evict (no posix_fadvise: macOS) the cold rate is nan and `disk_cold_reason` says why.
-4. With a GPU: VRAM copy bandwidth and host->device / device->host copies, pinned and pageable.
+4. With a CUDA GPU: HBM bandwidth, GPU matmul FLOP/s per dtype and host->device / device->host
+   copies, pinned and pageable (`ceilings_gpu.py`; 0.0 in the record without one).
 
 `measure()` caches its record as JSON per machine in the memlab cache folder; `refresh=True`
 measures again.
@@ -33,6 +34,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from memlab.core.ceilings_gpu import GPU_ABSENT, host_device_copies, on_device  # noqa: F401  (the GPU's, re-exported)
+from memlab.core.ceilings_gpu import rows as gpu_rows  # noqa: F401
 from memlab.core.measure import repeat
 from memlab.core.paths import write_atomic
 
@@ -60,7 +63,7 @@ class Ceilings:
     disk_cold_gb_per_s: float
     disk_warm_gb_per_s: float
     disk_cold_resident_fraction: float  # page-cache residency after eviction (~0 if it worked)
-    vram_gb_per_s: float          # GPU device-to-device copy; 0.0 without a GPU
+    vram_gb_per_s: float          # GPU HBM: fastest STREAM kernel on the GPU; 0.0 without a CUDA GPU
     gpu_fp32_flop_per_s: float
     gpu_bf16_flop_per_s: float
     h2d_pinned_gb_per_s: float
@@ -72,6 +75,7 @@ class Ceilings:
     measured_at: str
     read_gb_per_s: float = 0.0    # sum of one array: reads only, as a decode step reads its weights
     disk_cold_reason: str = ""    # why disk_cold_gb_per_s is nan ("" when it was measured)
+    gpu_fp16_flop_per_s: float = 0.0  # GPU fp16 matmul; 0.0 without a GPU (or in older records)
 
     @property
     def bandwidth_bytes_per_s(self) -> float:
@@ -93,8 +97,9 @@ class Ceilings:
     def roof(self, dtype: str = "fp32", device: str = "cpu") -> tuple[float, float]:
         """(peak FLOP/s, bandwidth bytes/s) of `device` ("cpu" or "cuda[:N]"); 0.0 = not measured."""
         if str(device).startswith("cuda"):
-            # fp16 is not timed on the GPU: tensor cores run it at the bf16 rate (Ampere and later)
-            flops = self.gpu_fp32_flop_per_s if dtype == "fp32" else self.gpu_bf16_flop_per_s
+            # older records did not time fp16 on the GPU: tensor cores run it at the bf16 rate
+            flops = {"fp32": self.gpu_fp32_flop_per_s, "bf16": self.gpu_bf16_flop_per_s,
+                     "fp16": self.gpu_fp16_flop_per_s or self.gpu_bf16_flop_per_s}[dtype]
             return flops, self.vram_gb_per_s * GB
         return self.flop_per_s(dtype), self.bandwidth_bytes_per_s
 
@@ -131,6 +136,9 @@ def matmul_flops(dtype: torch.dtype, sizes: tuple, budget_s: float,
     Stops early when the budget is spent; a size whose single call would overrun it is skipped.
     """
     dev = torch.device(device)
+    if dev.type == "cuda":  # cuBLAS's first call creates its handle: keep that out of the estimate
+        F.linear(torch.ones(8, 8, device=dev, dtype=dtype), torch.ones(8, 8, device=dev, dtype=dtype))
+        torch.cuda.synchronize(dev)
     out, t_start = [], time.perf_counter()
     for n in sizes:
         x = torch.randn(n, n, device=dev).to(dtype)
@@ -175,18 +183,6 @@ def disk_read(folder: Path, file_bytes: int, block_bytes: int = 16 * 2**20) -> t
         path.unlink(missing_ok=True)
 
 
-def host_device_copies(num_bytes: int, repeats: int = 5) -> dict[str, float]:
-    """Host<->device copy GB/s, pinned and pageable host memory (needs CUDA)."""
-    dev = torch.device("cuda")
-    gpu = torch.empty(num_bytes, dtype=torch.uint8, device=dev)
-    out = {}
-    for kind in ("pinned", "pageable"):
-        host = torch.empty(num_bytes, dtype=torch.uint8, pin_memory=kind == "pinned")
-        out[f"h2d_{kind}"] = num_bytes / repeat(lambda: gpu.copy_(host), repeats, device=dev).min / GB
-        out[f"d2h_{kind}"] = num_bytes / repeat(lambda: host.copy_(gpu), repeats, device=dev).min / GB
-    return out
-
-
 def _cache_file(cache_dir: Path, mode: str) -> Path:
     return Path(cache_dir) / "ceilings" / f"{socket.gethostname()}-{mode}.json"
 
@@ -204,7 +200,8 @@ def measure(quick: bool = False, refresh: bool = False, cache_dir: Path | str | 
             if candidate.exists():
                 try:
                     cached = json.loads(candidate.read_text())
-                    if cached.get("read_gb_per_s"):  # records without the read kernel are remeasured
+                    gpu_missing = torch.cuda.is_available() and not cached.get("vram_gb_per_s")
+                    if cached.get("read_gb_per_s") and not gpu_missing:  # else: measured again
                         return from_dict(cached)
                 except (ValueError, TypeError, KeyError):
                     pass  # unreadable or from an older version: measure again
@@ -242,14 +239,15 @@ def measure_now(quick: bool = False, disk_folder: Path | None = None) -> Ceiling
         file_bytes = (128 if quick else 512) * 2**20
         Path(disk_folder).mkdir(parents=True, exist_ok=True)
         cold, warm, resident = disk_read(Path(disk_folder), file_bytes)
-    gpu = dict(vram=0.0, fp32=0.0, bf16=0.0, h2d_pinned=0.0, h2d_pageable=0.0,
+    gpu = dict(vram=0.0, fp32=0.0, bf16=0.0, fp16=0.0, h2d_pinned=0.0, h2d_pageable=0.0,
                d2h_pinned=0.0, d2h_pageable=0.0)
     device = "cpu"
-    if torch.cuda.is_available():
+    if torch.cuda.is_available():  # the GPU's roofs: see ceilings_gpu.py
         device = torch.cuda.get_device_name(0)
-        gpu["vram"] = stream((256 if quick else 1024) * 2**20, 5, "cuda")["copy"]
-        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            gpu[name] = max(f for _, f in matmul_flops(dtype, (4096, 8192), budget_s, "cuda"))
+        gpu["vram"] = max(stream((256 if quick else 1024) * 2**20, 5, "cuda").values())
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            gpu[name] = max((f for _, f in matmul_flops(dtype, (4096, 8192), budget_s, "cuda")), default=0.0)
+        torch.cuda.empty_cache()
         gpu.update(host_device_copies((64 if quick else 256) * 2**20))
     return Ceilings(
         host=socket.gethostname(), device=device, mode="quick" if quick else "full",
@@ -263,7 +261,7 @@ def measure_now(quick: bool = False, disk_folder: Path | None = None) -> Ceiling
         disk_file_bytes=file_bytes, disk_cold_gb_per_s=cold, disk_warm_gb_per_s=warm,
         disk_cold_resident_fraction=resident, vram_gb_per_s=gpu["vram"],
         disk_cold_reason="" if disk_folder is None or pagecache.supports_eviction() else pagecache.EVICTION_UNSUPPORTED,
-        gpu_fp32_flop_per_s=gpu["fp32"], gpu_bf16_flop_per_s=gpu["bf16"],
+        gpu_fp32_flop_per_s=gpu["fp32"], gpu_bf16_flop_per_s=gpu["bf16"], gpu_fp16_flop_per_s=gpu["fp16"],
         h2d_pinned_gb_per_s=gpu["h2d_pinned"], h2d_pageable_gb_per_s=gpu["h2d_pageable"],
         d2h_pinned_gb_per_s=gpu["d2h_pinned"], d2h_pageable_gb_per_s=gpu["d2h_pageable"],
         load_avg_1min=load_avg, measure_s=time.perf_counter() - t0,
@@ -272,6 +270,6 @@ def measure_now(quick: bool = False, disk_folder: Path | None = None) -> Ceiling
 
 def from_dict(d: dict) -> Ceilings:
     """A Ceilings record from its JSON form (lists back to tuples)."""
-    d = dict(d)
+    d = {k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(Ceilings)}}
     d["matmul_sizes"] = tuple(tuple(row) for row in d["matmul_sizes"])
     return Ceilings(**d)

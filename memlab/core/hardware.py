@@ -138,9 +138,19 @@ def gpu_device() -> str:
     return "cuda" if has_cuda() else "mps" if has_mps() else "cpu"
 
 
+AUTO = "auto"  # a lab's DEVICE default: the GPU when torch sees one (`gpu_device()`), else the CPU
+
+
 def resolve_device(device: str | torch.device = "cpu") -> torch.device:
-    """`"cpu"`, `"cuda"`, `"cuda:N"` or `"mps"` -> torch.device, with a clear error when it is not here."""
-    dev = torch.device(device)
+    """`"auto"`, `"cpu"`, `"cuda"`, `"cuda:N"` or `"mps"` -> torch.device, with a clear error when it
+    is not here. `"auto"` is `gpu_device()`: cuda when torch sees one, else mps, else cpu."""
+    if isinstance(device, str) and device.strip().lower() == AUTO:
+        device = gpu_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceUnavailableError(
+            f"device={str(device)!r} is not a device: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.") from None
     if dev.type == "cuda" and not has_cuda():
         raise DeviceUnavailableError(
             f"device={str(device)!r} was asked for, but torch sees no CUDA GPU on this machine "
@@ -152,7 +162,7 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
             f"device={str(device)!r} was asked for, but torch sees no Apple GPU (mps) here. "
             f"Use device={gpu_device()!r}.")
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise DeviceUnavailableError(f"device={str(device)!r} is not supported: use 'cpu', 'cuda' or 'mps'.")
+        raise DeviceUnavailableError(f"device={str(device)!r} is not supported: use 'auto', 'cpu', 'cuda' or 'mps'.")
     return dev
 
 

@@ -87,6 +87,21 @@ class PeakMemory:
             self.peak_vram_bytes = int(torch.cuda.max_memory_allocated(self.device))
 
 
+def release_freed_memory() -> None:
+    """Collect garbage, then hand the C heap's freed pages back to the OS (glibc's `malloc_trim`).
+
+    A model loaded and freed in a long-lived process (a lab's kernel) leaves its many small tensors'
+    memory on the heap, still counted in RSS, until the allocator trims it; a no-op without glibc."""
+    import ctypes
+    import ctypes.util
+    import gc
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc (macOS, musl, Windows): the allocator returns memory its own way
+
+
 @dataclass(frozen=True, slots=True)
 class Stats:
     """Summary of repeated measurements, in the caller's unit."""

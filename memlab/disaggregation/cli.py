@@ -31,42 +31,108 @@ def _cmd_disagg(args) -> int:
 
 
 def _sim_profile(args):
-    from memlab.disaggregation import calibration, profiles
+    from memlab.disaggregation import calibration, profiles, published
     if args.profile == "local":
         return calibration.local_profile(args.model)
     if args.profile == "simple":
         return profiles.simple_profile()
+    if args.profile in published.MODELS:
+        return published.model(args.profile).profile()
     from transformers import AutoConfig
     return profiles.spec_profile(args.profile, AutoConfig.from_pretrained(models.prepare(args.model)))
 
 
-def _cmd_simulate(args) -> int:
-    from memlab.disaggregation import calibration, profiles, simstats, simulator, workload
-    if args.validate:
-        v = calibration.validate(args.model, quick=not args.full)[0]
-        if args.json:
-            print_json(v)
-        else:
-            print(f"median TTFT real {fmt_time(v.real_ttft_p50_s)} vs simulated {fmt_time(v.sim_ttft_p50_s)}: "
-                  f"error {v.ttft_rel_error:+.1%}\nmedian TPOT real {fmt_time(v.real_tpot_p50_s)} vs simulated "
-                  f"{fmt_time(v.sim_tpot_p50_s)}: error {v.tpot_rel_error:+.1%}\n(service-time errors: prefill "
-                  f"{v.prefill_rel_error:+.1%}, decode step {v.decode_step_rel_error:+.1%}; load average "
-                  f"{v.load_avg_1m:.1f} on {v.num_cpus} CPUs)")
+def _slo(args):
+    from memlab.disaggregation import slo
+    s = slo.preset(args.slo) if args.slo else slo.custom(args.ttft_slo, args.tpot_slo)
+    if args.slo_target is not None:
+        from dataclasses import replace
+        s = replace(s, target=args.slo_target)
+    return s
+
+
+def _print_validation(args) -> int:
+    from memlab.disaggregation import calibration
+    v = calibration.validate(args.model, quick=not args.full)[0]
+    if args.json:
+        print_json(v)
+    else:
+        print(f"median TTFT real {fmt_time(v.real_ttft_p50_s)} vs simulated {fmt_time(v.sim_ttft_p50_s)}: "
+              f"error {v.ttft_rel_error:+.1%}\nmedian TPOT real {fmt_time(v.real_tpot_p50_s)} vs simulated "
+              f"{fmt_time(v.sim_tpot_p50_s)}: error {v.tpot_rel_error:+.1%}\n(service-time errors: prefill "
+              f"{v.prefill_rel_error:+.1%}, decode step {v.decode_step_rel_error:+.1%}; load average "
+              f"{v.load_avg_1m:.1f} on {v.num_cpus} CPUs)")
+    return 0
+
+
+def _print_goodput(args, profile, work, slo) -> int:
+    from memlab.core.results import as_dict
+    from memlab.disaggregation import simstats, workload
+    p, d = args.prefill_workers, args.decode_workers
+    link = args.link_gbps * 1e9 / 8 if args.link_gbps else None
+    setups = {"colocated": workload.Cluster("colocated", p, d, prefill_chunk_tokens=args.chunk_tokens),
+              "disagg": workload.Cluster("disagg", p, d, link_bytes_per_s=link)}
+    found = {k: simstats.goodput_search(profile, cl, work, slo.ttft_s, slo.tpot_s, slo.target,
+                                        iterations=args.goodput_iterations) for k, cl in setups.items()}
+    if args.json:
+        print_json({"num_workers": p + d, "slo": as_dict(slo), **{k: as_dict(g) for k, g in found.items()},
+                    "workload": as_dict(work), "profile": as_dict(profile)})
         return 0
-    profile = _sim_profile(args)
+    print(_profile_line(profile))
+    print(f"goodput at SLO {slo.name} (TTFT <= {fmt_time(slo.ttft_s)} and TPOT <= {fmt_time(slo.tpot_s)} for "
+          f"{slo.target:.0%} of requests) [{slo.source}], {p + d} workers:")
+    for k, g in found.items():
+        what = "colocated" if k == "colocated" else f"disaggregated {p}P:{d}D"
+        print(f"  {what}: {g.rate_per_s:.4g} req/s, {g.goodput_per_worker:.4g} per worker (bisection resolution "
+              f"{g.resolution_per_s:.2g} req/s; attainment {g.attainment_at_rate:.0%} there, "
+              f"{g.attainment_above:.0%} just above)" if g.is_bracketed else
+              f"  {what}: >= {g.rate_per_s:.4g} req/s, not bracketed: even the top of the search met the target "
+              f"(too few requests to load the cluster? raise --requests)")
+    return 0
+
+
+def _profile_line(profile) -> str:
+    from memlab.disaggregation import profiles
+    return profiles.fmt_profile(profile)
+
+
+def _cmd_simulate(args) -> int:
+    from memlab.disaggregation import simstats, simulator, traces, workload
+    if args.validate:
+        return _print_validation(args)
+    if args.goodput and args.replay:
+        print("memlab simulate: --goodput searches the rate of a synthetic workload; drop --replay (or --goodput)")
+        return 2
+    profile, slo = _sim_profile(args), _slo(args)
+    work = workload.Workload(args.requests, args.rate or 1.0, args.prompt_tokens, 0.5, args.output_tokens, 0.5,
+                             seed=args.seed)
+    if args.goodput:
+        return _print_goodput(args, profile, work, slo)
     cluster = workload.Cluster(args.mode, args.prefill_workers, args.decode_workers,
-                                link_bytes_per_s=args.link_gbps * 1e9 / 8 if args.link_gbps else None)
-    work = workload.Workload(args.requests, args.rate, args.prompt_tokens, 0.5, args.output_tokens, 0.5,
-                              seed=args.seed)
-    recs = simulator.simulate(profile, cluster, work)
-    s = simstats.summarize(recs, cluster, args.ttft_slo, args.tpot_slo)
+                               link_bytes_per_s=args.link_gbps * 1e9 / 8 if args.link_gbps else None,
+                               prefix_cache_blocks=args.prefix_cache_blocks,
+                               prefill_chunk_tokens=args.chunk_tokens)
+    requests, extra = work, {}
+    if args.replay:
+        requests = traces.read_trace(args.replay, max_requests=args.max_trace_requests)
+        if args.rate:
+            requests = traces.with_rate(requests, args.rate)
+        extra = {"trace_file": str(args.replay), "trace_requests": len(requests),
+                 "prefix_hit_share": traces.prefix_hit_share(requests)}
+    recs = simulator.simulate(profile, cluster, requests)
+    s = simstats.summarize(recs, cluster, slo.ttft_s, slo.tpot_s)
+    extra.update(cached_token_share=simstats.cached_token_share(recs), prefix_cache_blocks=cluster.prefix_cache_blocks,
+                 prefill_chunk_tokens=cluster.prefill_chunk_tokens)
     if args.trace:
         simstats.chrome_trace(recs, args.trace)
     if args.json:
-        print_json(s.as_json(profile))
+        print_json({**s.as_json(profile), **extra})
         return 0
-    print(f"{profiles.fmt_profile(profile)}")
-    print(f"{s.mode} {s.num_prefill_workers}P:{s.num_decode_workers}D, {s.num_requests} requests at {args.rate} req/s")
+    print(_profile_line(profile))
+    source = f"trace {args.replay} (prefix hit share {extra['prefix_hit_share']:.0%})" if args.replay else "requests"
+    print(f"{s.mode} {s.num_prefill_workers}P:{s.num_decode_workers}D, {s.num_requests} {source} at "
+          f"{s.rate_per_s:.3g} req/s; prefix cache {cluster.prefix_cache_blocks} blocks served "
+          f"{extra['cached_token_share']:.0%} of prompt tokens")
     print(f"TTFT p50 {fmt_time(s.ttft_p50_s)} p99 {fmt_time(s.ttft_p99_s)} | TPOT p50 {fmt_time(s.tpot_p50_s)} "
           f"p99 {fmt_time(s.tpot_p99_s)} | SLO attainment {s.slo_attainment:.0%} "
           f"(TTFT <= {fmt_time(s.ttft_slo_s)}, TPOT <= {fmt_time(s.tpot_slo_s)})")
@@ -84,7 +150,8 @@ def register(sub) -> None:
     s.set_defaults(func=_cmd_disagg)
 
     s = sub.add_parser("simulate", help="simulate a prefill/decode cluster (SimPy) over a measured profile")
-    s.add_argument("--rate", type=limits.POSITIVE, default=1.0, help="arrival rate, requests per second (Poisson)")
+    s.add_argument("--rate", type=limits.POSITIVE, default=None,
+                   help="arrival rate, requests per second (Poisson; default 1); with --replay: rescale the trace")
     s.add_argument("--prefill-workers", type=limits.COUNT, default=1)
     s.add_argument("--decode-workers", type=limits.COUNT, default=1)
     s.add_argument("--mode", choices=["disagg", "colocated"], default="disagg",
@@ -97,9 +164,26 @@ def register(sub) -> None:
     s.add_argument("--tpot-slo", type=limits.POSITIVE, default=0.2, help="seconds")
     s.add_argument("--seed", type=limits.COUNT0, default=0)
     s.add_argument("--profile", default="local",
-                   help="'local' (measured here, cached), 'simple', or a device name from data/hardware.csv")
+                   help="'local' (measured here, cached), 'simple', a published model "
+                        "(memlab.disaggregation.published.MODELS), or a device name from data/hardware.csv")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--trace", default=None, help="write a Chrome-trace JSON of the timeline here")
+    s.add_argument("--replay", default=None, metavar="FILE",
+                   help="serve the requests of a Mooncake-format JSONL trace (timestamp ms, input_length, "
+                        "output_length, hash_ids) instead of the synthetic workload")
+    s.add_argument("--max-trace-requests", type=limits.COUNT, default=None, help="with --replay: the first N only")
+    s.add_argument("--prefix-cache-blocks", type=limits.COUNT0, default=0,
+                   help="LRU prefix cache of N 512-token KV blocks shared by the prefill workers (0: off)")
+    s.add_argument("--chunk-tokens", type=limits.COUNT0, default=0,
+                   help="colocated mode: chunked prefill, C prompt tokens per step mixed with the decodes (0: off)")
+    s.add_argument("--goodput", action="store_true",
+                   help="search the goodput (highest rate meeting the SLO for a share of requests) of colocated "
+                        "and disaggregated clusters with the same number of workers")
+    s.add_argument("--slo", default=None, metavar="PRESET",
+                   help="a published SLO (memlab.disaggregation.slo.PRESETS) instead of --ttft-slo/--tpot-slo")
+    s.add_argument("--slo-target", type=limits.FRACTION, default=None,
+                   help="share of requests that must meet both SLOs (default: the preset's, else 0.9)")
+    s.add_argument("--goodput-iterations", type=limits.COUNT, default=12, help="bisection steps of the goodput search")
     s.add_argument("--validate", action="store_true",
                    help="serve a trace for real on two processes and report the simulator's error")
     s.add_argument("--full", action="store_true", help="with --validate: the longer trace and calibration")

@@ -149,3 +149,57 @@ def sim_validation(real, sim) -> Figure:
     fig.suptitle("The simulator against the real prefill and decode workers, same requests", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def goodput_bars(results: dict) -> Figure:
+    """Goodput per worker, colocated vs disaggregated, per SLO; results = {slo name: [GoodputResult, ...]}."""
+    import numpy as np
+    names = list(results)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for k, (mode, color) in enumerate((("colocated", "tab:red"), ("disagg", "tab:blue"))):
+        vals = [next(g.goodput_per_worker for g in results[n] if g.mode == mode) for n in names]
+        ax.bar(x + (k - 0.5) * 0.4, vals, 0.4, color=color, label=mode)
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylabel("goodput per worker (req/s)")
+    wins = [max(results[n], key=lambda g: g.goodput_per_worker).mode for n in names]
+    ax.set_title("The better setup depends on the SLO: " + ", ".join(f"{w} wins {n}" for n, w in zip(names, wins)),
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def prefix_cache_sweep(rows) -> Figure:
+    """Median TTFT and the share of prompt tokens served from the cache vs cache capacity.
+
+    rows = [(capacity_blocks, SimSummary, cached_token_share)]; capacity 0 is the run without a cache.
+    """
+    fig, a = plt.subplots(figsize=(7, 3.6))
+    labels = [str(c) if c else "none" for c, _, _ in rows]
+    a.plot(labels, [s.ttft_p50_s for _, s, _ in rows], "o-", color="tab:orange", label="TTFT p50")
+    a.set_xlabel("prefix cache capacity (512-token blocks)")
+    a.set_ylabel("median TTFT (s)")
+    b = a.twinx()
+    b.plot(labels, [share * 100 for _, _, share in rows], "s--", color="tab:green", label="prompt tokens from cache")
+    b.set_ylabel("prompt tokens from the cache (%)")
+    a.set_title("A prefix cache skips the shared prefix: the bigger it is, the less prefill waits", fontsize=10)
+    fig.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.85))
+    fig.tight_layout()
+    return fig
+
+
+def chunked_prefill(rows) -> Figure:
+    """TTFT p50 and TPOT p90 vs chunk size; rows = [(chunk tokens or 0 for whole prompts, SimSummary)]."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    labels = [str(c) if c else "whole" for c, _ in rows]
+    a.plot(labels, [s.ttft_p50_s * 1e3 for _, s in rows], "o-", color="tab:orange")
+    b.plot(labels, [s.tpot_p90_s * 1e3 for _, s in rows], "o-", color="tab:blue")
+    a.set_ylabel("TTFT p50 (ms)")
+    b.set_ylabel("TPOT p90 (ms)")
+    for ax in (a, b):
+        ax.set_xlabel("prefill chunk (tokens per step)")
+    fig.suptitle("Chunked prefill trades TTFT for steady decodes: small chunks stall decode less, "
+                 "prompts take more steps", fontsize=10)
+    fig.tight_layout()
+    return fig

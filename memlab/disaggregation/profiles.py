@@ -5,6 +5,7 @@ A `Profile` says how long a prefill, a decode step and a KV transfer take. Three
   measured        fitted on this machine (`calibration.calibrate`), saved per model as JSON
   spec-derived    from a row of the device table (peak FLOP/s, memory bandwidth) and a link row,
                   with an assumed MFU: hardware that is not here, labelled so
+  published       a paper's fitted latency model, coefficients and source quoted (`published.py`)
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ class Profile:
     link_latency_s: float
     kv_bytes_per_token: int
 
+    @classmethod
+    def from_latency_model(cls, model, link_bytes_per_s: float, link_latency_s: float) -> "Profile":
+        """A published fitted model (`published.LatencyModel`: prefill a + b sum(n) + c sum(n^2), decode
+        a + b sum(context) + c B, in `model.time_unit_s`) as a Profile in seconds; its source is kept."""
+        (pa, pb, pc), (da, db, dc), u = model.prefill, model.decode, model.time_unit_s
+        return cls(model.name, f"published: {model.source}", pa * u, pb * u, pc * u, da * u, dc * u, db * u,
+                   link_bytes_per_s, link_latency_s, model.kv_bytes_per_token)
+
     def prefill_s(self, prompt_tokens: list[int] | tuple[int, ...]) -> float:
         """Time of one prefill batch: base + a * sum(n) + b * sum(n^2)."""
         return (self.prefill_base_s + self.prefill_per_token_s * sum(prompt_tokens)
@@ -40,6 +49,22 @@ class Profile:
     def decode_step_s(self, batch_size: int, context_tokens: int) -> float:
         """Time of one decode step for `batch_size` sequences holding `context_tokens` in all."""
         return (self.decode_base_s + self.decode_per_seq_s * batch_size
+                + self.decode_per_ctx_token_s * context_tokens)
+
+    def mixed_step_s(self, pieces, batch_size: int, context_tokens: int) -> float:
+        """One chunked-prefill step: prompt `pieces` [(tokens done before, chunk tokens)] plus a decode batch.
+
+        The pieces cost base + a * sum(n) + b * sum((off + n)^2 - off^2), so a prompt's chunks add up
+        to its unchunked quadratic term. With decodes in the step the pass over the weights is shared:
+        max(that, decode_base_s) + decode_per_seq_s * B + decode_per_ctx_token_s * context_tokens.
+        """
+        pre = 0.0
+        if pieces:
+            pre = (self.prefill_base_s + self.prefill_per_token_s * sum(n for _, n in pieces)
+                   + self.prefill_per_token2_s * sum((off + n) ** 2 - off ** 2 for off, n in pieces))
+        if batch_size == 0:
+            return pre
+        return (max(pre, self.decode_base_s) + self.decode_per_seq_s * batch_size
                 + self.decode_per_ctx_token_s * context_tokens)
 
     def transfer_s(self, kv_bytes: int, link_bytes_per_s: float | None = None) -> float:

@@ -1,6 +1,6 @@
 """What the simulator's request records mean: latency distributions, SLOs, goodput (lab 07).
 
-Definitions (DistServe, Zhong et al., OSDI 2024):
+Definitions (DistServe, Zhong et al., OSDI 2024; published targets in `slo.py`):
   SLO attainment = share of requests with ttft_s <= ttft_slo_s AND tpot_s <= tpot_slo_s.
   goodput        = the highest arrival rate (req/s) at which SLO attainment stays >= a target
                    (90 % by default); per-worker goodput divides it by the number of workers,
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memlab.core.errors import InvalidArgumentError
 from memlab.disaggregation.profiles import Profile
 from memlab.disaggregation.simulator import RequestRecord, simulate
 from memlab.disaggregation.workload import Cluster, Workload
@@ -67,31 +68,82 @@ def summarize(records: tuple[RequestRecord, ...], cluster: Cluster = Cluster(),
         len(records) / (max(r.finished_at_s for r in records) - first))
 
 
+def cached_token_share(records) -> float:
+    """Share of all prompt tokens the prefix cache served (their prefill was skipped)."""
+    return sum(r.cached_tokens for r in records) / sum(r.prompt_tokens for r in records)
+
+
 def slo_attainment(records, ttft_slo_s: float, tpot_slo_s: float) -> float:
     """Share of requests that meet both the TTFT and the TPOT target."""
     return sum(1 for r in records if r.ttft_s <= ttft_slo_s and r.tpot_s <= tpot_slo_s) / len(records)
 
 
+@dataclass(frozen=True, slots=True)
+class GoodputResult:
+    """What a goodput search found: the rate, its bracket, and the attainment on both sides."""
+
+    mode: str
+    num_workers: int
+    ttft_slo_s: float
+    tpot_slo_s: float
+    target: float                     # share of requests that must meet both SLOs
+    rate_per_s: float                 # goodput of the whole cluster (requests/s); 0.0 if even light load fails
+    goodput_per_worker: float         # rate_per_s / num_workers (DistServe's per-GPU goodput)
+    resolution_per_s: float           # the bracket's width: the true crossing is in [rate, rate + resolution)
+    attainment_at_rate: float         # SLO attainment at rate_per_s (>= target unless rate is 0)
+    attainment_above: float           # ... at rate_per_s + resolution_per_s (< target when is_bracketed)
+    is_bracketed: bool                # False: even the top of the search range met the target
+    num_simulations: int
+
+
+def goodput_search(profile: Profile, cluster: Cluster, workload: Workload, ttft_slo_s: float,
+                   tpot_slo_s: float, target: float = 0.9, max_rate_per_s: float | None = None,
+                   iterations: int = 12) -> GoodputResult:
+    """DistServe's goodput: the highest rate (req/s) whose SLO attainment is still >= target, by bisection.
+
+    Every probe serves the same seeded requests (`workload.seed`), only the arrival gaps scale with
+    the rate, so the search is deterministic. The bracket starts at (0, hi] with hi = `max_rate_per_s`
+    or 4x what the cluster can prefill; if hi still meets the target it doubles (up to 4 times).
+    Then `iterations` halvings leave a bracket of width hi / 2**iterations, the resolution.
+    Attainment need not be exactly monotone in the rate (a seeded sample); the search returns one
+    crossing, with the attainment measured on both sides of it.
+    """
+    if not 0 < target <= 1:
+        raise InvalidArgumentError(f"target is a share of requests in (0, 1], got {target}")
+    runs = 0
+
+    def attainment(rate):
+        nonlocal runs
+        runs += 1
+        return slo_attainment(simulate(profile, cluster, replace(workload, rate_per_s=rate)), ttft_slo_s, tpot_slo_s)
+    hi = max_rate_per_s or 4 * cluster.num_workers / profile.prefill_s([workload.prompt_tokens])
+    at_hi = attainment(hi)
+    for _ in range(4 if max_rate_per_s is None else 0):
+        if at_hi < target:
+            break
+        hi *= 2
+        at_hi = attainment(hi)
+    if at_hi >= target:
+        return GoodputResult(cluster.mode, cluster.num_workers, ttft_slo_s, tpot_slo_s, target, hi,
+                             hi / cluster.num_workers, 0.0, at_hi, at_hi, False, runs)
+    lo, at_lo = 0.0, 1.0                  # no load: nothing waits (the convention that starts the bracket)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        at_mid = attainment(mid)
+        if at_mid >= target:
+            lo, at_lo = mid, at_mid
+        else:
+            hi, at_hi = mid, at_mid
+    return GoodputResult(cluster.mode, cluster.num_workers, ttft_slo_s, tpot_slo_s, target, lo,
+                         lo / cluster.num_workers, hi - lo, at_lo, at_hi, True, runs)
+
+
 def goodput(profile: Profile, cluster: Cluster, workload: Workload, ttft_slo_s: float,
             tpot_slo_s: float, target: float = 0.9, max_rate_per_s: float | None = None,
             iterations: int = 12) -> float:
-    """Highest rate (req/s) with SLO attainment >= target, found by bisection over the rate.
-
-    Attainment falls as the rate grows (a seeded workload keeps it monotone enough); the search
-    brackets the answer between 0 and `max_rate_per_s` (default: 4x what the cluster can
-    prefill), then halves the bracket `iterations` times.
-    """
-    def ok(rate):
-        recs = simulate(profile, cluster, replace(workload, rate_per_s=rate))
-        return slo_attainment(recs, ttft_slo_s, tpot_slo_s) >= target
-    hi = max_rate_per_s or 4 * cluster.num_workers / profile.prefill_s([workload.prompt_tokens])
-    lo = 0.0
-    if ok(hi):
-        return hi
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    return lo
+    """Highest rate (req/s) with SLO attainment >= target: `goodput_search(...).rate_per_s`."""
+    return goodput_search(profile, cluster, workload, ttft_slo_s, tpot_slo_s, target, max_rate_per_s,
+                          iterations).rate_per_s
 
 
 def best_ratio(profile: Profile, num_workers: int, workload: Workload, ttft_slo_s: float,

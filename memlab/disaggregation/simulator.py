@@ -9,11 +9,20 @@ Modes, one line each:
   1. "disagg":    P prefill workers -> KV link -> D decode workers (continuous batching).
   2. "colocated": P + D workers that each prefill and decode; a waiting prefill interrupts
                   the decode batch at the next step boundary (prefill priority, as vLLM v0).
+  3. "colocated" with `prefill_chunk_tokens=C` (Sarathi-Serve's chunked prefill): each step
+                  runs up to C prompt tokens together with one step of every running decode.
+Option of every mode: `prefix_cache_blocks` (an LRU of KV blocks shared by the prefill workers,
+`prefix_cache.py`): a prompt's leading cached blocks are skipped, so its prefill costs only
+the uncached tokens.
 
 Cost model (from the profile, all in seconds):
   prefill of a batch   = prefill_base_s + prefill_per_token_s * sum(n) + prefill_per_token2_s * sum(n^2)
   one decode step      = decode_base_s + decode_per_seq_s * B + decode_per_ctx_token_s * sum(context)
   KV transfer          = link_latency_s + kv_bytes / link_bytes_per_s  (one transfer at a time per link)
+  mixed (chunked) step = max(chunk's prefill time, decode_base_s) + decode_per_seq_s * B
+                         + decode_per_ctx_token_s * sum(context): one pass over the weights serves
+                         both, so the decodes ride along for free while the chunk's arithmetic
+                         takes longer than the weight read (`Profile.mixed_step_s`)
 
 A decode worker does not wake up per token: it jumps to the next completion (a closed-form sum of
 the per-step times) and is interrupted only when a new request can join its batch, so the event
@@ -31,6 +40,7 @@ from dataclasses import dataclass
 
 import simpy
 
+from memlab.disaggregation.prefix_cache import PrefixCache
 from memlab.disaggregation.profiles import Profile
 from memlab.disaggregation.workload import Cluster, RequestSpec, Workload
 
@@ -57,17 +67,24 @@ class RequestRecord:
     e2e_s: float
     prefill_s: float
     transfer_s: float
+    cached_tokens: int = 0                   # prompt tokens served from the prefix cache (not prefilled)
 
 
 class _Req:
     """Mutable per-request state while it is in flight (turned into a RequestRecord at the end)."""
 
     __slots__ = ("spec", "pw", "dw", "ctx0", "prefill_started", "prefill_ended", "first_token",
-                 "transfer_started", "transfer_ended", "decode_started")
+                 "transfer_started", "transfer_ended", "decode_started", "cached", "done")
 
     def __init__(self, spec: RequestSpec):
         self.spec, self.pw, self.dw = spec, -1, -1
-        self.transfer_started = self.transfer_ended = self.decode_started = None
+        self.prefill_started = self.transfer_started = self.transfer_ended = self.decode_started = None
+        self.cached = self.done = 0              # prompt tokens from the prefix cache; prefilled so far
+
+    @property
+    def todo(self) -> int:
+        """Prompt tokens this request's prefill still has to compute."""
+        return self.spec.prompt_tokens - self.cached
 
 
 class Worker:
@@ -100,31 +117,76 @@ class Worker:
         env, cl, prof = self.sim.env, self.sim.cluster, self.sim.profile
         while True:
             self._admit()
-            if self.prefill_queue and (not self.does_decode or len(self.running) < cl.max_decode_batch):
+            decoding = self.load() - len(self.prefill_queue)           # running + waiting for a slot
+            if cl.prefill_chunk_tokens and self.prefill_queue and decoding < cl.max_decode_batch:
+                yield from self._mixed_step()
+            elif (not cl.prefill_chunk_tokens and self.prefill_queue
+                  and (not self.does_decode or len(self.running) < cl.max_decode_batch)):
                 batch, tokens = [], 0
                 room = cl.max_decode_batch - len(self.running) if self.does_decode else cl.max_prefill_batch
                 while (self.prefill_queue and len(batch) < min(cl.max_prefill_batch, room)
                        and (not batch or tokens + self.prefill_queue[0].spec.prompt_tokens <= cl.max_prefill_batch_tokens)):
                     r = self.prefill_queue.popleft()
+                    self._start_prefill(r)
                     batch.append(r)
                     tokens += r.spec.prompt_tokens
-                    r.prefill_started, r.pw = env.now, self.index
-                yield env.timeout(prof.prefill_s([r.spec.prompt_tokens for r in batch]))
+                yield env.timeout(prof.prefill_s([r.todo for r in batch]))
                 for r in batch:
-                    r.first_token = r.prefill_ended = env.now
-                    if r.spec.output_tokens <= 1:
-                        self.sim.finish(r, transfer=False)
-                    elif self.does_decode:
-                        r.transfer_started = r.transfer_ended = env.now
-                        self.decode_queue.append(r)
-                    else:
-                        self.sim.send(self, r)
+                    self._end_prefill(r)
             elif self.running:
                 yield from self._decode()
             else:
                 self.wakeup = env.event()
                 yield self.wakeup
                 self.wakeup = None
+
+    def _start_prefill(self, r: _Req):
+        r.prefill_started, r.pw = self.sim.env.now, self.index
+        r.cached = self.sim.cached_tokens(r)
+
+    def _end_prefill(self, r: _Req):
+        """The prompt's KV exists: remember its blocks, then finish, decode here, or ship it."""
+        self.sim.remember(r)
+        r.first_token = r.prefill_ended = self.sim.env.now
+        if r.spec.output_tokens <= 1:
+            self.sim.finish(r, transfer=False)
+        elif self.does_decode:
+            r.transfer_started = r.transfer_ended = r.prefill_ended
+            self.decode_queue.append(r)
+        else:
+            self.sim.send(self, r)
+
+    def _mixed_step(self):
+        """One chunked-prefill step: up to C prompt tokens from the queue's head, plus one step of every decode."""
+        env, cl = self.sim.env, self.sim.cluster
+        budget, pieces = cl.prefill_chunk_tokens, []
+        room = cl.max_decode_batch - (self.load() - len(self.prefill_queue))
+        for r in self.prefill_queue:
+            if budget == 0 or len(pieces) == room:
+                break
+            if r.prefill_started is None:
+                self._start_prefill(r)
+            n = min(budget, r.todo - r.done)
+            pieces.append((r, r.done, n))
+            budget -= n
+        b = len(self.running)
+        yield env.timeout(self.sim.profile.mixed_step_s([(off, n) for _, off, n in pieces], b,
+                                                        self.ctx_base + b * self.step))
+        if b:
+            self._advance(1)
+        for r, _, n in pieces:
+            r.done += n
+            if r.done == r.todo:
+                self.prefill_queue.remove(r)
+                self._end_prefill(r)
+
+    def _advance(self, done: int):
+        """`done` decode steps have run: retire the requests whose last token they made."""
+        self.step += done
+        while self.running and self.running[0][0] <= self.step:
+            _, _, r = heapq.heappop(self.running)
+            self.ctx_base -= r.ctx0
+            self.sim.finish(r, transfer=not self.does_prefill)
 
     def _admit(self):
         cap = self.sim.cluster.max_decode_batch
@@ -154,11 +216,7 @@ class Worker:
             elapsed = env.now - start
             done = _steps_until(elapsed, a, c, k)
             yield env.timeout(max(0.0, a * done + c * done * (done - 1) - elapsed))
-        self.step += done
-        while self.running and self.running[0][0] <= self.step:
-            _, _, r = heapq.heappop(self.running)
-            self.ctx_base -= r.ctx0
-            self.sim.finish(r, transfer=not self.does_prefill)
+        self._advance(done)
 
 
 def _steps_until(elapsed: float, a: float, c: float, k: int) -> int:
@@ -188,6 +246,16 @@ class _Sim:
             self.prefill = self.decode = [Worker(self, i, True, True) for i in range(cluster.num_workers)]
         self.link_free_at = [0.0] * len(self.prefill)
         self.records: list[RequestRecord] = []
+        self.cache = (PrefixCache(cluster.prefix_cache_blocks, cluster.prefix_block_tokens)
+                      if cluster.prefix_cache_blocks else None)
+
+    def cached_tokens(self, r: _Req) -> int:
+        """Tokens of r's prompt the prefix cache already holds (0 without a cache or block ids)."""
+        return self.cache.lookup(r.spec.prompt_tokens, r.spec.block_hashes) if self.cache else 0
+
+    def remember(self, r: _Req):
+        if self.cache is not None:
+            self.cache.insert(r.spec.block_hashes)
 
     def arrive(self, r: _Req):
         w = min(self.prefill, key=Worker.load)     # least loaded; ties go to the lowest index
@@ -224,7 +292,7 @@ class _Sim:
             s.prompt_tokens * self.profile.kv_bytes_per_token if transfer else 0, r.pw, r.dw,
             arrived, r.prefill_started, first, t_start, t_end, d_start, now,
             first - arrived, (now - first) / (n - 1) if n > 1 else 0.0,
-            now - arrived, r.prefill_ended - r.prefill_started, t_end - t_start))
+            now - arrived, r.prefill_ended - r.prefill_started, t_end - t_start, r.cached))
 
     def arrivals(self, specs):
         """One process feeds the requests in at their arrival times (keeps the event heap small)."""

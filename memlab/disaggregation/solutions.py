@@ -21,3 +21,10 @@ def link_transfer_s(config, prompt_tokens: int, link_bytes_per_s: float, link_la
                     dtype: str = "bf16") -> float:
     """One prompt's KV cache over a link: latency + kv_bytes / bandwidth, with kv_bytes from the KV formula."""
     return link_latency_s + footprint.kv_cache_bytes(config, prompt_tokens, dtype=dtype) / link_bytes_per_s
+
+
+def fitted_prefill_s(coefficients: tuple[float, float, float], prompt_tokens: int, time_unit_s: float) -> float:
+    """DistServe's fitted prefill time of one prompt of n tokens: (a + b n + c n^2) in the fit's unit, in seconds.
+    On an idle cluster the first token comes when that prefill ends, so it is also the TTFT."""
+    a, b, c = coefficients
+    return (a + b * prompt_tokens + c * prompt_tokens ** 2) * time_unit_s

@@ -1,9 +1,10 @@
 """What the serving simulator is asked to serve (a `Workload`) and on what (a `Cluster`), lab 07.
 
 A workload is a seeded list of requests: Poisson arrivals at `rate_per_s`, prompt and output
-lengths uniform in mean * [1 - spread, 1 + spread]. A cluster is a mode ("disagg": P prefill
-workers -> KV link -> D decode workers; "colocated": P + D workers that do both), batch limits and
-an optional link that overrides the profile's measured one.
+lengths uniform in mean * [1 - spread, 1 + spread] (or a replayed trace, `traces.py`). A cluster
+is a mode ("disagg": P prefill workers -> KV link -> D decode workers; "colocated": P + D workers
+that do both), batch limits, an optional link that overrides the profile's measured one, an
+optional prefix cache (`prefix_cache.py`) and, in colocated mode, optional chunked prefill.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class RequestSpec:
     arrived_at_s: float
     prompt_tokens: int
     output_tokens: int       # all generated tokens, the first one (made by prefill) included
+    block_hashes: tuple[int, ...] = ()   # ids of the prompt's KV blocks (Mooncake's hash_ids); () = none
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,9 @@ class Cluster:
     link_latency_s: float | None = None
     ttft_includes_transfer: bool = False    # True: token 1 counts once the KV has landed on the decode
                                             # worker (it answers the user); False: at prefill end (DistServe)
+    prefix_cache_blocks: int = 0            # LRU prefix cache shared by the prefill workers, in blocks; 0 = off
+    prefix_block_tokens: int = 512          # tokens per block (Mooncake's traces hash 512-token blocks)
+    prefill_chunk_tokens: int = 0           # colocated only: chunked prefill (Sarathi), C tokens per step; 0 = off
 
     def __post_init__(self):
         if self.mode not in ("disagg", "colocated"):
@@ -78,6 +83,14 @@ class Cluster:
                      "max_decode_batch"):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("prefix_cache_blocks", "prefill_chunk_tokens"):
+            if getattr(self, name) < 0:
+                raise InvalidArgumentError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+        if self.prefix_block_tokens < 1:
+            raise InvalidArgumentError(f"prefix_block_tokens must be >= 1, got {self.prefix_block_tokens}")
+        if self.prefill_chunk_tokens and self.mode != "colocated":
+            raise InvalidArgumentError("prefill_chunk_tokens is an option of the colocated mode (a disaggregated "
+                                       "prefill worker has no decodes to mix its chunks with)")
         for name in ("link_bytes_per_s", "link_latency_s"):
             v = getattr(self, name)
             if v is not None and not (v > 0 if name == "link_bytes_per_s" else v >= 0):

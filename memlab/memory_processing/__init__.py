@@ -2,8 +2,9 @@
 
 mempipe  the four memory-processing steps timed inside a real decode step
 offload  a spec-sheet model of the steps on a GPU vs an FPGA
+measured the offload search from step times measured on real devices (cpu, cuda), PCIe modelled
 plots    step shares, the index kernels on a roofline, the offload model
 solutions the worked solutions of the lab's exercises
 """
 
-from memlab.memory_processing import mempipe, offload, plots, solutions
+from memlab.memory_processing import measured, mempipe, offload, plots, solutions

@@ -138,10 +138,11 @@ def sparse_step(model, token: int, kv: list, index: list, cfg: PipeConfig) -> tu
     t = kv[0][0].shape[1]
     k_pages = max(1, cfg.budget_tokens // cfg.page_tokens)
     clock = dict.fromkeys((*STEPS, "other"), 0.0)
-    now = time.perf_counter
-    t0 = now()
-    h = inner.embed_tokens(torch.tensor([[token]]))
-    cos, sin = inner.rotary_emb(h, position_ids=torch.tensor([[t]]))
+    dev = kv[0][0].device
+    now = time.perf_counter if dev.type != "cuda" else lambda: (measure.sync(dev), time.perf_counter())[1]
+    t0 = now()  # on a GPU the clock waits for the queued kernels first
+    h = inner.embed_tokens(torch.tensor([[token]], device=dev))
+    cos, sin = inner.rotary_emb(h, position_ids=torch.tensor([[t]], device=dev))
     for layer, (keys, vals), (kmin, kmax) in zip(inner.layers, kv, index):
         a = layer.self_attn
         x = layer.input_layernorm(h)
@@ -197,19 +198,23 @@ def profile_decode(loaded, context_tokens: int, cfg: PipeConfig = PipeConfig()) 
 
 def _profile_decode(loaded, context_tokens: int, cfg: PipeConfig) -> StepProfile:
     model, name = loaded.model, getattr(loaded, "name", "model")
-    ids = torch.tensor([prompt_ids(loaded.tokenizer, context_tokens)])
+    dev = next(model.parameters()).device  # the step runs where the model is (cpu or cuda)
+    ids = torch.tensor([prompt_ids(loaded.tokenizer, context_tokens)], device=dev)
     cache = new_cache(model)
     token = int(prefill(model, ids, cache)[0].argmax())
     kv = cache_kv(cache)
+    measure.sync(dev)
     start = time.perf_counter()
     index = [build_index(k, cfg.page_tokens) for k, _ in kv]
+    measure.sync(dev)
     prep_build_s = time.perf_counter() - start
     sparse_step(model, token, kv, index, cfg)  # warm-up
     runs = [sparse_step(model, token, kv, index, cfg) for _ in range(cfg.repeats)]
     logits = runs[-1][0]
     med = {s: sorted(r[1][s] for r in runs)[len(runs) // 2] for s in (*STEPS, "other")}
     start = time.perf_counter()
-    dense = decode_step(model, torch.tensor([[token]]), cache)[0]  # appends to `cache`: done last
+    dense = decode_step(model, torch.tensor([[token]], device=dev), cache)[0]  # appends to `cache`: done last
+    measure.sync(dev)
     dense_step_s = time.perf_counter() - start
     kl = F.kl_div(logits.log_softmax(-1), dense.log_softmax(-1), log_target=True, reduction="sum")
     pages = math.ceil(context_tokens / cfg.page_tokens)

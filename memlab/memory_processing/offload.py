@@ -14,6 +14,10 @@ kernels are fused (one launch, the intermediate read from on-chip memory); the p
 of a step (the index for comp, the KV cache for apply) lives on that step's device and must fit
 there; the FPGA reads it from on-chip SRAM when everything it holds fits in SRAM. All 2^4
 GPU/FPGA assignments are searched; the rest of the model (weights streamed once) stays on the GPU.
+
+`evaluate` and `search` also take, in place of a `Shape`, a `measured.MeasuredSteps` (step times
+timed on real devices, lab 08 section 5); the PCIe charges are the same (`transfer_s`), and each
+`Assignment` says where its times came from (`source`: "roofline" or "measured").
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, replace
+
+from memlab.core.errors import InvalidArgumentError
 
 STEPS = ("prep", "comp", "ret", "apply")
 
@@ -58,9 +64,12 @@ def pcie_bytes_per_s(num_bytes: float, to_gpu: bool) -> float:
     return 1e9 * min(0.0572 * kb + 0.147, 4.0)
 
 
-def pcie_s(num_bytes: float, to_gpu: bool, latency_s: float = 5e-6) -> float:
-    """Time to move `num_bytes` between GPU and FPGA (0 for nothing); latency assumed."""
-    return 0.0 if num_bytes <= 0 else num_bytes / pcie_bytes_per_s(num_bytes, to_gpu) + latency_s
+def pcie_s(num_bytes: float, to_gpu: bool, latency_s: float = 5e-6, bandwidth_scale: float = 1.0) -> float:
+    """Time to move `num_bytes` between GPU and FPGA (0 for nothing); latency assumed;
+    `bandwidth_scale` multiplies the fitted bandwidth (a what-if for a faster or slower link)."""
+    if num_bytes <= 0:
+        return 0.0
+    return num_bytes / (bandwidth_scale * pcie_bytes_per_s(num_bytes, to_gpu)) + latency_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +130,7 @@ class Assignment:
     rest_s: float                 # the rest of the model on the GPU
     total_s: float                # inf when some state does not fit
     is_feasible: bool
+    source: str = "roofline"      # where the step times come from: "roofline" (spec sheets) or "measured"
 
     @property
     def memory_share(self) -> float:
@@ -128,13 +138,48 @@ class Assignment:
         return (sum(self.step_s) + self.transfer_s) / self.total_s
 
 
-def evaluate(devices: tuple, shape: Shape, context_tokens: int, specs: dict = SPECS) -> Assignment:
-    """Modelled time of one decode step with each step on the named device."""
+def transfer_s(devices: tuple, shape: Shape, context_tokens: int, home: str = "gpu",
+               bandwidth_scale: float = 1.0) -> float:
+    """PCIe seconds of one decode step (all layers) for an assignment, the paper's P2P model (2.8).
+
+    The new token's key and query start on `home`; a step on another device than the previous one
+    receives the previous step's output; a step away from `home` that reads the query (comp, apply)
+    receives it, and apply there also receives the new key and value; the last output returns home.
+    Each transfer is charged once per layer.
+    """
+    costs, L, transfer, prev = step_costs(shape, context_tokens), shape.num_layers, 0.0, home
+    vec = shape.batch_size * shape.head_dim * shape.elem_bytes  # one head's vector, every sequence
+    for i, (c, dev) in enumerate(zip(costs, devices)):
+        handed = costs[i - 1].out_bytes if i else shape.num_kv_heads * vec  # prep takes the new key
+        extra = shape.num_q_heads * vec if c.needs_query else 0
+        if c.name == "apply":
+            extra += 2 * shape.num_kv_heads * vec  # the new key and value join the KV cache it holds
+        if dev != prev:
+            transfer += L * pcie_s(handed, to_gpu=dev == home, bandwidth_scale=bandwidth_scale)
+        if dev != home and extra:
+            transfer += L * pcie_s(extra, to_gpu=False, bandwidth_scale=bandwidth_scale)
+        prev = dev
+    if prev != home:
+        transfer += L * pcie_s(costs[-1].out_bytes, to_gpu=True, bandwidth_scale=bandwidth_scale)
+    return transfer
+
+
+def evaluate(devices: tuple, shape, context_tokens: int | None = None, specs: dict = SPECS) -> Assignment:
+    """Modelled time of one decode step with each step on the named device.
+
+    `shape` is a `Shape` (roofline times from `specs` at `context_tokens`) or a
+    `measured.MeasuredSteps` (measured times at its own context; `context_tokens` and `specs` unused).
+    The returned `Assignment.source` says which.
+    """
+    if hasattr(shape, "assignment"):  # measured step times (memlab.memory_processing.measured)
+        return shape.assignment(tuple(devices))
+    if context_tokens is None:
+        raise InvalidArgumentError("evaluate: a roofline Shape needs context_tokens")
     costs, L = step_costs(shape, context_tokens), shape.num_layers
     held = {dev: sum(c.state_bytes for c, d in zip(costs, devices) if d == dev) for dev in specs}
     fits = held["gpu"] + shape.weights_bytes <= specs["gpu"].memory_bytes and \
         held["fpga"] <= specs["fpga"].memory_bytes
-    step_s, transfer_s, prev = [], 0.0, "gpu"  # the new token's key/query start on the GPU
+    step_s, prev = [], "gpu"
     for i, (c, dev) in enumerate(zip(costs, devices)):
         s = specs[dev]
         bw = s.mem_bytes_per_s * (s.irregular_efficiency if c.is_irregular else s.regular_efficiency)
@@ -147,23 +192,13 @@ def evaluate(devices: tuple, shape: Shape, context_tokens: int, specs: dict = SP
         mem_s = moved * (on_chip / s.sram_bytes_per_s if on_chip else 0.0) + moved * (1 - on_chip) / bw
         t = max(mem_s, c.flops / s.peak_flop_per_s) + (0.0 if fused else s.launch_s)
         step_s.append(L * t)
-        vec = shape.batch_size * shape.head_dim * shape.elem_bytes  # one head's vector, every sequence
-        handed = costs[i - 1].out_bytes if i else shape.num_kv_heads * vec  # prep takes the new key
-        extra = shape.num_q_heads * vec if c.needs_query else 0
-        if c.name == "apply":
-            extra += 2 * shape.num_kv_heads * vec  # the new key and value join the KV cache it holds
-        if dev != prev:
-            transfer_s += L * pcie_s(handed, to_gpu=dev == "gpu")
-        if dev == "fpga" and extra:
-            transfer_s += L * pcie_s(extra, to_gpu=False)
         prev = dev
-    if prev == "fpga":
-        transfer_s += L * pcie_s(costs[-1].out_bytes, to_gpu=True)
+    transfer = transfer_s(tuple(devices), shape, context_tokens)
     g = specs["gpu"]
     # the dense model streams its weights once per step, whatever the batch
     rest_s = shape.weights_bytes / (g.mem_bytes_per_s * g.regular_efficiency)
-    total = sum(step_s) + transfer_s + rest_s if fits else math.inf
-    return Assignment(tuple(devices), tuple(step_s), transfer_s, rest_s, total, fits)
+    total = sum(step_s) + transfer + rest_s if fits else math.inf
+    return Assignment(tuple(devices), tuple(step_s), transfer, rest_s, total, fits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,13 +213,24 @@ class OffloadResult:
     def speedup(self) -> float:
         return self.gpu_only.total_s / self.best.total_s
 
+    @property
+    def source(self) -> str:
+        """"roofline" (spec sheets) or "measured" (per-step times timed on real devices)."""
+        return self.best.source
 
-def search(shape: Shape, context_tokens: int, specs: dict = SPECS) -> OffloadResult:
-    """Try all 2^4 assignments; keep GPU-only and the fastest feasible one (ties go to the GPU)."""
-    options = [evaluate(devs, shape, context_tokens, specs)
-               for devs in itertools.product(("gpu", "fpga"), repeat=len(STEPS))]
-    best = min(options, key=lambda a: (a.total_s, a.devices.count("fpga")))
-    return OffloadResult(shape.name, shape.batch_size, context_tokens, options[0], best)
+
+def search(shape, context_tokens: int | None = None, specs: dict = SPECS) -> OffloadResult:
+    """Try every assignment of the four steps; keep the all-home one (`gpu_only`) and the fastest
+    feasible one (ties go to fewer steps away from home). `shape`: a `Shape` (roofline, 2^4 GPU/FPGA
+    assignments) or a `measured.MeasuredSteps` (its devices; home = the device that ran the rest)."""
+    measured = hasattr(shape, "assignment")
+    names, home = (shape.devices, shape.home) if measured else (("gpu", "fpga"), "gpu")
+    options = [evaluate(devs, shape, context_tokens, specs) for devs in itertools.product(names, repeat=len(STEPS))]
+    only_home = next(a for a in options if set(a.devices) == {home})
+    best = min(options, key=lambda a: (a.total_s, len(a.devices) - a.devices.count(home)))
+    n = shape.context_tokens if measured else context_tokens
+    s = shape.shape if measured else shape
+    return OffloadResult(s.name, s.batch_size, n, only_home, best)
 
 
 def sweep(shape: Shape = LLAMA31_8B, contexts=(4096, 16384, 65536, 262144), batch_sizes=(1,),

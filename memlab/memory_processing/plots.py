@@ -85,3 +85,56 @@ def offload_model(results, title: str = "") -> Figure:
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+# The paper's published ranges (arXiv 2603.29002; PAPER.md 2.1, 2.4, 2.5): (low, high, label)
+PAPER_END_TO_END = (1.04, 2.2, "paper: end to end 1.04-2.2x (abstract)")
+PAPER_LSERVE = (1.15, 1.49, "paper: LServe end to end 1.15-1.49x ([S1]=[S2])")
+PAPER_ENERGY = (1.11, 4.7, "paper: energy 1.11-4.7x (abstract)")
+PAPER_SPARSE_BATCH = {1: (1.02, 1.19), 2: (1.05, 1.34), 4: (1.09, 1.51), 8: (1.14, 1.67), 32: (1.15, 1.83)}  # [S1]
+
+
+def measured_offload(ratios, scales, grid, break_even, by_context, by_batch, spec_ratio: float) -> Figure:
+    """Left: best speed-up over (comp/ret speed-up on the FPGA, PCIe bandwidth scale), with the
+    break-even line. Middle: speed-up vs context and vs batch at `spec_ratio`, beside the paper's ranges.
+    Right: the modelled energy ratio beside the paper's. `by_context`/`by_batch`: [(x, speedup, energy)]."""
+    import numpy as np
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.3))
+    mesh = ax.pcolormesh(ratios, scales, np.array(grid), shading="nearest", cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label="best end-to-end speed-up (x)")
+    finite = [(b, s) for b, s in zip(break_even, scales) if b != float("inf")]  # inf: no speed-up is enough
+    ax.plot([b for b, _ in finite], [s for _, s in finite], "w--", label="break-even (speed-up 1)")
+    ax.axvline(spec_ratio, color="tab:red", label=f"spec sheets, SRAM: {spec_ratio:.1f}x")
+    ax.set_xscale("log"), ax.set_yscale("log")
+    ax.set_xlabel("comp + ret speed-up on the FPGA vs measured (x)")
+    ax.set_ylabel("PCIe bandwidth / paper's fitted curve")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Offloading wins right of the dashed line", fontsize=9)
+    for band, color in ((PAPER_END_TO_END, "tab:green"), (PAPER_LSERVE, "tab:olive")):
+        ax2.axhspan(band[0], band[1], color=color, alpha=0.15, label=band[2])
+    ax2.plot([c for c, _, _ in by_context], [s for _, s, _ in by_context], "o-", label="model vs context (B=1)")
+    twin = ax2.twiny()
+    twin.plot([b for b, _, _ in by_batch], [s for _, s, _ in by_batch], "s-", color="tab:purple",
+              label="model vs batch (longest context)")
+    for b, (lo, hi) in PAPER_SPARSE_BATCH.items():
+        twin.plot([b, b], [lo, hi], color="tab:purple", alpha=0.4, lw=6)
+    twin.set_xscale("log", base=2), twin.set_xlabel("batch size (purple; bars: paper, sparse attention)")
+    ax2.set_xscale("log", base=2)
+    ax2.set_xlabel("context (tokens cached)")
+    ax2.set_ylabel("end-to-end speed-up (x)")
+    ax2.legend(fontsize=7, loc="upper left")
+    twin.legend(fontsize=7, loc="lower right")
+    ax3.axhspan(*PAPER_ENERGY[:2], color="tab:green", alpha=0.15, label=PAPER_ENERGY[2])
+    ax3.plot([c for c, _, _ in by_context], [e for _, _, e in by_context], "o-", label="model vs context (B=1)")
+    ax3.axhline(1.0, color="k", lw=0.8)
+    ax3b = ax3.twiny()
+    ax3b.plot([b for b, _, _ in by_batch], [e for _, _, e in by_batch], "s-", color="tab:purple", label="vs batch")
+    ax3b.set_xscale("log", base=2), ax3b.set_xlabel("batch size (purple)")
+    ax3.set_xscale("log", base=2)
+    ax3.set_xlabel("context (tokens cached)")
+    ax3.set_ylabel("energy GPU-only / best (x)")
+    ax3.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"Measured step times, FPGA derived at the spec-sheet ratio ({spec_ratio:.1f}x on comp + ret); "
+                 f"batch > 1 extrapolated from batch 1", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -35,3 +35,9 @@ def apply_s(shape, spec, context_tokens: int) -> float:
     flops = n * 4 * shape.num_q_heads * attended * d
     per_layer = max(num_bytes / (spec.mem_bytes_per_s * spec.regular_efficiency), flops / spec.peak_flop_per_s)
     return shape.num_layers * (per_layer + spec.launch_s)
+
+
+def break_even_speedup(work_s: float, pcie_s: float) -> float:
+    """Offloading work W seconds to a device r times faster costs W / r + PCIe instead of W:
+    W / r + P = W  ->  r* = W / (W - P) (no r is enough when P >= W)."""
+    return work_s / (work_s - pcie_s) if work_s > pcie_s else math.inf

@@ -1,9 +1,9 @@
 """Lab 01, the memory wall: why decoding is bound by bandwidth, not FLOPs.
 
-fastpath  a hand-written decode step for Llama-family models (the overhead wall, sections 3-4)
+profiling where a decode step's time goes, eager vs the fast path (memlab.core.fastpath; sections 3-4)
 report    predicted bounds beside measured speed (`memlab roofline`)
 plots     the roofline, decode against batch size, the memory wall over the years
 solutions the worked solutions of the lab's exercises (memlab.core.exercises grades them)
 """
 
-from memlab.memory_wall import fastpath, plots, report, solutions
+from memlab.memory_wall import plots, profiling, report, solutions

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from memlab.core.generation import encode, generate
 from memlab.core.roofline import decode_workload, predict, prefill_workload
-from memlab.memory_wall import fastpath
+from memlab.core import fastpath
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class RooflineReport:
     predicted_decode_tok_per_s: float    # roofline bound
     measured_decode_tok_per_s: float     # memlab.core.generation (transformers modules, eager)
     decode_fraction_of_bound: float
-    fast_decode_tok_per_s: float         # memlab.memory_wall.fastpath; nan when not run
+    fast_decode_tok_per_s: float         # memlab.core.fastpath; nan when not run
     fast_fraction_of_bound: float
     fast_same_tokens: bool
     predicted_prefill_s: float

@@ -4,9 +4,10 @@ quantize        group-wise int8/int4 and the variants compared
 quality         perplexity, agreement with fp32, a fixed answer
 records         the run config and the record of one variant
 quantcompare    every variant measured side by side (`memlab quant`)
+fastcompare     every precision through the one fast decode path (`memlab quant --fast`)
 gguf_reference  the bundled GGUF file run by llama.cpp (optional)
 plots           the trade-off, the variants on a roofline, the fits heatmap
 solutions       the worked solutions of the lab's exercises
 """
 
-from memlab.quantization import gguf_reference, plots, quality, quantcompare, quantize, records, solutions
+from memlab.quantization import fastcompare, gguf_reference, plots, quality, quantcompare, quantize, records, solutions

@@ -19,9 +19,18 @@ def _cmd_quant(args) -> int:
         cfg = make(variants=names, model=args.model, **({"repeats": args.repeats} if args.repeats is not None else {}))
     except ValueError as e:
         raise MemlabError(str(e)) from e
-    records = compare(cfg, progress=not args.json)
+    base = None
+    if args.fast:
+        from memlab.core.loading import load
+        base = load(cfg.model)
+    records = compare(cfg, progress=not args.json, base=base)
+    fast = []
+    if args.fast:
+        from memlab.quantization import fastcompare, quantcompare
+        fast = fastcompare.compare(base, records, quantcompare.read_bandwidth_bytes_per_s(), cfg,
+                                   variants=names, progress=not args.json)
     if args.json:
-        print_json({"variants": [as_dict(r) for r in records]})
+        print_json({"variants": [as_dict(r) for r in records], **({"fast": [as_dict(r) for r in fast]} if args.fast else {})})
         return 0
     df = to_frame(records)
     df["MiB"] = df["resident_bytes"] / 2**20
@@ -33,6 +42,10 @@ def _cmd_quant(args) -> int:
     for r in records:
         if r.reason:
             print(f"  {r.variant}: {r.reason}")
+    if fast:
+        print("\nthe same variants through memlab's fast path (memlab.core.fastpath):")
+        print(to_frame(fast)[["variant", "weights", "streamed_bytes", "decode_tok_per_s", "of_bound", "vs_fp32",
+                              "byte_ratio", "of_byte_ratio", "same_tokens"]].to_string(index=False))
     return 0
 
 
@@ -60,13 +73,15 @@ def _cmd_fits(args) -> int:
 def register(sub) -> None:
     s = sub.add_parser("quant", help="quantized variants side by side: bytes, speed, perplexity, answer")
     s.add_argument("--variants", default="fp32,bf16,int8,int4",
-                   help="comma-separated, from: " + "fp32,bf16,fp16,int8,int4,ao-int8,ao-int4,ao-int4-packed,"
+                   help="comma-separated, from: " + "fp32,bf16,fp16,int8,int4,int4-fast,ao-int8,ao-int4,ao-int4-packed,"
                         "dyn-int8,ao-dyn-int8,gguf-q4_1")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--quick", action="store_true", help="short prompt, 16 tokens, 128-token perplexity, 1 run")
     s.add_argument("--repeats", type=limits.COUNT, default=None,
                    help="speed runs per variant, median reported (default 3; --quick 1)")
-    s.add_argument("--json", action="store_true", help='{"variants": [QuantResult fields, ...]}')
+    s.add_argument("--fast", action="store_true",
+                   help="also run fp32, bf16, int8, int4, int4-fast through memlab's fast decode path")
+    s.add_argument("--json", action="store_true", help='{"variants": [QuantResult fields, ...], "fast": [FastRow fields, ...]}')
     s.set_defaults(func=_cmd_quant)
 
     s = sub.add_parser("fits", help="bytes of weights, KV cache and activations, and which devices hold them")

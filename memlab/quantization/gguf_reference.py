@@ -18,8 +18,6 @@ import numpy as np
 
 def measure_gguf(variant, cfg, reference=None):
     """A QuantResult for the GGUF file under llama.cpp (same prompt, text and question)."""
-    import torch
-    from llama_cpp import Llama
     from transformers import AutoTokenizer
 
     from memlab.core import models
@@ -29,24 +27,11 @@ def measure_gguf(variant, cfg, reference=None):
     path = models.gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(models.prepare(cfg.model))
     t0 = time.perf_counter()
-    llm = Llama(model_path=str(path), n_threads=torch.get_num_threads(), n_ctx=2048, logits_all=True,
-                verbose=False)
+    llm = open_gguf()
     load_s = time.perf_counter() - t0
     prompt = quality.eval_ids(tokenizer, cfg.prompt_tokens)
-    prefills, decodes, tokens = [], [], []
-    for _ in range(cfg.repeats):
-        llm.reset()
-        t0 = time.perf_counter()
-        llm.eval(prompt)
-        t1 = time.perf_counter()
-        tokens = [int(np.argmax(llm.scores[llm.n_tokens - 1]))]
-        t2 = time.perf_counter()
-        while len(tokens) < cfg.new_tokens:
-            llm.eval([tokens[-1]])
-            tokens.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
-        t3 = time.perf_counter()
-        prefills.append(len(prompt) / (t1 - t0))
-        decodes.append((len(tokens) - 1) / (t3 - t2))
+    run = speed(llm, prompt, cfg.new_tokens, cfg.repeats)
+    tokens = run["tokens"]
     ids = quality.eval_ids(tokenizer, cfg.ppl_tokens)
     llm.reset()
     llm.eval(ids)
@@ -63,11 +48,43 @@ def measure_gguf(variant, cfg, reference=None):
     return QuantResult(
         variant=variant.name, library=variant.library, description=variant.description, is_available=True,
         reason="", resident_bytes=size, streamed_bytes=size, bits_per_weight=8 * size / _gguf_params(path),
-        load_s=load_s, quantize_s=0.0, prefill_tok_per_s=float(np.median(prefills)),
-        decode_tok_per_s=float(np.median(decodes)), perplexity=math.exp(nll),
+        load_s=load_s, quantize_s=0.0, prefill_tok_per_s=len(prompt) / run["prefill_s"],
+        decode_tok_per_s=run["decode_tok_per_s"], perplexity=math.exp(nll),
         agreement=sum(a == b for a, b in zip(picks, ref)) / max(len(ref), 1),
         first_divergence=quality.first_divergence(tokens, ref),
         answer=answer["choices"][0]["text"].strip(), tokens=tuple(tokens), host=card().host)
+
+
+def speed(llm, prompt: list[int], new_tokens: int, repeats: int = 3) -> dict:
+    """llama.cpp on token ids, greedy: medians over `repeats` of the prompt's eval (prefill_s), eval +
+    first pick (ttft_s) and decode tok/s of `new_tokens` - 1 steps; and the tokens of the last run."""
+    prefill, ttft, decode = [], [], []
+    for _ in range(repeats):
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.eval(prompt)
+        t1 = time.perf_counter()
+        tokens = [int(np.argmax(llm.scores[llm.n_tokens - 1]))]
+        t2 = time.perf_counter()
+        while len(tokens) < new_tokens:
+            llm.eval([tokens[-1]])
+            tokens.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+        t3 = time.perf_counter()
+        prefill.append(t1 - t0)
+        ttft.append(t2 - t0)
+        decode.append((len(tokens) - 1) / (t3 - t2))
+    return dict(prefill_s=float(np.median(prefill)), ttft_s=float(np.median(ttft)),
+                decode_tok_per_s=float(np.median(decode)), tokens=tokens)
+
+
+def open_gguf(n_ctx: int = 2048, logits_all: bool = True):
+    """The bundled Q4_1 file under llama.cpp, with torch's thread count (the same cores as memlab's)."""
+    import torch
+    from llama_cpp import Llama
+
+    from memlab.core import models
+    return Llama(model_path=str(models.gguf_path()), n_threads=torch.get_num_threads(), n_ctx=n_ctx,
+                 logits_all=logits_all, verbose=False)
 
 
 def _gguf_params(path) -> int:

@@ -93,3 +93,30 @@ def fits_heatmap(table, precision: str | None = None) -> Figure:
                  "(weights + KV + activations vs memory capacity; blank = does not fit)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def fast_vs_eager(results, fast_rows) -> Figure:
+    """Each precision's decode tok/s as a share of its bandwidth bound, through transformers' modules
+    (eager) and through the fast path, side by side: what per-operator overhead costs each one."""
+    import numpy as np
+    eager = {r.variant: r for r in results if r.is_available}
+    rows = [r for r in fast_rows if r.variant in eager]
+    x = np.arange(len(rows))
+    eager_share = [eager[r.variant].decode_tok_per_s / r.bound_tok_per_s for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    ax.bar(x - 0.2, eager_share, 0.4, label="eager (transformers modules)", color="C7")
+    ax.bar(x + 0.2, [r.of_bound for r in rows], 0.4, label="fast path (memlab.core.fastpath)", color="C0")
+    for i, r in enumerate(rows):
+        ax.annotate(f"{r.decode_tok_per_s:.0f} tok/s", (i + 0.2, r.of_bound), ha="center",
+                    textcoords="offset points", xytext=(0, 3), fontsize=8)
+    ax.axhline(1.0, color="k", ls="--", lw=1, label="bound: bandwidth / bytes per token")
+    ax.set_xticks(x, [r.variant for r in rows])
+    ax.set_ylabel("decode tok/s / its own bound")
+    ax.set_ylim(0, 1.15)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    best = max(rows, key=lambda r: r.of_bound)
+    ax.set_title(f"Each precision's share of its bound, eager vs fast path (closest: {best.variant} fast, "
+                 f"{best.of_bound:.0%})", fontsize=10)
+    fig.tight_layout()
+    return fig

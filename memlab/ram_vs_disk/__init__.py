@@ -2,8 +2,9 @@
 
 runs   each residency strategy answering one question, cold or warm
 plots  load time and decode speed per strategy
-The strategies themselves are `memlab.core.loading` (every lab loads through them).
+ladder the bandwidth ladder disk -> RAM -> VRAM (the RAM -> VRAM rung where a CUDA GPU is present)
 solutions the worked solutions of the lab's exercises
+The strategies themselves are `memlab.core.loading` (every lab loads through them).
 """
 
-from memlab.ram_vs_disk import plots, runs, solutions
+from memlab.ram_vs_disk import ladder, plots, runs, solutions

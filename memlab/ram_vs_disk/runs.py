@@ -34,6 +34,7 @@ class StrategyRun:
     rss_added_bytes: int = 0    # peak_rss_bytes - the process's RSS before loading: this run's own
     is_supported: bool = True   # False: skipped, this platform cannot evict (times nan, bytes 0)
     reason: str = ""            # why it was skipped
+    layer_read_s: float = 0.0   # seconds inside the layer reads (pread) during generation (0 otherwise)
 
 
 def run_strategy(model: str = models.DEFAULT_MODEL, strategy: str = "resident", prompt="Hello!",
@@ -56,7 +57,8 @@ def run_strategy(model: str = models.DEFAULT_MODEL, strategy: str = "resident", 
     peak = max(lr.peak_rss_bytes, r.peak_rss_bytes)
     run = StrategyRun(strategy, cold, bigger_than_ram, lr.page_cache_before, lr.load_time_s, r.ttft_s,
                       r.tpot_s, r.decode_tok_per_s, peak, lr.weights_bytes,
-                      stats.read_bytes if stats else 0, r.text, peak - lr.rss_before_bytes)
+                      stats.read_bytes if stats else 0, r.text, peak - lr.rss_before_bytes,
+                      layer_read_s=stats.read_s if stats else 0.0)
     streamer = getattr(loaded.model, "_memlab_streamer", None)
     if streamer is not None:
         streamer.close()

@@ -178,9 +178,11 @@ def compare_checkpoint(model: str = "smollm2-135m", max_shard_bytes: int = 64 * 
                        max_new_tokens: int = 8, check_tokens: bool = True) -> CheckpointResult:
     """Shard the model's checkpoint, then measure both loads, each in a fresh process."""
     from memlab.core import hardware, models
+    from memlab.core.measure import release_freed_memory
     folder = models.prepare(model)
     out = save_shards(folder, models.cache_dir() / f"{folder.name}-shards-{max_shard_bytes // 2**20}MiB",
                       max_shard_bytes)
+    release_freed_memory()  # the tensors copied into the shards: freed, and handed back to the OS
     match = None
     if check_tokens:
         from transformers import AutoTokenizer

@@ -22,14 +22,12 @@ SDPA is causal for the prefill and needs no mask for a 1-token decode).
 """
 from __future__ import annotations
 
-import time
-
 import torch
 
 from memlab.core import dtypes, tensors
-from memlab.core.checkpoint import read_tensor, weight_map
-from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_bytes,
-                                     worker_device)
+from memlab.core.checkpoint import weight_map
+from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, load_in_turn, maybe_fail,
+                                     peak_rss_bytes, read_part, worker_device)
 from memlab.core.errors import MemlabError
 from memlab.core.generation import cache_kwarg
 
@@ -92,7 +90,7 @@ def load_stage(folder, rank: int, world_size: int, device, dtype=None) -> Stage:
     inner, files = skeleton.model, weight_map(folder)
 
     def fill(module, prefix):
-        sd = {n: read_tensor(files, prefix + n, dtype=dtype, device=device)
+        sd = {n: read_part(files, prefix + n, dtype=dtype, device=device)
               for n, _ in module.named_parameters()}
         module.load_state_dict(sd, assign=True)
         return module
@@ -104,11 +102,11 @@ def load_stage(folder, rank: int, world_size: int, device, dtype=None) -> Stage:
     if rank == world_size - 1:
         norm = fill(inner.norm, "model.norm.")
         if "lm_head.weight" in files:
-            head = read_tensor(files, "lm_head.weight", dtype=dtype, device=device)
+            head = read_part(files, "lm_head.weight", dtype=dtype, device=device)
         elif embed is not None:
             head = embed.weight                      # tied, and this rank already holds it
         else:
-            head = read_tensor(files, "model.embed_tokens.weight", dtype=dtype, device=device)
+            head = read_part(files, "model.embed_tokens.weight", dtype=dtype, device=device)
     del skeleton
     return Stage(config, lo, hi, layers.eval(), rotary, embed, norm, head)
 
@@ -133,9 +131,7 @@ def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: Paral
     start_rss = rss_bytes()
     device = worker_device(rank, cfg.backend)
     dtype = dtypes.torch_dtype(cfg.dtype)
-    t0 = time.perf_counter()
-    stage = load_stage(folder, rank, world_size, device, dtype)
-    load_s = time.perf_counter() - t0
+    stage, load_s = load_in_turn(rank, world_size, lambda: load_stage(folder, rank, world_size, device, dtype))
     loaded_rss = rss_bytes()
 
     comm = Comm(rank, device)

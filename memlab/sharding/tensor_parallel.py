@@ -17,15 +17,13 @@ KV heads cannot be cut in two, so R <= num_key_value_heads; with 3 KV heads and 
 """
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
 
 from memlab.core import dtypes, tensors
-from memlab.core.checkpoint import read_tensor, weight_map
-from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, maybe_fail, peak_rss_bytes,
-                                     worker_device)
+from memlab.core.checkpoint import weight_map
+from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, load_in_turn, maybe_fail,
+                                     peak_rss_bytes, read_part, worker_device)
 from memlab.core.errors import MemlabError
 
 __all__ = ["check", "split_range", "allreduce_bytes_per_token", "TPShard", "load_shard", "worker"]
@@ -143,7 +141,7 @@ def load_shard(folder, rank: int, world_size: int, device, dtype=None) -> TPShar
     files = weight_map(folder)
 
     def rd(name, **kw):
-        return read_tensor(files, name, dtype=dtype, device=device, **kw)
+        return read_part(files, name, dtype=dtype, device=device, **kw)
 
     layers = []
     for i in range(config.num_hidden_layers):
@@ -176,9 +174,8 @@ def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: Paral
     from transformers import AutoModelForCausalLM  # noqa: F401
     start_rss = rss_bytes()
     device = worker_device(rank, cfg.backend)
-    t0 = time.perf_counter()
-    shard = load_shard(folder, rank, world_size, device, dtypes.torch_dtype(cfg.dtype))
-    load_s = time.perf_counter() - t0
+    shard, load_s = load_in_turn(rank, world_size,
+                                 lambda: load_shard(folder, rank, world_size, device, dtypes.torch_dtype(cfg.dtype)))
     loaded_rss = rss_bytes()
     comm = Comm(rank, device)
     ids = torch.tensor([list(prompt_ids)] * cfg.batch_size, device=device)        # (B, T)

@@ -17,6 +17,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import torch
 import torch.distributed as dist
@@ -25,7 +26,8 @@ from memlab.core import limits
 from memlab.core.errors import MemlabError
 
 __all__ = ["ParallelConfig", "Event", "RankResult", "Comm",
-           "peak_rss_bytes", "worker_device", "maybe_fail"]
+           "peak_rss_bytes", "worker_device", "maybe_fail", "load_in_turn", "read_part",
+           "backend_for", "backend_reason"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,76 @@ def worker_device(rank: int, backend: str) -> torch.device:
         torch.cuda.set_device(dev)
         return dev
     return torch.device("cpu")
+
+
+@lru_cache(maxsize=8)
+def _header(path: str, mtime_ns: int, size: int) -> dict:
+    from memlab.core import checkpoint
+    return checkpoint.read_header(path)
+
+
+def read_part(files: dict, name: str, rows=None, cols=None, dtype=None, device="cpu") -> torch.Tensor:
+    """`checkpoint.read_tensor`, without its extra copy where none is needed: a whole tensor, or a
+    block of its rows, is read with pread straight into the memory the rank keeps (CPU, the file's
+    dtype), so loading never holds a weight twice; columns, another dtype or a GPU go through
+    read_tensor. The tensor is this process's own memory either way, not a view of the file."""
+    from memlab.core import checkpoint
+    if cols is not None or torch.device(device).type != "cpu":
+        return checkpoint.read_tensor(files, name, rows=rows, cols=cols, dtype=dtype, device=device)
+    path = str(files[name])
+    st = os.stat(path)
+    e = _header(path, st.st_mtime_ns, st.st_size)[name]
+    if dtype is not None and dtype != e.dtype:
+        return checkpoint.read_tensor(files, name, rows=rows, dtype=dtype, device=device)
+    if rows is not None:
+        row_bytes = (e.end_byte - e.start_byte) // e.shape[0]
+        e = checkpoint.TensorEntry(name, e.dtype, (rows[1] - rows[0],) + e.shape[1:],
+                                   e.start_byte + rows[0] * row_bytes, e.start_byte + rows[1] * row_bytes)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return checkpoint.read_tensors(fd, {name: e})[name]
+    finally:
+        os.close(fd)
+
+
+def load_in_turn(rank: int, world_size: int, load):
+    """Run `load()` on one rank at a time (a barrier between turns) and trim the heap after it:
+    the copies a load makes in passing (a tensor read, then copied into place) peak in one process
+    at a time rather than in all at once, and what the load freed goes back to the OS. Returns
+    (what load returned, seconds the load itself took: waiting for one's turn is not counted)."""
+    from memlab.core.measure import release_freed_memory
+    out, load_s = None, float("nan")
+    for turn in range(world_size):
+        if turn == rank:
+            t0 = time.perf_counter()
+            out = load()
+            load_s = time.perf_counter() - t0
+            release_freed_memory()
+        if world_size > 1:
+            dist.barrier()
+    return out, load_s
+
+
+def backend_for(device: str = "auto", world_size: int = 2) -> str:
+    """The lab's DEVICE as a torch.distributed backend: "nccl" where it resolves to CUDA and torch
+    sees a GPU for every rank, else "gloo" with every rank on the CPU."""
+    from memlab.core.hardware import resolve_device
+    cuda = resolve_device(device).type == "cuda"
+    return "nccl" if cuda and torch.cuda.device_count() >= world_size else "gloo"
+
+
+def backend_reason(device: str = "auto", world_size: int = 2) -> str:
+    """Why `backend_for` chose what it chose, in one sentence."""
+    from memlab.core.hardware import resolve_device
+    kind = resolve_device(device).type
+    if backend_for(device, world_size) == "nccl":
+        return f"NCCL, one GPU per rank ({torch.cuda.device_count()} GPUs seen for {world_size} ranks)"
+    if kind == "cuda":
+        return (f"gloo, ranks on the CPU: NCCL needs a GPU per rank, and torch sees {torch.cuda.device_count()} "
+                f"for {world_size} ranks")
+    if kind == "mps":
+        return "gloo, ranks on the CPU: torch.distributed has no backend for Apple's mps"
+    return "gloo, ranks on the CPU (no GPU here)"
 
 
 def maybe_fail(cfg: ParallelConfig, rank: int, step: int) -> None:

@@ -3,6 +3,7 @@
 latency   cold start stage by stage, the waterfall, TTFT against prompt length and batch size
 plots     the waterfall, TTFT against prompt length, latency against throughput
 solutions the worked solutions of the lab's exercises (memlab.core.exercises grades them)
+gpu       the GPU column: TTFT with the weights resident in VRAM beside the CPU's (absent without a GPU)
 """
 
-from memlab.ttft import latency, plots, solutions
+from memlab.ttft import gpu, latency, plots, solutions

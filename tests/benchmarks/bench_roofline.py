@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python tests/benchmarks/bench_roofline.py [--tokens 48] [--rounds 2] [--dtypes fp32,bf16]
 
-Eager = memlab.core.generation (transformers modules, DynamicCache); fast = memlab.memory_wall.fastpath (fused
+Eager = memlab.core.generation (transformers modules, DynamicCache); fast = memlab.core.fastpath (fused
 weights, static cache). Both greedy, same prompt, rounds interleaved so that load on a shared
 machine hits both alike; the best round of each is reported. The bound is measured triad
 bandwidth / decode bytes per token (memlab.core.roofline), measured in this run.
@@ -17,7 +17,7 @@ import torch
 
 import memlab as ml
 from memlab.core import ceilings, roofline
-from memlab.memory_wall import fastpath
+from memlab.core import fastpath
 
 
 def main() -> None:

@@ -49,3 +49,24 @@ def test_last_level_cache_is_the_biggest_level(tmp_path):
     from memlab.core import hardware
     assert hardware.last_level_cache_bytes(tmp_path) == 480 * 2**20
     assert hardware.last_level_cache_bytes(tmp_path / "missing") == 0
+
+
+def test_auto_resolves_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(hardware, "has_cuda", lambda: False)
+    monkeypatch.setattr(hardware, "has_mps", lambda: False)
+    assert hardware.resolve_device("auto") == torch.device("cpu")
+    assert hardware.resolve_device(" AUTO ") == torch.device("cpu")
+    monkeypatch.setattr(hardware, "has_mps", lambda: True)
+    assert hardware.resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(hardware, "has_cuda", lambda: True)
+    assert hardware.resolve_device("auto") == torch.device("cuda")
+
+
+def test_auto_is_what_torch_sees_here():
+    want = "cuda" if torch.cuda.is_available() else "mps" if hardware.has_mps() else "cpu"
+    assert hardware.resolve_device("auto").type == want
+
+
+def test_nonsense_device_is_a_clear_error():
+    with pytest.raises(DeviceUnavailableError, match="not a device"):
+        hardware.resolve_device("gpu0")

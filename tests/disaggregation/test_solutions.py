@@ -41,3 +41,15 @@ def test_link_transfer_matches_the_simulators_transfer(tiny):
     assert exercises.grade("07-link", 2 * solved, simulated, rel=0.001) is False
     fp32 = solutions.link_transfer_s(cfg, 300, bw, prof.link_latency_s, dtype="fp32")
     assert exercises.grade("07-link", fp32, simulated, rel=0.001) is False  # the GPU profile's cache is bf16
+
+
+def test_fitted_prefill_is_the_simulated_ttft_of_a_lone_prompt():
+    from memlab.disaggregation import published, simulator
+    fit = published.model("distserve-opt-13b-a100-tp1")
+    (r,) = simulator.simulate(fit.profile(), workload.Cluster("disagg", 1, 1), [workload.RequestSpec(0, 0.0, 1024, 8)])
+    solved = solutions.fitted_prefill_s(fit.prefill, 1024, fit.time_unit_s)
+    assert solved == pytest.approx(r.ttft_s, rel=1e-12)
+    assert exercises.grade("07-fit", solved, r.ttft_s, rel=0.01) is True
+    a, b, c = fit.prefill
+    assert exercises.grade("07-fit", (a + b * 1024) * 1e-3, r.ttft_s, rel=0.01) is False    # forgot the quadratic term
+    assert exercises.grade("07-fit", solved * 1e3, r.ttft_s, rel=0.01) is False             # left it in milliseconds

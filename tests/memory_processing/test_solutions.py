@@ -47,3 +47,15 @@ def test_apply_time_matches_the_offload_model(context_tokens, batch_size, device
     no_launch = solved - shape.num_layers * specs[device].launch_s
     assert exercises.grade("08-apply", no_launch, modelled, rel=0.01) is False  # forgot the per-layer launch
     assert exercises.grade("08-apply", 2 * solved, modelled, rel=0.01) is False
+
+
+def test_break_even_solution_matches_the_measured_model():
+    from memlab.memory_processing import measured
+    times = {"prep": 1e-4, "comp": 3e-3, "ret": 2e-3, "apply": 1e-3}
+    s = measured.MeasuredSteps(offload.LLAMA31_8B, 4096, "gpu", {"gpu": times}, 0.01)
+    expected = measured.break_even_speedup(s)
+    pcie = offload.transfer_s(("gpu", "fpga", "fpga", "gpu"), s.shape, 4096)
+    solved = solutions.break_even_speedup(5e-3, pcie)
+    assert exercises.grade("08-break-even", solved, expected, rel=0.01) is True
+    assert exercises.grade("08-break-even", 5e-3 / pcie, expected, rel=0.01) is False  # W / P, not W / (W - P)
+    assert exercises.grade("08-break-even", 1.0, expected, rel=0.01) is False  # forgot the PCIe time

@@ -173,3 +173,15 @@ def test_cli_shard_checkpoint_json(varied_dir, capsys, monkeypatch, tmp_path):
     d = json.loads(capsys.readouterr().out)
     assert d["mode"] == "checkpoint" and d["tokens_match"] is True
     assert d["shards"]["num_files"] > d["single"]["num_files"] == 1
+
+
+@pytest.mark.parametrize("rows,cols", [(None, None), ((2, 5), None), (None, (3, 7))])
+def test_read_part_is_read_tensor_without_the_extra_copy(varied_dir, rows, cols):
+    from memlab.core.checkpoint import read_tensor
+    from memlab.sharding.workers import read_part
+    files = weight_map(varied_dir)
+    for name in ("model.embed_tokens.weight", "model.layers.0.mlp.down_proj.weight"):
+        want = read_tensor(files, name, rows=rows, cols=cols)
+        got = read_part(files, name, rows=rows, cols=cols)
+        assert got.shape == want.shape and torch.equal(got, want) and got.is_contiguous()
+    assert read_part(files, name, dtype=torch.bfloat16).dtype == torch.bfloat16

@@ -1,0 +1,278 @@
+"""One fast decode path for Llama-family models, at every precision (labs 01 and 04, `memlab bench`).
+
+A 135M model at batch 1 should decode at bandwidth / bytes per token, but transformers' eager loop
+dispatches hundreds of small operators per token (projections, reshapes, RoPE, cache updates,
+norms), each costing microseconds of Python and dispatcher work whatever its size. The fix is doing
+fewer, larger operations per token:
+
+1. `FastLlama`: the same weights, regrouped once: q/k/v stacked into one matrix and gate/up into
+   another (for fp32/bf16 the model's own parameters become views of them: no byte is held twice);
+   the KV cache is a static tensor written in place (no `DynamicCache` growth, no `torch.cat`);
+   RoPE tables precomputed, applied as x*cos + roll(x)*sin' in two fused ops; one hand-written step.
+2. Every precision through the same step: the model's dtype (fp32, bf16) as it is, or `linear=` a
+   constructor nn.Linear -> module (memlab's fused int8/int4 GEMMs, `memlab.quantization.quantize`)
+   applied to each fused matrix, and `lm_head=` one for the tied embedding / LM head.
+3. `compile=True`: the decode step with fixed shapes (attention over the whole static cache under a
+   position mask, the position a tensor), so `torch.compile` traces it once per cache length; the
+   compile time is reported apart (`compile_s`), and inductor's cache makes later processes cheap.
+
+Shapes: B batch, T tokens in this call, H query heads, K kv heads, D head dim, C cache length.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memlab.core.errors import InvalidArgumentError
+
+
+@dataclass(frozen=True, slots=True)
+class FastDecodeResult:
+    """One greedy generation through the fast path."""
+
+    model_name: str
+    dtype: str                  # activations and KV cache
+    weights: str                # "fp32", "bf16", or the linear constructor's name (e.g. "Int4Linear")
+    batch_size: int
+    prompt_tokens: int
+    new_tokens: int
+    token_ids: tuple            # the generated ids of sequence 0
+    setup_s: float              # regroup (and quantize) weights, allocate the static cache, RoPE tables
+    compile_s: float            # torch.compile's first call (0 when not compiled)
+    warmup_s: float             # first prefill + first step (allocations, kernel selection)
+    prefill_s: float            # a timed prefill after warm-up: the time to the first token's logits
+    decode_s: float             # new_tokens - 1 decode steps after the first token
+    decode_tok_per_s: float     # batch_size * (new_tokens - 1) / decode_s
+    itl_s: tuple                # each decode step's duration
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """y = w * x / sqrt(mean(x^2) + eps), computed in fp32 as transformers' LlamaRMSNorm does."""
+    if x.dtype == torch.float32:  # one fused op; other dtypes keep transformers' rounding order
+        return F.rms_norm(x, weight.shape, weight, eps)
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(x.dtype)
+
+
+def _mm(x: torch.Tensor, w) -> torch.Tensor:
+    """x @ w^T for a weight tensor, or w(x) for a quantized linear module."""
+    return F.linear(x, w) if isinstance(w, torch.Tensor) else w(x)
+
+
+def _as_linear(weight: torch.Tensor) -> nn.Linear:
+    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+    lin.weight = nn.Parameter(weight, requires_grad=False)
+    return lin
+
+
+def _fuse(mods: list, linear: Callable | None):
+    """Stack the weights of `mods` (nn.Linear, same input) into one matrix; for fp32/bf16 the modules'
+    weights are rebound as views of it (the model keeps working over the same bytes); with `linear`,
+    the stacked matrix goes through it (e.g. a quantizer) and the modules are left alone."""
+    if any(type(m) is not nn.Linear for m in mods):
+        raise InvalidArgumentError("fast path: pass the fp32/bf16 model; quantize through FastLlama(linear=...)")
+    if any(m.bias is not None for m in mods):
+        raise NotImplementedError("fast path: linear biases are not supported")
+    fused = torch.cat([m.weight.data for m in mods])
+    if linear is not None:
+        return linear(_as_linear(fused))
+    start = 0
+    for m in mods:
+        n = m.weight.shape[0]
+        m.weight.data = fused[start:start + n]
+        start += n
+    return fused
+
+
+class FastLlama:
+    """A hand-written greedy decoder over a transformers Llama model's own weights."""
+
+    def __init__(self, model, max_len: int, batch_size: int = 1, *, linear: Callable | None = None,
+                 lm_head: Callable | None = None, compile: bool = False):
+        t0 = time.perf_counter()
+        cfg, inner = model.config, model.model
+        self.model = model
+        self.num_heads, self.num_kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.num_heads
+        self.eps, self.max_len, self.batch_size = cfg.rms_norm_eps, max_len, batch_size
+        p = inner.embed_tokens.weight
+        self.dtype, self.device = p.dtype, p.device
+        self.weights = getattr(linear, "__name__", "custom") if linear else str(self.dtype).removeprefix("torch.")
+        with torch.no_grad():
+            self.layers = [self._layer(layer, linear) for layer in inner.layers]
+            self.lm_head = lm_head(model.lm_head) if lm_head else model.lm_head.weight
+        self.embed, self.final_norm = inner.embed_tokens.weight, inner.norm.weight
+        # (L, B, K, C, D), written in place at each position; self.k[i] is layer i's view
+        shape = (len(self.layers), batch_size, self.num_kv_heads, max_len, self.head_dim)
+        self.cache_k = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        self.cache_v = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        self.k, self.v = list(self.cache_k.unbind(0)), list(self.cache_v.unbind(0))
+        # RoPE tables from the model's own rotary module, so scaling variants match: (C, D).
+        # rotate_half(x) * sin == roll(x, D/2) * [-sin_lo, sin_hi]: one roll instead of chunk/neg/cat.
+        pos = torch.arange(max_len, device=self.device)[None]
+        cos, sin = inner.rotary_emb(self.embed[:1][None].to(self.dtype), pos)
+        half = self.head_dim // 2
+        sign = torch.cat([-torch.ones(half), torch.ones(self.head_dim - half)]).to(self.device, self.dtype)
+        self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype) * sign
+        self.positions = torch.arange(max_len, device=self.device)
+        self.compiled = torch.compile(self.static_step, dynamic=False, fullgraph=True) if compile else None
+        self.compile_s = 0.0
+        self.setup_s = time.perf_counter() - t0
+
+    @staticmethod
+    def _layer(layer, linear) -> dict:
+        attn, mlp = layer.self_attn, layer.mlp
+        out = {"qkv": _fuse([attn.q_proj, attn.k_proj, attn.v_proj], linear),
+               "gate_up": _fuse([mlp.gate_proj, mlp.up_proj], linear),
+               "ffn": mlp.gate_proj.weight.shape[0],
+               "ln1": layer.input_layernorm.weight, "ln2": layer.post_attention_layernorm.weight,
+               "eps1": layer.input_layernorm.variance_epsilon,
+               "eps2": layer.post_attention_layernorm.variance_epsilon}
+        for name, m in (("o", attn.o_proj), ("down", mlp.down_proj)):
+            out[name] = linear(m) if linear else m.weight
+        return out
+
+    def decoder_layer(self, x, w, attend) -> torch.Tensor:
+        """One decoder layer on x (B, T, d); `attend(q, k, v)` writes the cache and attends."""
+        B, T, _ = x.shape
+        H, K, D = self.num_heads, self.num_kv_heads, self.head_dim
+        qkv = _mm(_rms_norm(x, w["ln1"], w["eps1"]), w["qkv"]).view(B, T, H + 2 * K, D).transpose(1, 2)
+        a = attend(qkv[:, :H + K], qkv[:, H + K:])  # (B, H, T, D)
+        x = x + _mm(a.transpose(1, 2).reshape(B, T, H * D), w["o"])
+        gate_up = _mm(_rms_norm(x, w["ln2"], w["eps2"]), w["gate_up"])
+        return x + _mm(F.silu(gate_up[..., :w["ffn"]]) * gate_up[..., w["ffn"]:], w["down"])
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return _mm(_rms_norm(x[:, -1], self.final_norm, self.eps), self.lm_head)  # (B, V)
+
+    def forward_tokens(self, ids: torch.Tensor, start: int) -> torch.Tensor:
+        """Logits of the last position for tokens `ids` (B, T) placed at positions start..start+T-1."""
+        B, T = ids.shape
+        H, end = self.num_heads, start + T
+        cos, sin = self.cos[start:end], self.sin[start:end]  # (T, D)
+        x = F.embedding(ids, self.embed)  # (B, T, d)
+        for w, kc, vc in zip(self.layers, self.k, self.v):
+            def attend(qk, v, kc=kc, vc=vc):
+                qk = torch.addcmul(qk * cos, qk.roll(self.head_dim // 2, -1), sin)  # RoPE on q and k at once
+                kc[:B, :, start:end], vc[:B, :, start:end] = qk[:, H:], v
+                return F.scaled_dot_product_attention(qk[:, :H], kc[:B, :, :end], vc[:B, :, :end],
+                                                      is_causal=T > 1 and start == 0, enable_gqa=True)
+            x = self.decoder_layer(x, w, attend)
+        return self._logits(x)
+
+    def static_step(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """One decode step with fixed shapes: ids (B, 1), pos a 1-element long tensor; every layer
+        attends over the whole cache (C positions) under the mask positions <= pos."""
+        H = self.num_heads
+        cos, sin = self.cos.index_select(0, pos), self.sin.index_select(0, pos)  # (1, D)
+        mask = (self.positions <= pos)[None, None, None]  # (1, 1, 1, C)
+        x = F.embedding(ids, self.embed)
+        for w, kc, vc in zip(self.layers, self.k, self.v):
+            def attend(qk, v, kc=kc, vc=vc):
+                qk = torch.addcmul(qk * cos, qk.roll(self.head_dim // 2, -1), sin)
+                kc.index_copy_(2, pos, qk[:, H:])
+                vc.index_copy_(2, pos, v)
+                return F.scaled_dot_product_attention(qk[:, :H], kc, vc, attn_mask=mask, enable_gqa=True)
+            x = self.decoder_layer(x, w, attend)
+        return self._logits(x)
+
+    @torch.inference_mode()
+    def prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        """Fill the cache with a prompt (B, T) from position 0; logits of its last token (B, V)."""
+        return self.forward_tokens(ids, 0)
+
+    @torch.inference_mode()
+    def step(self, ids: torch.Tensor, position: int) -> torch.Tensor:
+        """One decode step: ids (B, 1) at `position`; logits (B, V)."""
+        if self.compiled is None:
+            return self.forward_tokens(ids, position)
+        if ids.shape[0] != self.batch_size:
+            raise InvalidArgumentError(f"a compiled step runs the cache's batch_size {self.batch_size}, got {ids.shape[0]}")
+        pos = torch.tensor([position], device=self.device)
+        if self.compile_s:
+            return self.compiled(ids, pos)
+        t0 = time.perf_counter()
+        out = self.compiled(ids, pos)
+        self.compile_s = time.perf_counter() - t0
+        return out
+
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+        """Greedy tokens (B, max_new_tokens) after the prompt (B, T); no early stop at EOS."""
+        B, T = input_ids.shape
+        if T + max_new_tokens > self.max_len:
+            raise InvalidArgumentError(f"prompt {T} + {max_new_tokens} new tokens exceed max_len {self.max_len}")
+        if B > self.batch_size:
+            raise InvalidArgumentError(f"batch {B} exceeds the cache's batch_size {self.batch_size}")
+        tok = self.prefill(input_ids.to(self.device)).argmax(-1, keepdim=True)  # (B, 1)
+        out = [tok]
+        for pos in range(T, T + max_new_tokens - 1):
+            tok = self.step(tok, pos).argmax(-1, keepdim=True)
+            out.append(tok)
+        return torch.cat(out, dim=1)
+
+
+def compile_reason(device: str | torch.device = "cpu") -> str:
+    """Why `compile=True` cannot run here ("" when it can): on a CPU, torch.compile's inductor writes
+    C++ and needs a compiler on PATH; on CUDA it needs Triton."""
+    import importlib.util
+    import shutil
+    if torch.device(device).type == "cuda":
+        return "" if importlib.util.find_spec("triton") else "torch.compile on CUDA needs triton (pip install triton)"
+    if not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        return "torch.compile on a CPU needs a C++ compiler (c++, g++ or clang++) on PATH"
+    return ""
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def fast_generate(model, input_ids: torch.Tensor, max_new_tokens: int = 32, *, model_name: str = "",
+                  linear: Callable | None = None, lm_head: Callable | None = None,
+                  compile: bool = False, fast: FastLlama | None = None) -> FastDecodeResult:
+    """Greedy generation through `FastLlama`, timed: setup, compile, warm-up, prefill, decode apart.
+    `fast`: a FastLlama already built for this batch (reused; its cache is overwritten)."""
+    B, T = input_ids.shape
+    if max_new_tokens < 2:
+        raise InvalidArgumentError(f"max_new_tokens must be >= 2 (one decode step to time), got {max_new_tokens}")
+    if fast is None:
+        fast = FastLlama(model, max_len=T + max_new_tokens, batch_size=B, linear=linear, lm_head=lm_head,
+                         compile=compile)
+    elif fast.batch_size != B or fast.max_len < T + max_new_tokens:
+        raise InvalidArgumentError(f"the given FastLlama holds batch {fast.batch_size} x {fast.max_len} positions, "
+                                   f"not {B} x {T + max_new_tokens}")
+    ids = input_ids.to(fast.device)
+    t0 = time.perf_counter()
+    fast.step(fast.prefill(ids).argmax(-1, keepdim=True), T)  # warm-up (and compile)
+    fast.step(fast.prefill(ids).argmax(-1, keepdim=True), T)
+    _sync(fast.device)
+    warmup_s = time.perf_counter() - t0 - fast.compile_s
+    t0 = time.perf_counter()
+    tok = fast.prefill(ids).argmax(-1, keepdim=True)
+    _sync(fast.device)
+    prefill_s = time.perf_counter() - t0
+    out, itl = [tok], []
+    for pos in range(T, T + max_new_tokens - 1):
+        t1 = time.perf_counter()
+        tok = fast.step(tok, pos).argmax(-1, keepdim=True)
+        _sync(fast.device)
+        itl.append(time.perf_counter() - t1)
+        out.append(tok)
+    decode_s = sum(itl)
+    tokens = torch.cat(out, dim=1)
+    return FastDecodeResult(
+        model_name=model_name, dtype=str(fast.dtype).removeprefix("torch."), weights=fast.weights,
+        batch_size=B, prompt_tokens=T, new_tokens=max_new_tokens, token_ids=tuple(tokens[0].tolist()),
+        setup_s=fast.setup_s, compile_s=fast.compile_s, warmup_s=warmup_s, prefill_s=prefill_s,
+        decode_s=decode_s, decode_tok_per_s=B * len(itl) / decode_s if decode_s > 0 else float("nan"),
+        itl_s=tuple(itl))

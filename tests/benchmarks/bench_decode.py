@@ -1,0 +1,131 @@
+"""Benchmark (printed, one run): decode at the roof, every precision, beside llama.cpp (issue "Decode at the roof").
+
+    PYTHONPATH=. python tests/benchmarks/bench_decode.py [--quick] [--compile] [--no-cold-start] [--no-paging]
+
+In one run on one machine (nothing here asserts a time; ratios are what carry across machines):
+  1. the read bandwidth (memlab.core.ceilings' read kernel, before and after, mean) and each
+     precision's fast-path decode tok/s (memlab.core.fastpath) as a share of its bound bandwidth / bytes,
+     its speed-up over fp32 beside its byte ratio, and whether its tokens are the eager loop's;
+  2. the same GGUF file under llama.cpp (when llama-cpp-python is installed): decode tok/s and the
+     fastest memlab int4 path as a share of it;
+  3. TTFT of the bundled question: the fast path's prefill + first pick against llama.cpp's;
+  4. fresh-process cold start (load -> first token, imports apart) against its floor: the same run's
+     cold read of the checkpoint + the in-process time to the first token;
+  5. bigger-than-RAM paged-prefetch decode against its overlap floor max(disk, compute), both from
+     this run: the time its own layer reads took per forward pass, and the resident decode step.
+Aims (issue 14): fp32 >= 0.7 of its bound; memlab int4 >= 0.5x llama.cpp's Q4_1; every quantized path
+>= 0.7 of its byte ratio; cold start <= 1.3x and paging <= 1.2x their floors. Each line says whether this run met it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import memlab as ml
+from memlab.core import fastpath, generation, loading, pagecache
+from memlab.quantization import fastcompare, quality, quantcompare, quantize, records
+
+
+def _aim(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true", help="short prompt, few tokens, one repeat")
+    p.add_argument("--compile", action="store_true", help="also run the torch.compile'd step (compile time apart)")
+    p.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process cold start")
+    p.add_argument("--no-paging", action="store_true", help="skip the bigger-than-RAM paged-prefetch run")
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    hw = ml.hardware.card()
+    print(f"{hw.cpu_model}, {hw.num_cores} cores, torch threads {torch.get_num_threads()}, torch {hw.torch_version}")
+    have_gguf = quantize.missing_reason(quantize.VARIANTS["gguf-q4_1"]) == ""
+    names = ("fp32", "bf16", "int8", "int4", "int4-fast") + (("gguf-q4_1",) if have_gguf else ())
+    cfg = (records.QuantConfig.quick(variants=names) if args.quick
+           else records.QuantConfig(variants=names, repeats=args.repeats, new_tokens=64))
+    bw = quantcompare.read_bandwidth_bytes_per_s()
+    base = loading.load(cfg.model)
+    eager = quantcompare.compare(cfg, progress=False, base=base)
+    rows = fastcompare.compare(base, eager, bw, cfg, repeats=cfg.repeats, progress=False)
+    compiled = []
+    if args.compile:
+        compiled = [fastcompare.measure(base.model, quality.eval_ids(base.tokenizer, cfg.prompt_tokens),
+                                        cfg.new_tokens, v, cfg.repeats, compile=True) for v in ("fp32", "int4-fast")]
+    bw = (bw + quantcompare.read_bandwidth_bytes_per_s()) / 2
+    by = {r.variant: r for r in eager}
+    print(f"read bandwidth {bw / 1e9:.1f} GB/s (read kernel, mean of before and after)")
+    print(f"{'variant':<10} {'MB/token':>9} {'eager':>7} {'fast':>7} {'bound':>7} {'of bound':>8} "
+          f"{'vs fp32':>8} {'bytes x':>8} {'of bytes':>8}  same tokens as eager")
+    for r in rows:
+        print(f"{r.variant:<10} {r.streamed_bytes / 1e6:9.1f} {by[r.variant].decode_tok_per_s:7.1f} "
+              f"{r.decode_tok_per_s:7.1f} {r.bound_tok_per_s:7.1f} {r.of_bound:8.0%} {r.vs_fp32:7.2f}x "
+              f"{r.byte_ratio:7.2f}x {r.of_byte_ratio:8.0%}  {r.same_tokens} (first divergence {r.first_divergence})")
+    for run, nbytes in compiled:
+        print(f"compiled {run.weights:<12} decode {run.decode_tok_per_s:7.1f} tok/s ({run.decode_tok_per_s * nbytes / bw:.0%} "
+              f"of bound), compile {run.compile_s:.1f} s (paid once per process; inductor caches the kernels)")
+    fast = {r.variant: r for r in rows}
+    print(f"aim fp32 >= 0.7 of its bound: {fast['fp32'].of_bound:.2f} {_aim(fast['fp32'].of_bound >= 0.7)}")
+    for v in ("bf16", "int8", "int4", "int4-fast"):
+        if v in fast:
+            print(f"aim {v} >= 0.7 of its byte ratio: {fast[v].of_byte_ratio:.2f} {_aim(fast[v].of_byte_ratio >= 0.7)}")
+    best4 = max((fast[v] for v in ("int4", "int4-fast") if v in fast), key=lambda r: r.decode_tok_per_s)
+    question = generation.encode(base.tokenizer, quality.QUESTION)
+    linear, head = fastcompare.LINEARS[best4.variant]
+    engine = fastpath.FastLlama(base.model, len(question) + 2, linear=linear, lm_head=head)
+    ttft = []
+    for _ in range(max(cfg.repeats, 3)):
+        t0 = time.perf_counter()
+        ids = torch.tensor([generation.encode(base.tokenizer, quality.QUESTION)])
+        engine.prefill(ids).argmax(-1)
+        ttft.append(time.perf_counter() - t0)
+    memlab_ttft = statistics.median(ttft[1:])
+    if have_gguf:
+        from memlab.quantization import gguf_reference
+        gguf = by["gguf-q4_1"]
+        print(f"llama.cpp Q4_1 decode {gguf.decode_tok_per_s:.1f} tok/s; memlab {best4.variant} fast path "
+              f"{best4.decode_tok_per_s:.1f}: {best4.decode_tok_per_s / gguf.decode_tok_per_s:.2f}x "
+              f"(aim >= 0.5: {_aim(best4.decode_tok_per_s >= 0.5 * gguf.decode_tok_per_s)})")
+        peer = gguf_reference.speed(gguf_reference.open_gguf(logits_all=False), question, 2, max(cfg.repeats, 3))
+        print(f"TTFT of the bundled question ({len(question)} tokens): memlab {best4.variant} {memlab_ttft * 1e3:.1f} ms, "
+              f"llama.cpp {peer['ttft_s'] * 1e3:.1f} ms: {memlab_ttft / peer['ttft_s']:.2f}x "
+              f"(aim <= 1: {_aim(memlab_ttft <= peer['ttft_s'])})")
+    else:
+        print(f"llama.cpp: not run ({quantize.missing_reason(quantize.VARIANTS['gguf-q4_1']) or 'installed during the run'})")
+        print(f"TTFT of the bundled question: memlab {best4.variant} {memlab_ttft * 1e3:.1f} ms (no llama.cpp to compare)")
+    if not args.no_cold_start:
+        from memlab.ttft import latency
+        file = loading.checkpoint_file(ml.models.prepare(cfg.model))
+        for strategy in ("resident", "mmap"):
+            read = pagecache.measure_read_rate(file, cold=True)
+            warm = generation.generate(base, "Hello!", max_new_tokens=1, stop_at_eos=False).ttft_s
+            c = latency.cold_start(cfg.model, strategy, cold=True)
+            load_to_token = c.load_s + c.tokenize_s + c.prefill_s + c.sample_s
+            floor = read.read_s + warm
+            print(f"cold start {strategy:<8} load -> first token {load_to_token:.2f} s, floor {floor:.2f} s "
+                  f"(cold read {read.read_s:.2f} s + in-process TTFT {warm * 1e3:.0f} ms): {load_to_token / floor:.2f}x "
+                  f"(aim <= 1.3: {_aim(load_to_token <= 1.3 * floor)}); imports {c.imports_s:.2f} s, "
+                  f"process start {c.spawn_s:.2f} s before it")
+    if not args.no_paging:
+        from memlab.ram_vs_disk import runs
+        n = 8
+        resident = runs.run_strategy(cfg.model, "resident", max_new_tokens=n)
+        paged = runs.run_strategy(cfg.model, "paged-prefetch", bigger_than_ram=True, max_new_tokens=n)
+        if paged.is_supported:
+            disk_s = paged.layer_read_s / n  # this run's own reads: every forward pass reads every layer
+            floor = max(disk_s, resident.tpot_s)
+            print(f"bigger-than-RAM paged-prefetch TPOT {paged.tpot_s * 1e3:.0f} ms, overlap floor {floor * 1e3:.0f} ms = "
+                  f"max(its layer reads {disk_s * 1e3:.0f} ms per pass, resident step {resident.tpot_s * 1e3:.0f} ms): "
+                  f"{paged.tpot_s / floor:.2f}x (aim <= 1.2: {_aim(paged.tpot_s <= 1.2 * floor)}); it read "
+                  f"{paged.layer_read_bytes / n / max(paged.layer_read_s / n, 1e-9) / 1e9:.2f} GB/s")
+        else:
+            print(f"bigger-than-RAM paging: not run ({paged.reason})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

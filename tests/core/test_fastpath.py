@@ -1,0 +1,113 @@
+"""The fast decode path gives the same greedy tokens as memlab.core.generation."""
+
+import pytest
+import torch
+
+import memlab as ml
+from memlab.core import fastpath
+
+
+def _reference(loaded, ids, n):
+    r = ml.generate(loaded, ids, max_new_tokens=n, stop_at_eos=False)
+    return list(r.token_ids)
+
+
+def test_same_tokens_as_generation(tiny):
+    ids = list(range(5, 25))
+    ref = _reference(tiny, ids, 12)
+    r = fastpath.fast_generate(tiny.model, torch.tensor([ids]), 12)
+    assert list(r.token_ids) == ref
+    assert r.new_tokens == 12 and len(r.itl_s) == 11
+    assert r.setup_s > 0 and r.warmup_s > 0 and r.decode_tok_per_s > 0
+
+
+def test_same_logits_step_by_step(tiny):
+    ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    model = tiny.model
+    fast = fastpath.FastLlama(model, max_len=16)
+    with torch.inference_mode():
+        cache = ml.generation.new_cache(model)
+        ref = ml.generation.prefill(model, ids, cache)
+        got = fast.prefill(ids)
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+        tok = ref.argmax(-1, keepdim=True)
+        for pos in range(8, 12):
+            ref = ml.generation.decode_step(model, tok, cache)
+            got = fast.step(tok, pos)
+            torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+            tok = ref.argmax(-1, keepdim=True)
+
+
+def test_weights_are_shared_not_copied(tiny):
+    fast = fastpath.FastLlama(tiny.model, max_len=8)
+    attn = tiny.model.model.layers[0].self_attn
+    qkv = fast.layers[0]["qkv"]
+    assert attn.q_proj.weight.data_ptr() == qkv.data_ptr()
+    assert attn.k_proj.weight.data_ptr() == qkv[attn.q_proj.weight.shape[0]:].data_ptr()
+
+
+def test_batched_rows_match_single(tiny):
+    ids = torch.tensor([[7, 8, 9, 10, 11], [7, 8, 9, 10, 11]])
+    r2 = fastpath.fast_generate(tiny.model, ids, 6)
+    r1 = fastpath.fast_generate(tiny.model, ids[:1], 6)
+    assert r2.token_ids == r1.token_ids and r2.batch_size == 2
+
+
+@pytest.mark.slow
+def test_real_model_same_tokens(real):
+    ids = ml.generation.encode(real.tokenizer, "What is the capital of France?")
+    ref = _reference(real, ids, 16)
+    r = fastpath.fast_generate(real.model, torch.tensor([ids]), 16)
+    assert list(r.token_ids) == ref
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4", "int4+int8 head"])
+def test_quantized_fast_path_matches_the_quantized_eager_model(tiny, kind):
+    """Fusing q/k/v and gate/up before quantizing keeps every row's codes and scales: same logits."""
+    from memlab.quantization import quantize
+    make = quantize.Int8Linear if kind == "int8" else quantize.Int4Linear
+    head = quantize.Int8Linear if "head" in kind else None
+    eager = quantize.build(tiny.model, quantize.Variant(
+        "q", "memlab", 8, "fp32", lambda m: quantize.replace_linears(m, make, lm_head=head or (lambda x: x)), "", ""))
+    ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    fast = fastpath.FastLlama(tiny.model, max_len=16, linear=make, lm_head=head)
+    assert fast.weights == make.__name__
+    with torch.inference_mode():
+        cache = ml.generation.new_cache(eager)
+        ref = ml.generation.prefill(eager, ids, cache)
+        torch.testing.assert_close(fast.prefill(ids), ref, rtol=2e-2, atol=2e-2)
+        tok = ref.argmax(-1, keepdim=True)
+        for pos in range(8, 11):
+            ref = ml.generation.decode_step(eager, tok, cache)
+            torch.testing.assert_close(fast.step(tok, pos), ref, rtol=2e-2, atol=2e-2)
+            tok = ref.argmax(-1, keepdim=True)
+    assert isinstance(fast.layers[0]["qkv"], make)  # the quantized module is the matmul
+
+
+def test_quantized_fast_path_leaves_the_fp32_model_alone(tiny):
+    from memlab.quantization import quantize
+    before = tiny.model.model.layers[0].self_attn.q_proj.weight.data_ptr()
+    fastpath.FastLlama(tiny.model, max_len=8, linear=quantize.Int8Linear)
+    assert tiny.model.model.layers[0].self_attn.q_proj.weight.data_ptr() == before
+
+
+def test_static_step_matches_the_eager_step(tiny):
+    """The compiled decode step's shapes (whole cache under a mask, index_copy_), run uncompiled."""
+    ids = torch.tensor([[3, 1, 4, 1, 5]])
+    a, b = fastpath.FastLlama(tiny.model, max_len=12), fastpath.FastLlama(tiny.model, max_len=12)
+    with torch.inference_mode():
+        tok = a.prefill(ids).argmax(-1, keepdim=True)
+        b.prefill(ids)
+        for pos in range(5, 9):
+            ref, got = a.step(tok, pos), b.static_step(tok, torch.tensor([pos]))
+            torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+            tok = ref.argmax(-1, keepdim=True)
+
+
+def test_bad_arguments_say_so(tiny):
+    from memlab.core.errors import InvalidArgumentError
+    with pytest.raises(InvalidArgumentError, match="max_new_tokens"):
+        fastpath.fast_generate(tiny.model, torch.tensor([[1, 2]]), 1)
+    fast = fastpath.FastLlama(tiny.model, max_len=4)
+    with pytest.raises(InvalidArgumentError, match="exceed max_len"):
+        fast.generate(torch.tensor([[1, 2, 3]]), 4)
