@@ -61,7 +61,7 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     return weight * x32.to(x.dtype)
 
 
-def _mm(x: torch.Tensor, w) -> torch.Tensor:
+def matmul(x: torch.Tensor, w) -> torch.Tensor:
     """x @ w^T for a weight tensor, or w(x) for a quantized linear module."""
     return F.linear(x, w) if isinstance(w, torch.Tensor) else w(x)
 
@@ -143,14 +143,14 @@ class FastLlama:
         """One decoder layer on x (B, T, d); `attend(q, k, v)` writes the cache and attends."""
         B, T, _ = x.shape
         H, K, D = self.num_heads, self.num_kv_heads, self.head_dim
-        qkv = _mm(_rms_norm(x, w["ln1"], w["eps1"]), w["qkv"]).view(B, T, H + 2 * K, D).transpose(1, 2)
+        qkv = matmul(_rms_norm(x, w["ln1"], w["eps1"]), w["qkv"]).view(B, T, H + 2 * K, D).transpose(1, 2)
         a = attend(qkv[:, :H + K], qkv[:, H + K:])  # (B, H, T, D)
-        x = x + _mm(a.transpose(1, 2).reshape(B, T, H * D), w["o"])
-        gate_up = _mm(_rms_norm(x, w["ln2"], w["eps2"]), w["gate_up"])
-        return x + _mm(F.silu(gate_up[..., :w["ffn"]]) * gate_up[..., w["ffn"]:], w["down"])
+        x = x + matmul(a.transpose(1, 2).reshape(B, T, H * D), w["o"])
+        gate_up = matmul(_rms_norm(x, w["ln2"], w["eps2"]), w["gate_up"])
+        return x + matmul(F.silu(gate_up[..., :w["ffn"]]) * gate_up[..., w["ffn"]:], w["down"])
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return _mm(_rms_norm(x[:, -1], self.final_norm, self.eps), self.lm_head)  # (B, V)
+        return matmul(_rms_norm(x[:, -1], self.final_norm, self.eps), self.lm_head)  # (B, V)
 
     def forward_tokens(self, ids: torch.Tensor, start: int) -> torch.Tensor:
         """Logits of the last position for tokens `ids` (B, T) placed at positions start..start+T-1."""

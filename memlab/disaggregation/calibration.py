@@ -61,6 +61,8 @@ class Validation:
     load_avg_1m: float            # os.getloadavg() after the run: other work on this machine
     num_cpus: int
     profile_source: str
+    ttft_p90_rel_error: float = float("nan")   # the same error of the 90th percentiles
+    tpot_p90_rel_error: float = float("nan")
 
 
 def _lstsq(rows, ys) -> list[float]:
@@ -267,12 +269,14 @@ def compare(real: tuple[RequestRecord, ...], sim: tuple[RequestRecord, ...], pro
            / (r.finished_at_s - r.decode_started_at_s) - 1 for r in real if r.output_tokens > 1]
     sim_contended, contended = sim_contended or sim, contended or profile
     ct, cp = med(sim_contended, "ttft_s"), med(sim_contended, "tpot_s")
+    p90 = lambda recs, f: float(np.percentile([getattr(r, f) for r in recs], 90))  # noqa: E731
     return Validation(len(real), rt, st, (st - rt) / rt, rp, sp, (sp - rp) / rp,
                       med(real, "transfer_s"), med(sim, "transfer_s"), float(np.median(pre)),
                       float(np.median(dec)), (ct - rt) / rt, (cp - rp) / rp,
                       contended.prefill_s([256]) / profile.prefill_s([256]),
                       contended.decode_step_s(1, 256) / profile.decode_step_s(1, 256),
-                      os.getloadavg()[0], os.cpu_count() or 1, profile.source)
+                      os.getloadavg()[0], os.cpu_count() or 1, profile.source,
+                      p90(sim, "ttft_s") / p90(real, "ttft_s") - 1, p90(sim, "tpot_s") / p90(real, "tpot_s") - 1)
 
 
 def _calibrate_worker(rank, world_size, model_name, quick):

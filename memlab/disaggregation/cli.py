@@ -59,9 +59,11 @@ def _print_validation(args) -> int:
     else:
         print(f"median TTFT real {fmt_time(v.real_ttft_p50_s)} vs simulated {fmt_time(v.sim_ttft_p50_s)}: "
               f"error {v.ttft_rel_error:+.1%}\nmedian TPOT real {fmt_time(v.real_tpot_p50_s)} vs simulated "
-              f"{fmt_time(v.sim_tpot_p50_s)}: error {v.tpot_rel_error:+.1%}\n(service-time errors: prefill "
+              f"{fmt_time(v.sim_tpot_p50_s)}: error {v.tpot_rel_error:+.1%}\np90 errors: TTFT {v.ttft_p90_rel_error:+.1%}, "
+              f"TPOT {v.tpot_p90_rel_error:+.1%} over {v.num_requests} requests\n(service-time errors: prefill "
               f"{v.prefill_rel_error:+.1%}, decode step {v.decode_step_rel_error:+.1%}; load average "
-              f"{v.load_avg_1m:.1f} on {v.num_cpus} CPUs)")
+              f"{v.load_avg_1m:.1f} on {v.num_cpus} CPUs; next to a busy neighbour prefill ran "
+              f"{v.prefill_contention_slowdown:.2f}x and a decode step {v.decode_contention_slowdown:.2f}x as long)")
     return 0
 
 

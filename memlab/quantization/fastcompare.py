@@ -39,6 +39,9 @@ class FastRow:
     byte_ratio: float             # fp32 streamed bytes / this variant's: the speed-up bandwidth allows
     of_byte_ratio: float          # vs_fp32 / byte_ratio (1.0 = as fast as its bytes promise)
     compile_s: float              # torch.compile's first call (0.0: not compiled)
+    matmul_s: float               # one token's matmuls on their own (`matmul_seconds`)
+    matmul_gb_per_s: float        # streamed_bytes / matmul_s: how fast the kernels themselves stream
+    other_s: float                # 1 / decode tok/s - matmul_s: attention, norms, RoPE, dispatch
     same_tokens: bool             # greedy tokens equal to the eager variant's
     first_divergence: int         # first differing token index (the common length when the same)
     tokens: tuple
@@ -54,9 +57,10 @@ def streamed_bytes(fast: fastpath.FastLlama) -> int:
 
 
 def measure(model, prompt_ids: list[int], new_tokens: int, variant: str, repeats: int = 3,
-            compile: bool = False) -> tuple[fastpath.FastDecodeResult, int]:
+            compile: bool = False) -> tuple[fastpath.FastDecodeResult, int, float]:
     """Median-of-`repeats` fast-path run of `variant` on `model` (fp32 for int8/int4, the variant's
-    dtype for fp32/bf16); returns the median run by decode speed and the bytes a step reads."""
+    dtype for fp32/bf16); returns the median run by decode speed, the bytes a step reads and the
+    seconds its matmuls take on their own (`matmul_seconds`)."""
     if variant not in LINEARS:
         raise InvalidArgumentError(f"the fast path runs {', '.join(LINEARS)}; got {variant!r}")
     linear, head = LINEARS[variant]
@@ -64,7 +68,7 @@ def measure(model, prompt_ids: list[int], new_tokens: int, variant: str, repeats
     fast = fastpath.FastLlama(model, len(prompt_ids) + new_tokens, linear=linear, lm_head=head, compile=compile)
     runs = sorted((fastpath.fast_generate(model, ids, new_tokens, fast=fast) for _ in range(repeats)),
                   key=lambda r: r.decode_tok_per_s)
-    return runs[len(runs) // 2], streamed_bytes(fast)
+    return runs[len(runs) // 2], streamed_bytes(fast), matmul_seconds(fast)
 
 
 def compare(base, results, bandwidth_bytes_per_s: float, cfg, variants=tuple(LINEARS),
@@ -84,7 +88,7 @@ def compare(base, results, bandwidth_bytes_per_s: float, cfg, variants=tuple(LIN
     for v in tqdm(names, desc="fast path", disable=not progress):
         dtype = quantize.VARIANTS[v].load_dtype
         model = base.model if dtype == "fp32" else load(cfg.model, dtype=dtype).model
-        run, nbytes = measure(model, prompt, cfg.new_tokens, v, repeats or cfg.repeats, compile)
+        run, nbytes, mm_s = measure(model, prompt, cfg.new_tokens, v, repeats or cfg.repeats, compile)
         fp32 = fp32 or (run, nbytes)
         bound = bandwidth_bytes_per_s / nbytes
         vs = run.decode_tok_per_s / fp32[0].decode_tok_per_s
@@ -93,6 +97,25 @@ def compare(base, results, bandwidth_bytes_per_s: float, cfg, variants=tuple(LIN
             variant=v, weights=run.weights, streamed_bytes=nbytes, decode_tok_per_s=run.decode_tok_per_s,
             prefill_s=run.prefill_s, bound_tok_per_s=bound, of_bound=run.decode_tok_per_s / bound, vs_fp32=vs,
             byte_ratio=fp32[1] / nbytes, of_byte_ratio=vs / (fp32[1] / nbytes), compile_s=run.compile_s,
+            matmul_s=mm_s, matmul_gb_per_s=nbytes / mm_s / 1e9, other_s=1 / run.decode_tok_per_s - mm_s,
             same_tokens=tuple(run.token_ids) == tuple(ref),
             first_divergence=quality.first_divergence(run.token_ids, ref), tokens=tuple(run.token_ids)))
     return rows
+
+
+@torch.inference_mode()
+def matmul_seconds(fast: fastpath.FastLlama, repeats: int = 5) -> float:
+    """Seconds one token's matmuls take on their own: every matrix of `fast` (its layers' fused q/k/v,
+    o, gate/up, down and the lm_head) applied in turn to one activation row, median of `repeats`.
+    A decode step minus this is what the rest of the step costs (attention, norms, RoPE, dispatch)."""
+    from memlab.core.measure import repeat
+    d = fast.embed.shape[1]
+    x = torch.randn(1, 1, d, dtype=fast.dtype, device=fast.device)
+    mats = [(layer[k], k) for layer in fast.layers for k in ("qkv", "o", "gate_up", "down")] + [(fast.lm_head, "head")]
+    inputs = {"o": torch.randn(1, 1, fast.num_heads * fast.head_dim, dtype=fast.dtype, device=fast.device),
+              "down": torch.randn(1, 1, fast.layers[0]["ffn"], dtype=fast.dtype, device=fast.device)}
+
+    def run():
+        for w, k in mats:
+            fastpath.matmul(inputs.get(k, x), w)
+    return repeat(run, repeats).median

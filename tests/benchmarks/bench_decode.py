@@ -65,9 +65,14 @@ def main(argv=None) -> int:
         print(f"{r.variant:<10} {r.streamed_bytes / 1e6:9.1f} {by[r.variant].decode_tok_per_s:7.1f} "
               f"{r.decode_tok_per_s:7.1f} {r.bound_tok_per_s:7.1f} {r.of_bound:8.0%} {r.vs_fp32:7.2f}x "
               f"{r.byte_ratio:7.2f}x {r.of_byte_ratio:8.0%}  {r.same_tokens} (first divergence {r.first_divergence})")
-    for run, nbytes in compiled:
+    for run, nbytes, _ in compiled:
         print(f"compiled {run.weights:<12} decode {run.decode_tok_per_s:7.1f} tok/s ({run.decode_tok_per_s * nbytes / bw:.0%} "
               f"of bound), compile {run.compile_s:.1f} s (paid once per process; inductor caches the kernels)")
+    print(f"{'':<10} why below the bound: each step = matmuls on their own + the rest")
+    for r in rows:
+        print(f"{r.variant:<10} step {1e3 / r.decode_tok_per_s:6.1f} ms = matmuls {r.matmul_s * 1e3:6.1f} ms (kernels stream "
+              f"{r.matmul_gb_per_s:5.1f} GB/s, {r.matmul_gb_per_s * 1e9 / bw:.0%} of the read bandwidth) + the rest "
+              f"{r.other_s * 1e3:5.1f} ms")
     fast = {r.variant: r for r in rows}
     print(f"aim fp32 >= 0.7 of its bound: {fast['fp32'].of_bound:.2f} {_aim(fast['fp32'].of_bound >= 0.7)}")
     for v in ("bf16", "int8", "int4", "int4-fast"):
@@ -90,6 +95,9 @@ def main(argv=None) -> int:
         print(f"llama.cpp Q4_1 decode {gguf.decode_tok_per_s:.1f} tok/s; memlab {best4.variant} fast path "
               f"{best4.decode_tok_per_s:.1f}: {best4.decode_tok_per_s / gguf.decode_tok_per_s:.2f}x "
               f"(aim >= 0.5: {_aim(best4.decode_tok_per_s >= 0.5 * gguf.decode_tok_per_s)})")
+        for run, _, _ in compiled:
+            print(f"  compiled {run.weights} (lm_head {'int8' if run is compiled[-1][0] else 'fp32'}): "
+                  f"{run.decode_tok_per_s / gguf.decode_tok_per_s:.2f}x llama.cpp's decode")
         peer = gguf_reference.speed(gguf_reference.open_gguf(logits_all=False), question, 2, max(cfg.repeats, 3))
         print(f"TTFT of the bundled question ({len(question)} tokens): memlab {best4.variant} {memlab_ttft * 1e3:.1f} ms, "
               f"llama.cpp {peer['ttft_s'] * 1e3:.1f} ms: {memlab_ttft / peer['ttft_s']:.2f}x "
