@@ -44,8 +44,10 @@ def _cmd_quant(args) -> int:
             print(f"  {r.variant}: {r.reason}")
     if fast:
         print("\nthe same variants through memlab's fast path (memlab.core.fastpath):")
-        print(to_frame(fast)[["variant", "weights", "streamed_bytes", "decode_tok_per_s", "of_bound", "vs_fp32",
-                              "byte_ratio", "of_byte_ratio", "same_tokens"]].to_string(index=False))
+        f = to_frame(fast)
+        f["MiB_per_token"] = f["streamed_bytes"] / 2**20
+        print(f[["variant", "weights", "MiB_per_token", "decode_tok_per_s", "of_bound", "vs_fp32", "byte_ratio",
+                 "of_byte_ratio", "same_tokens"]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0
 
 

@@ -111,3 +111,21 @@ def test_bad_arguments_say_so(tiny):
     fast = fastpath.FastLlama(tiny.model, max_len=4)
     with pytest.raises(InvalidArgumentError, match="exceed max_len"):
         fast.generate(torch.tensor([[1, 2, 3]]), 4)
+
+
+def test_a_reused_engine_reports_a_positive_warmup(tiny):
+    fast = fastpath.FastLlama(tiny.model, max_len=12)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    runs = [fastpath.fast_generate(tiny.model, ids, 4, fast=fast) for _ in range(2)]
+    assert all(r.warmup_s > 0 and r.compile_s == 0 for r in runs) and runs[0].token_ids == runs[1].token_ids
+
+
+@pytest.mark.slow
+def test_the_compiled_step_gives_the_same_tokens(tiny):
+    reason = fastpath.compile_reason()
+    if reason:
+        pytest.skip(reason)
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    plain = fastpath.fast_generate(tiny.model, ids, 6)
+    compiled = fastpath.fast_generate(tiny.model, ids, 6, compile=True)
+    assert compiled.token_ids == plain.token_ids and compiled.compile_s > 0 and compiled.warmup_s > 0
