@@ -118,4 +118,4 @@ def matmul_seconds(fast: fastpath.FastLlama, repeats: int = 5) -> float:
     def run():
         for w, k in mats:
             fastpath.matmul(inputs.get(k, x), w)
-    return repeat(run, repeats).median
+    return repeat(run, repeats, device=fast.device).median
