@@ -180,7 +180,8 @@ def read_tensor(files: dict, name: str, rows=None, cols=None, dtype=None,
 
     Rows are one contiguous byte range, read with pread; columns come through a mapping of the
     file (only the pages that hold them are touched). The result is a private copy, not a view
-    of the file, so it counts as this process's own resident bytes.
+    of the file, so it counts as this process's own resident bytes, held once: another dtype or
+    device converts it, nothing else copies it again.
     """
     path = str(files[name])
     st = os.stat(path)
@@ -198,5 +199,5 @@ def read_tensor(files: dict, name: str, rows=None, cols=None, dtype=None,
                 whole = torch.frombuffer(m, dtype=torch.uint8, count=e.end_byte - e.start_byte, offset=e.start_byte)
                 t = whole.view(e.dtype).reshape(e.shape)[:, cols[0]:cols[1]].clone()
                 del whole
-    t = t.to(device=device, dtype=dtype or t.dtype)
-    return t.clone(memory_format=torch.contiguous_format)
+    # a copy only where one is needed: the bytes read above are already this process's own memory
+    return t.to(device=device, dtype=dtype or t.dtype).contiguous()

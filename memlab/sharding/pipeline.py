@@ -25,9 +25,9 @@ from __future__ import annotations
 import torch
 
 from memlab.core import dtypes, tensors
-from memlab.core.checkpoint import weight_map
+from memlab.core.checkpoint import read_tensor, weight_map
 from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, load_in_turn, maybe_fail,
-                                     peak_rss_bytes, read_part, worker_device)
+                                     peak_rss_bytes, worker_device)
 from memlab.core.errors import MemlabError
 from memlab.core.generation import cache_kwarg
 
@@ -90,7 +90,7 @@ def load_stage(folder, rank: int, world_size: int, device, dtype=None) -> Stage:
     inner, files = skeleton.model, weight_map(folder)
 
     def fill(module, prefix):
-        sd = {n: read_part(files, prefix + n, dtype=dtype, device=device)
+        sd = {n: read_tensor(files, prefix + n, dtype=dtype, device=device)
               for n, _ in module.named_parameters()}
         module.load_state_dict(sd, assign=True)
         return module
@@ -102,11 +102,11 @@ def load_stage(folder, rank: int, world_size: int, device, dtype=None) -> Stage:
     if rank == world_size - 1:
         norm = fill(inner.norm, "model.norm.")
         if "lm_head.weight" in files:
-            head = read_part(files, "lm_head.weight", dtype=dtype, device=device)
+            head = read_tensor(files, "lm_head.weight", dtype=dtype, device=device)
         elif embed is not None:
             head = embed.weight                      # tied, and this rank already holds it
         else:
-            head = read_part(files, "model.embed_tokens.weight", dtype=dtype, device=device)
+            head = read_tensor(files, "model.embed_tokens.weight", dtype=dtype, device=device)
     del skeleton
     return Stage(config, lo, hi, layers.eval(), rotary, embed, norm, head)
 

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from memlab.core import dtypes, tensors
-from memlab.core.checkpoint import weight_map
+from memlab.core.checkpoint import read_tensor, weight_map
 from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, load_in_turn, maybe_fail,
-                                     peak_rss_bytes, read_part, worker_device)
+                                     peak_rss_bytes, worker_device)
 from memlab.core.errors import MemlabError
 
 __all__ = ["check", "split_range", "allreduce_bytes_per_token", "TPShard", "load_shard", "worker"]
@@ -141,7 +141,7 @@ def load_shard(folder, rank: int, world_size: int, device, dtype=None) -> TPShar
     files = weight_map(folder)
 
     def rd(name, **kw):
-        return read_part(files, name, dtype=dtype, device=device, **kw)
+        return read_tensor(files, name, dtype=dtype, device=device, **kw)
 
     layers = []
     for i in range(config.num_hidden_layers):

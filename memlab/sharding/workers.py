@@ -17,7 +17,6 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import torch
 import torch.distributed as dist
@@ -26,7 +25,7 @@ from memlab.core import limits
 from memlab.core.errors import MemlabError
 
 __all__ = ["ParallelConfig", "Event", "RankResult", "Comm",
-           "peak_rss_bytes", "worker_device", "maybe_fail", "load_in_turn", "read_part",
+           "peak_rss_bytes", "worker_device", "maybe_fail", "load_in_turn",
            "backend_for", "backend_reason"]
 
 
@@ -124,36 +123,6 @@ def worker_device(rank: int, backend: str) -> torch.device:
         torch.cuda.set_device(dev)
         return dev
     return torch.device("cpu")
-
-
-@lru_cache(maxsize=8)
-def _header(path: str, mtime_ns: int, size: int) -> dict:
-    from memlab.core import checkpoint
-    return checkpoint.read_header(path)
-
-
-def read_part(files: dict, name: str, rows=None, cols=None, dtype=None, device="cpu") -> torch.Tensor:
-    """`checkpoint.read_tensor`, without its extra copy where none is needed: a whole tensor, or a
-    block of its rows, is read with pread straight into the memory the rank keeps (CPU, the file's
-    dtype), so loading never holds a weight twice; columns, another dtype or a GPU go through
-    read_tensor. The tensor is this process's own memory either way, not a view of the file."""
-    from memlab.core import checkpoint
-    if cols is not None or torch.device(device).type != "cpu":
-        return checkpoint.read_tensor(files, name, rows=rows, cols=cols, dtype=dtype, device=device)
-    path = str(files[name])
-    st = os.stat(path)
-    e = _header(path, st.st_mtime_ns, st.st_size)[name]
-    if dtype is not None and dtype != e.dtype:
-        return checkpoint.read_tensor(files, name, rows=rows, dtype=dtype, device=device)
-    if rows is not None:
-        row_bytes = (e.end_byte - e.start_byte) // e.shape[0]
-        e = checkpoint.TensorEntry(name, e.dtype, (rows[1] - rows[0],) + e.shape[1:],
-                                   e.start_byte + rows[0] * row_bytes, e.start_byte + rows[1] * row_bytes)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return checkpoint.read_tensors(fd, {name: e})[name]
-    finally:
-        os.close(fd)
 
 
 def load_in_turn(rank: int, world_size: int, load):
