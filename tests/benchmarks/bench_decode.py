@@ -20,9 +20,6 @@ Aims (issue 14): fp32 >= 0.7 of its bound; memlab int4 >= 0.5x llama.cpp's Q4_1;
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-
 import torch
 
 import memlab as ml
@@ -54,8 +51,8 @@ def main(argv=None) -> int:
     rows = fastcompare.compare(base, eager, bw, cfg, repeats=cfg.repeats, progress=False)
     compiled = []
     if args.compile:
-        compiled = [fastcompare.measure(base.model, quality.eval_ids(base.tokenizer, cfg.prompt_tokens),
-                                        cfg.new_tokens, v, cfg.repeats, compile=True) for v in ("fp32", "int4-fast")]
+        compiled = [(v, *fastcompare.measure(base.model, quality.eval_ids(base.tokenizer, cfg.prompt_tokens),
+                                             cfg.new_tokens, v, cfg.repeats, compile=True)) for v in ("fp32", "int4-fast")]
     bw = (bw + quantcompare.read_bandwidth_bytes_per_s()) / 2
     by = {r.variant: r for r in eager}
     print(f"read bandwidth {bw / 1e9:.1f} GB/s (read kernel, mean of before and after)")
@@ -65,8 +62,8 @@ def main(argv=None) -> int:
         print(f"{r.variant:<10} {r.streamed_bytes / 1e6:9.1f} {by[r.variant].decode_tok_per_s:7.1f} "
               f"{r.decode_tok_per_s:7.1f} {r.bound_tok_per_s:7.1f} {r.of_bound:8.0%} {r.vs_fp32:7.2f}x "
               f"{r.byte_ratio:7.2f}x {r.of_byte_ratio:8.0%}  {r.same_tokens} (first divergence {r.first_divergence})")
-    for run, nbytes, _ in compiled:
-        print(f"compiled {run.weights:<12} decode {run.decode_tok_per_s:7.1f} tok/s ({run.decode_tok_per_s * nbytes / bw:.0%} "
+    for v, run, nbytes, _ in compiled:
+        print(f"compiled {v:<12} decode {run.decode_tok_per_s:7.1f} tok/s ({run.decode_tok_per_s * nbytes / bw:.0%} "
               f"of bound), compile {run.compile_s:.1f} s (paid once per process; inductor caches the kernels)")
     print(f"{'':<10} why below the bound: each step = matmuls on their own + the rest")
     for r in rows:
@@ -82,22 +79,17 @@ def main(argv=None) -> int:
     question = generation.encode(base.tokenizer, quality.QUESTION)
     linear, head = fastcompare.LINEARS[best4.variant]
     engine = fastpath.FastLlama(base.model, len(question) + 2, linear=linear, lm_head=head)
-    ttft = []
-    for _ in range(max(cfg.repeats, 3)):
-        t0 = time.perf_counter()
-        ids = torch.tensor([generation.encode(base.tokenizer, quality.QUESTION)])
-        engine.prefill(ids).argmax(-1)
-        ttft.append(time.perf_counter() - t0)
-    memlab_ttft = statistics.median(ttft[1:])
+    memlab_ttft = ml.measure.repeat(  # tokenize + prefill + the first pick, as a user's first token
+        lambda: engine.prefill(torch.tensor([generation.encode(base.tokenizer, quality.QUESTION)])).argmax(-1),
+        max(cfg.repeats, 3)).median
     if have_gguf:
         from memlab.quantization import gguf_reference
         gguf = by["gguf-q4_1"]
         print(f"llama.cpp Q4_1 decode {gguf.decode_tok_per_s:.1f} tok/s; memlab {best4.variant} fast path "
               f"{best4.decode_tok_per_s:.1f}: {best4.decode_tok_per_s / gguf.decode_tok_per_s:.2f}x "
               f"(aim >= 0.5: {_aim(best4.decode_tok_per_s >= 0.5 * gguf.decode_tok_per_s)})")
-        for run, _, _ in compiled:
-            print(f"  compiled {run.weights} (lm_head {'int8' if run is compiled[-1][0] else 'fp32'}): "
-                  f"{run.decode_tok_per_s / gguf.decode_tok_per_s:.2f}x llama.cpp's decode")
+        for v, run, _, _ in compiled:
+            print(f"  compiled {v}: {run.decode_tok_per_s / gguf.decode_tok_per_s:.2f}x llama.cpp's decode")
         peer = gguf_reference.speed(gguf_reference.open_gguf(logits_all=False), question, 2, max(cfg.repeats, 3))
         print(f"TTFT of the bundled question ({len(question)} tokens): memlab {best4.variant} {memlab_ttft * 1e3:.1f} ms, "
               f"llama.cpp {peer['ttft_s'] * 1e3:.1f} ms: {memlab_ttft / peer['ttft_s']:.2f}x "
