@@ -165,3 +165,16 @@ def test_every_lab_has_the_same_setup_cell_right_after_its_parameters():
         assert "colab-badge" in "".join(cells[0]["source"]) and lab.name in "".join(cells[0]["source"])
         setups[lab.name] = code[1]
     assert len(set(setups.values())) == 1, "the setup cells differ between labs"
+
+
+GPU_LABS = ("00", "01", "02", "03", "04", "05", "07")  # the labs whose models or workers run on a GPU
+
+
+@pytest.mark.parametrize("number", GPU_LABS)
+def test_gpu_labs_take_one_device_parameter(number):
+    """DEVICE is a parameter (MEMLAB_DEVICE, "auto" by default), and the lab uses it beyond that line."""
+    lab = next((ROOT / "labs").glob(f"{number}_*.ipynb"))
+    code = ["".join(c["source"]) for c in json.loads(lab.read_text())["cells"] if c["cell_type"] == "code"]
+    line = 'DEVICE = os.environ.get("MEMLAB_DEVICE", "auto")'
+    assert line in code[0], f"{lab.name}: DEVICE belongs in the parameter cell"
+    assert sum(c.count("DEVICE") for c in code[1:]) >= 1, f"{lab.name}: DEVICE is set but never used"

@@ -20,7 +20,8 @@ def print_json(obj) -> None:
 def add_load_options(s) -> None:
     from memlab.core.loading import STRATEGIES
     s.add_argument("--model", default=models.DEFAULT_MODEL)
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps", "auto"],
+                   help="cpu (default), cuda, mps (Apple) or auto: the GPU when torch sees one")
     s.add_argument("--dtype", default="fp32", choices=list(dtypes.TORCH))
     s.add_argument("--strategy", default="resident", choices=list(STRATEGIES),
                    help="where the weights live: resident (RAM/VRAM), mmap (mapped file), "
@@ -79,7 +80,8 @@ def register(sub) -> None:
     s = sub.add_parser("generate", help="answer a prompt and print TTFT, TPOT and tok/s")
     s.add_argument("prompt")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps", "auto"],
+                   help="cpu (default), cuda, mps (Apple) or auto: the GPU when torch sees one")
     s.add_argument("--dtype", default="fp32", choices=list(dtypes.TORCH))
     s.add_argument("--strategy", default="resident", help="where the weights live (see `memlab load`)")
     s.add_argument("--cold", action="store_true", help="evict the checkpoint from the page cache first")

@@ -3,7 +3,9 @@
 `run_workers(fn, world_size)` starts `world_size` fresh Python processes (spawn), joins them into
 one process group with a TCP rendezvous on 127.0.0.1 (the same env:// rendezvous torchrun
 uses: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE), runs `fn(rank, world_size, *args)` in each,
-and returns the records they return, in rank order. Backend: gloo on CPU, nccl on GPUs.
+and returns the records they return, in rank order. Backend: gloo unless the caller asks for
+nccl (lab 05 does, through `sharding.workers.backend_for`, when every rank has its own GPU): a GPU
+on the machine says nothing about where a caller keeps the tensors it sends.
 
 A rank that raises or is killed makes the whole group stop with one MemlabError within
 `timeout_s`; nothing hangs: the survivors are terminated, and gloo's own timeout bounds any
@@ -62,8 +64,7 @@ def run_workers(fn: Callable[..., Any], world_size: int = 2, args: tuple = (), t
     """
     if world_size < 1:
         raise MemlabError(f"world_size must be >= 1, got {world_size}")
-    backend = backend or ("nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= world_size
-                          else "gloo")
+    backend = backend or "gloo"
     threads = threads_per_rank or max(1, (os.cpu_count() or 1) // world_size)
     ctx = mp.get_context("spawn")
     results = ctx.SimpleQueue()

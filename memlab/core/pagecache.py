@@ -15,6 +15,7 @@ False, a cold `measure_read_rate` returns a record with `is_supported=False` and
 from __future__ import annotations
 
 import ctypes
+import functools
 import ctypes.util
 import mmap
 import os
@@ -28,10 +29,15 @@ EVICTION_UNSUPPORTED = "cold page cache unsupported on this platform (no os.posi
 RESIDENCY_UNKNOWN = "page-cache residency unknown on this platform (no mincore in the C library): reported as nan"
 
 
+@functools.cache
+def _libc_name() -> str:
+    return ctypes.util.find_library("c") or "libc.so.6"  # find_library runs ldconfig: look once
+
+
 def mincore():
     """libc's `mincore` as a ctypes function, or None where the C library has none (Windows)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(_libc_name(), use_errno=True)
         fn = libc.mincore
     except (OSError, AttributeError):
         return None

@@ -7,6 +7,8 @@ seconds); only display code calls these helpers. Used by every lab.
 
 from __future__ import annotations
 
+import math
+
 KiB, MiB, GiB, TiB = 1024, 1024**2, 1024**3, 1024**4
 KB, MB, GB, TB = 1000, 1000**2, 1000**3, 1000**4
 
@@ -41,6 +43,8 @@ def fmt_flops(flop_per_s: float) -> str:
 def fmt_time(seconds: float) -> str:
     """A duration with a unit that keeps three significant digits: 0.0123 -> '12.3 ms'."""
     s = float(seconds)
+    if not math.isfinite(s):
+        return f"{s} s"  # "nan s", "inf s": not a duration in ns
     if abs(s) >= 1.0:
         return f"{s:.2f} s"
     if abs(s) >= 1e-3:

@@ -7,16 +7,24 @@ token; rank 1 rebuilds a DynamicCache from it and carries on decoding. The price
 transfer: kv_bytes = 2 * layers * kv_heads * head_dim * bytes * prompt_tokens
 (`memlab.core.footprint.kv_cache_bytes`), at the link's bandwidth.
 
+Devices: on "cpu" both workers map one checkpoint file. On "cuda" each worker holds the model in
+its own VRAM (rank r on GPU r % num_gpus), and the cache crosses host memory: device -> pinned host
+(d2h_s) -> gloo -> host -> device (h2d_s): gloo sends only host tensors, and one GPU cannot talk
+NCCL to itself. Two GPUs take the same route, so their numbers compare with one GPU's.
+
 Transports, in the order the lab meets them:
-  1. "gloo": torch.distributed send/recv over TCP loopback (NCCL on GPUs, RDMA in clusters).
+  1. "gloo": torch.distributed send/recv over TCP loopback (clusters use NCCL between GPUs, RDMA).
   2. "shm":  a POSIX shared-memory block (/dev/shm): one copy in, one copy out.
   3. "file": one safetensors file per request, as vLLM's example KV connector does it
              (here the file most likely stays in the page cache: it is a memory copy plus syscalls).
+shm and file always move host tensors (on cuda: rank 0's host copies, read back into host memory).
 
 Timing: perf_counter is CLOCK_MONOTONIC on Linux, one clock for both processes, so a time
 stamped on rank 0 and one stamped on rank 1 subtract directly. TTFT = prompt handed to the
 prefill worker -> first token there. TPOT = (last token on the decode worker - first token) / (n - 1),
-so the split's TPOT carries the transfer, as a user would see it.
+so the split's TPOT carries the transfer, as a user would see it. transfer_s = first token on
+rank 0 -> cache rebuilt on rank 1, so on cuda it includes d2h_s and h2d_s. Every stamp after GPU
+work follows a synchronize (`int(logits.argmax())` waits for the GPU too).
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ class SplitResult:
     token_ids: tuple[int, ...]         # the split run's new tokens
     kv_bytes: int                      # sum of the K and V tensors' nbytes actually sent
     kv_bytes_predicted: int            # memlab.core.footprint.kv_cache_bytes(config, prompt_tokens)
-    transfer_s: float                  # gloo: first token on rank 0 -> cache rebuilt on rank 1
+    transfer_s: float                  # gloo: first token on rank 0 -> cache rebuilt on rank 1 (+ d2h_s, h2d_s)
     transfer_bytes_per_s: float
     shm_transfer_s: float
     file_transfer_s: float
@@ -62,18 +70,65 @@ class SplitResult:
     split_decode_tpot_s: float         # decode steps only, on rank 1
     colocated_ttft_s: float
     colocated_tpot_s: float
+    device: str                        # "cpu" or "cuda": where both workers ran
+    d2h_s: float                       # rank 0: cache GPU -> pinned host memory (0.0 on cpu)
+    h2d_s: float                       # rank 1: received cache host -> GPU (0.0 on cpu)
 
 
-def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, folder):
+def split_device(device: str | torch.device = "cpu") -> str:
+    """The device type the split's workers run on: "cpu" or "cuda" ("auto" on a Mac: "cpu")."""
+    from memlab.core.hardware import AUTO, resolve_device
+    is_auto = isinstance(device, str) and device.strip().lower() == AUTO
+    try:
+        kind = None if is_auto else torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None  # not a device name: resolve_device says so
+    if kind == "mps":  # checked before resolve_device, which would only say that mps is absent here
+        raise InvalidArgumentError(f"device={str(device)!r}: the split runs on cpu or cuda; "
+                                   "torch.distributed has no backend for mps.")
+    kind = resolve_device(device).type  # "auto" and "cuda:N" -> their type; absent or unknown devices raise
+    return "cpu" if kind == "mps" else kind  # "auto" found Apple's GPU: the ranks stay on the CPU, as in lab 05
+
+
+def _cache_to_host(cache, device: torch.device) -> float:
+    """Swap every K and V tensor of `cache` for a pinned host copy; seconds the copies took (d2h_s).
+
+    Rank 0 is done computing with this cache, so send_kv and the shm/file transports can read it
+    as it is. The pinned buffers are allocated before the clock starts (a server keeps a pool), but
+    after t_first, so transfer_s still pays for them.
+    """
+    host = [(torch.empty(layer.keys.shape, dtype=layer.keys.dtype, pin_memory=True),
+             torch.empty(layer.values.shape, dtype=layer.values.dtype, pin_memory=True)) for layer in cache.layers]
+    t0 = time.perf_counter()
+    for layer, (k, v) in zip(cache.layers, host):
+        k.copy_(layer.keys, non_blocking=True)
+        v.copy_(layer.values, non_blocking=True)
+    torch.cuda.synchronize(device)  # the copies are asynchronous: the clock must see them land
+    d2h_s = time.perf_counter() - t0
+    for layer, (k, v) in zip(cache.layers, host):
+        layer.keys, layer.values = k, v
+    return d2h_s
+
+
+def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, folder, device_type):
     """Rank 0: colocated reference, then prefill + send; rank 1: receive + decode."""
     from memlab.core import footprint, generation, loading
     torch.set_num_threads(1)
-    loaded = loading.load(model_name, "mmap")  # both workers map one file: its pages are in memory once
+    is_cuda = device_type == "cuda"
+    if is_cuda:
+        dev = torch.device("cuda", rank % torch.cuda.device_count())
+        torch.cuda.set_device(dev)
+        # resident, not mmap: sharing one mapping's pages is a CPU-memory saving, and each worker
+        # copies the weights into VRAM anyway (a mapping would only add a pass through the page cache)
+        loaded = loading.load(model_name, "resident", device=str(dev))
+    else:
+        dev = torch.device("cpu")
+        loaded = loading.load(model_name, "mmap")  # both workers map one file: its pages are in memory once
     model, peer = loaded.model, 1 - rank
     dtype = next(model.parameters()).dtype
     results = []
     with torch.inference_mode():
-        generation.prefill(model, torch.tensor([[1, 2, 3, 4]]), generation.new_cache(model))  # warm up
+        generation.prefill(model, torch.tensor([[1, 2, 3, 4]], device=dev), generation.new_cache(model))  # warm up
         for n in lengths:
             name, path = f"memlab_kv_{tag}_{n}", Path(folder) / f"kv_{n}.safetensors"
             if rank == 0:
@@ -82,8 +137,9 @@ def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, fo
                 dist.barrier()
                 t_start = time.perf_counter()
                 cache = generation.new_cache(model)
-                first = int(generation.prefill(model, torch.tensor([ids]), cache)[0].argmax())
+                first = int(generation.prefill(model, torch.tensor([ids], device=dev), cache)[0].argmax())
                 t_first = time.perf_counter()
+                d2h_s = _cache_to_host(cache, dev) if is_cuda else 0.0  # gloo sends host tensors only
                 send_kv(cache, first, t_first, peer)
                 send_other_transports(kv_tensors(cache), name, path, peer)
                 box = [None]
@@ -98,32 +154,46 @@ def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, fo
                     footprint.kv_cache_bytes(loaded.config, n, dtype=dtype),
                     transfer_s, rec["kv_bytes"] / transfer_s, rec["shm_s"], rec["file_s"],
                     t_first - t_start, (rec["t_last"] - t_first) / gaps, rec["decode_s"] / gaps,
-                    colo.ttft_s, colo.tpot_s))
+                    colo.ttft_s, colo.tpot_s, device_type, d2h_s, rec["h2d_s"]))
             else:
                 dist.barrier()
-                first, t_first, shapes, tensors = recv_kv(dtype, peer)
-                cache = cache_from(tensors, model)
+                first, t_first, shapes, tensors = recv_kv(dtype, peer)  # into (pageable) host memory
+                on_device, h2d_s = tensors, 0.0
+                if is_cuda:
+                    t0 = time.perf_counter()
+                    on_device = [t.to(dev) for t in tensors]
+                    torch.cuda.synchronize(dev)
+                    h2d_s = time.perf_counter() - t0
+                cache = cache_from(on_device, model)
+                if is_cuda:
+                    torch.cuda.synchronize(dev)  # cache_from copies on the GPU: t_rebuilt must see it done
                 t_rebuilt = time.perf_counter()
                 tokens = [first]
                 for _ in range(max_new_tokens - 1):
-                    logits = generation.decode_step(model, torch.tensor([[tokens[-1]]]), cache)
+                    logits = generation.decode_step(model, torch.tensor([[tokens[-1]]], device=dev), cache)
                     tokens.append(int(logits[0].argmax()))
                 t_last = time.perf_counter()
                 shm_s, file_s = recv_other_transports(shapes, dtype, name, path, peer)
                 dist.broadcast_object_list([{
                     "tokens": tokens, "kv_bytes": sum(t.nbytes for t in tensors), "t_rebuilt": t_rebuilt,
-                    "t_last": t_last, "decode_s": t_last - t_rebuilt, "shm_s": shm_s, "file_s": file_s}], src=1)
+                    "t_last": t_last, "decode_s": t_last - t_rebuilt, "shm_s": shm_s, "file_s": file_s,
+                    "h2d_s": h2d_s}], src=1)
     return results if rank == 0 else None
 
 
 def run_split(model: str = "smollm2-135m", prompt_tokens=(64, 256), max_new_tokens: int = 16,
-              timeout_s: float = 600) -> tuple[SplitResult, ...]:
-    """Serve each prompt length colocated and split across two real processes (gloo on CPU)."""
+              timeout_s: float = 600, device: str = "cpu") -> tuple[SplitResult, ...]:
+    """Serve each prompt length colocated and split across two real processes (gloo between them).
+
+    device: "cpu", "cuda" (each worker on a GPU, the cache through host memory) or "auto".
+    """
     from memlab.core import launch
     lengths = (prompt_tokens,) if isinstance(prompt_tokens, int) else tuple(prompt_tokens)
     if max_new_tokens < 2:
         raise InvalidArgumentError("max_new_tokens must be >= 2: the decode worker makes tokens 2..n")
+    device_type = split_device(device)
     with tempfile.TemporaryDirectory(prefix="memlab_kv_") as folder:
-        out = launch.run_workers(_split_worker, world_size=2, timeout_s=timeout_s,
-                                 args=(str(model), lengths, max_new_tokens, os.getpid(), folder))
+        # gloo even with a GPU per rank: the cache travels as host tensors, which NCCL cannot send
+        out = launch.run_workers(_split_worker, world_size=2, timeout_s=timeout_s, backend="gloo",
+                                 args=(str(model), lengths, max_new_tokens, os.getpid(), folder, device_type))
     return tuple(out[0])

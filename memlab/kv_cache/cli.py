@@ -61,6 +61,7 @@ def register(sub) -> None:
                    help="comma-separated: recompute, ram, disk (warm; cold with --cold), pinned (CUDA only)")
     s.add_argument("--cold", action="store_true", help="disk: evict the KV file from the page cache before each restore")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps", "auto"],
+                   help="cpu (default), cuda, mps (Apple) or auto: the GPU when torch sees one")
     s.add_argument("--json", action="store_true", help='one JSON object: {"runs": [ReuseRun], "crossovers": [Crossover]}')
     s.set_defaults(func=_cmd_kvcache)

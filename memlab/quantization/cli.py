@@ -16,18 +16,19 @@ def _cmd_quant(args) -> int:
     names = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     try:
         make = QuantConfig.quick if args.quick else QuantConfig
-        cfg = make(variants=names, model=args.model, **({"repeats": args.repeats} if args.repeats is not None else {}))
+        cfg = make(variants=names, model=args.model, device=args.device,
+                   **({"repeats": args.repeats} if args.repeats is not None else {}))
     except ValueError as e:
         raise MemlabError(str(e)) from e
     base = None
     if args.fast:
         from memlab.core.loading import load
-        base = load(cfg.model)
+        base = load(cfg.model, device=cfg.device)
     records = compare(cfg, progress=not args.json, base=base)
     fast = []
     if args.fast:
-        from memlab.quantization import fastcompare, quantcompare
-        fast = fastcompare.compare(base, records, quantcompare.read_bandwidth_bytes_per_s(), cfg,
+        from memlab.quantization import fastcompare
+        fast = fastcompare.compare(base, records, _bandwidth(cfg.device, args.quick), cfg,
                                    variants=names, progress=not args.json)
     if args.json:
         print_json({"variants": [as_dict(r) for r in records], **({"fast": [as_dict(r) for r in fast]} if args.fast else {})})
@@ -72,6 +73,15 @@ def _cmd_fits(args) -> int:
     return 0
 
 
+def _bandwidth(device: str, quick: bool) -> float:
+    """The memory roof of `device`, bytes/s: the CPU's read kernel, or the GPU's HBM from the ceilings."""
+    if device == "cpu":
+        from memlab.quantization import quantcompare
+        return quantcompare.read_bandwidth_bytes_per_s()
+    from memlab.core import ceilings
+    return ceilings.on_device(ceilings.measure(quick=quick), device).bandwidth_bytes_per_s
+
+
 def register(sub) -> None:
     s = sub.add_parser("quant", help="quantized variants side by side: bytes, speed, perplexity, answer")
     s.add_argument("--variants", default="fp32,bf16,int8,int4",
@@ -81,6 +91,7 @@ def register(sub) -> None:
     s.add_argument("--quick", action="store_true", help="short prompt, 16 tokens, 128-token perplexity, 1 run")
     s.add_argument("--repeats", type=limits.COUNT, default=None,
                    help="speed runs per variant, median reported (default 3; --quick 1)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu); llama.cpp always runs on the CPU")
     s.add_argument("--fast", action="store_true",
                    help="also run fp32, bf16, int8, int4, int4-fast through memlab's fast decode path")
     s.add_argument("--json", action="store_true", help='{"variants": [QuantResult fields, ...], "fast": [FastRow fields, ...]}')

@@ -87,7 +87,7 @@ def compare(base, results, bandwidth_bytes_per_s: float, cfg, variants=tuple(LIN
     rows, fp32 = [], None
     for v in tqdm(names, desc="fast path", disable=not progress):
         dtype = quantize.VARIANTS[v].load_dtype
-        model = base.model if dtype == "fp32" else load(cfg.model, dtype=dtype).model
+        model = base.model if dtype == "fp32" else load(cfg.model, dtype=dtype, device=cfg.device).model
         run, nbytes, mm_s = measure(model, prompt, cfg.new_tokens, v, repeats or cfg.repeats, compile)
         fp32 = fp32 or (run, nbytes)
         bound = bandwidth_bytes_per_s / nbytes

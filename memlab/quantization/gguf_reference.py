@@ -1,11 +1,12 @@
 """The outside reference for lab 04: the bundled Q4_1 GGUF file run by llama.cpp.
 
-Optional: `llama-cpp-python` compiles llama.cpp from source (about 8.5 min on 2 cores), so
+Optional: `llama-cpp-python` compiles llama.cpp from source (minutes on a small machine), so
 memlab reports this variant as "not installed" when the module is missing. When it is present,
 the same prompt ids, question and evaluation text are used as for the torch variants:
   bytes      = the GGUF file size (llama.cpp maps it and reads its blocks as they are)
   speed      = prefill (eval of the prompt) and decode (one eval per greedy token), timed here
   perplexity = from llama.cpp's logits over the evaluation text (logits_all=True)
+It always runs on the CPU (no layers offloaded): on a GPU run its row says so.
 """
 
 from __future__ import annotations
@@ -47,12 +48,13 @@ def measure_gguf(variant, cfg, reference=None):
     size = path.stat().st_size
     return QuantResult(
         variant=variant.name, library=variant.library, description=variant.description, is_available=True,
-        reason="", resident_bytes=size, streamed_bytes=size, bits_per_weight=8 * size / _gguf_params(path),
+        reason="" if cfg.device == "cpu" else "llama.cpp runs on the CPU here (no layers offloaded to the GPU)",
+        resident_bytes=size, streamed_bytes=size, bits_per_weight=8 * size / _gguf_params(path),
         load_s=load_s, quantize_s=0.0, prefill_tok_per_s=len(prompt) / run["prefill_s"],
         decode_tok_per_s=run["decode_tok_per_s"], perplexity=math.exp(nll),
         agreement=sum(a == b for a, b in zip(picks, ref)) / max(len(ref), 1),
         first_divergence=quality.first_divergence(tokens, ref),
-        answer=answer["choices"][0]["text"].strip(), tokens=tuple(tokens), host=card().host)
+        answer=answer["choices"][0]["text"].strip(), tokens=tuple(tokens), host=card().host, device="cpu")
 
 
 def speed(llm, prompt: list[int], new_tokens: int, repeats: int = 3) -> dict:

@@ -39,7 +39,7 @@ def eval_ids(tokenizer, max_tokens: int = 512, path: str | Path | None = None) -
 @torch.inference_mode()
 def perplexity(model, ids: list[int]) -> float:
     """exp(mean NLL) of `ids` under `model`, one forward pass over the whole text."""
-    x = torch.tensor([ids])                                     # (1, T)
+    x = torch.tensor([ids], device=model.get_input_embeddings().weight.device)   # (1, T)
     logits = model(input_ids=x, use_cache=False).logits[0, :-1].float()   # (T-1, V)
     nll = torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="mean")
     return math.exp(nll.item())
@@ -50,7 +50,8 @@ def agreement(model, prompt_ids: list[int], reference_ids: list[int]) -> float:
     """Share of the reference's greedy tokens the model also picks, given the reference's context."""
     if not reference_ids:
         return float("nan")
-    x = torch.tensor([list(prompt_ids) + list(reference_ids)])  # (1, T + n)
+    x = torch.tensor([list(prompt_ids) + list(reference_ids)],
+                     device=model.get_input_embeddings().weight.device)          # (1, T + n)
     logits = model(input_ids=x, use_cache=False).logits[0]       # (T + n, V)
     n, start = len(reference_ids), len(prompt_ids) - 1
     picks = logits[start:start + n].argmax(-1).tolist()

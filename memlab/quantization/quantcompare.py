@@ -25,17 +25,20 @@ from memlab.quantization import quality, quantize
 from memlab.quantization.records import QuantConfig, QuantResult
 
 
-def _unavailable(v: quantize.Variant, reason: str) -> QuantResult:
+def _unavailable(v: quantize.Variant, reason: str, device: str = "cpu") -> QuantResult:
     nan = float("nan")
     return QuantResult(v.name, v.library, v.description, False, reason, 0, 0, nan, nan, nan, nan, nan,
-                       nan, nan, -1, "", (), card().host)
+                       nan, nan, -1, "", (), card().host, device)
+
+
+def _device(model) -> torch.device:
+    return model.get_input_embeddings().weight.device
 
 
 def _speed(model, tokenizer, prompt_ids, cfg: QuantConfig):
     """Median prefill and decode tok/s over `repeats` greedy runs (first run is a warm-up if >1)."""
     from memlab.core.generation import generate
-    loaded = SimpleNamespace(model=model, tokenizer=tokenizer, device=torch.device("cpu"),
-                             name=cfg.model, dtype="")
+    loaded = SimpleNamespace(model=model, tokenizer=tokenizer, device=_device(model), name=cfg.model, dtype="")
     runs = [generate(loaded, prompt_ids, max_new_tokens=cfg.new_tokens, stop_at_eos=False)
             for _ in range(cfg.repeats + (cfg.repeats > 1))][(cfg.repeats > 1):]
     return (statistics.median(r.prefill_tok_per_s for r in runs),
@@ -44,7 +47,7 @@ def _speed(model, tokenizer, prompt_ids, cfg: QuantConfig):
 
 def answer_question(model, tokenizer) -> str:
     from memlab.core.generation import generate
-    loaded = SimpleNamespace(model=model, tokenizer=tokenizer, device=torch.device("cpu"), name="", dtype="")
+    loaded = SimpleNamespace(model=model, tokenizer=tokenizer, device=_device(model), name="", dtype="")
     return generate(loaded, quality.QUESTION, max_new_tokens=24).text.strip()
 
 
@@ -53,13 +56,14 @@ def measure(name: str, cfg: QuantConfig, reference: QuantResult | None = None,
     """Build variant `name` of cfg.model and measure it; `reference` is the fp32 result (or None)."""
     from memlab.core.loading import load
     v = quantize.VARIANTS[name]
-    reason = quantize.missing_reason(v)
+    reason = quantize.missing_reason(v, cfg.device)
     if reason:
-        return _unavailable(v, reason)
+        return _unavailable(v, reason, cfg.device)
     if v.library == "llama.cpp":
         from memlab.quantization.gguf_reference import measure_gguf
         return measure_gguf(v, cfg, reference)
-    loaded = base if base is not None and v.load_dtype == "fp32" else load(cfg.model, dtype=v.load_dtype)
+    loaded = base if base is not None and v.load_dtype == "fp32" else load(cfg.model, dtype=v.load_dtype,
+                                                                           device=cfg.device)
     load_s = loaded.result.load_time_s
     fp32_model, tokenizer = loaded.model, loaded.tokenizer
     # bits per weight of the decoder-layer matrices (lm_head is kept in fp32 by some variants)
@@ -73,8 +77,8 @@ def measure(name: str, cfg: QuantConfig, reference: QuantResult | None = None,
         ids = quality.eval_ids(tokenizer, cfg.ppl_tokens)
         prompt = quality.eval_ids(tokenizer, cfg.prompt_tokens)
         prefill, decode, tokens = _speed(model, tokenizer, prompt, cfg)
-    except Exception as e:  # a library that refuses this CPU: say so, keep going
-        return _unavailable(v, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    except Exception as e:  # a library that refuses this CPU or GPU: say so, keep going
+        return _unavailable(v, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}", cfg.device)
     ref_tokens = reference.tokens if reference is not None else tokens
     result = QuantResult(
         variant=v.name, library=v.library, description=v.description, is_available=True,
@@ -85,7 +89,7 @@ def measure(name: str, cfg: QuantConfig, reference: QuantResult | None = None,
         decode_tok_per_s=decode, perplexity=quality.perplexity(model, ids),
         agreement=quality.agreement(model, prompt, list(ref_tokens)),
         first_divergence=quality.first_divergence(tokens, ref_tokens), answer=answer_question(model, tokenizer),
-        tokens=tuple(tokens), host=card().host)
+        tokens=tuple(tokens), host=card().host, device=cfg.device)
     del model
     gc.collect()
     return result
@@ -101,7 +105,10 @@ def compare(cfg: QuantConfig | None = None, progress: bool = True, base=None) ->
     names = ["fp32"] + [v for v in cfg.variants if v != "fp32"]
     if base is not None and next(base.model.parameters()).dtype != torch.float32:
         raise InvalidArgumentError(f"compare(base=...) needs the fp32 model, got {next(base.model.parameters()).dtype}")
-    base = base if base is not None else load(cfg.model, dtype="fp32")
+    if base is not None and _device(base.model).type != cfg.device:
+        raise InvalidArgumentError(f"compare(base=...) got a model on {_device(base.model).type} for a run on "
+                                   f"{cfg.device}: load it with device={cfg.device!r}")
+    base = base if base is not None else load(cfg.model, dtype="fp32", device=cfg.device)
     results, reference = [], None
     for name in tqdm(names, desc="variants", disable=not progress):
         r = measure(name, cfg, reference, base=base)
@@ -138,21 +145,22 @@ def read_bandwidth_bytes_per_s(size_bytes: int | None = None, repeats: int = 5) 
 
 
 @torch.inference_mode()
-def matmul_times(out_features: int = 49152, in_features: int = 576, repeats: int = 20) -> dict[str, float]:
-    """Seconds of one decode-shaped matmul (1 token x weight) per kernel: where the bytes go and
-    where they do not (median of `repeats`). Default shape: SmolLM2's lm_head."""
+def matmul_times(out_features: int = 49152, in_features: int = 576, repeats: int = 20,
+                 device: str = "cpu") -> dict[str, float]:
+    """Seconds of one decode-shaped matmul (1 token x weight) per kernel on `device`: where the bytes
+    go and where they do not (median of `repeats`). Default shape: SmolLM2's lm_head."""
     torch.manual_seed(0)
-    lin = torch.nn.Linear(in_features, out_features, bias=False)
-    x = torch.randn(1, in_features)
+    lin = torch.nn.Linear(in_features, out_features, bias=False, device=device)
+    x = torch.randn(1, in_features, device=device)
     kernels = {"fp32 F.linear": lin, "memlab int8 (fused)": quantize.Int8Linear(lin),
                "memlab int4 (fused)": quantize.Int4Linear(lin),
                "dequantize int8 then fp32": lambda x, q=quantize.Int8Linear(lin):
                    torch.nn.functional.linear(x, q.qweight.float() * q.scale.float()[:, None])}
-    if quantize.missing_reason(quantize.VARIANTS["ao-int8"]) == "":
+    if quantize.missing_reason(quantize.VARIANTS["ao-int8"], device) == "":
         import copy
         kernels["torchao int8 G=32"] = quantize.build(torch.nn.Sequential(copy.deepcopy(lin)),
                                                       quantize.VARIANTS["ao-int8"])
     out = {}
     for name, k in kernels.items():
-        out[name] = repeat(lambda: k(x), repeats).median
+        out[name] = repeat(lambda: k(x), repeats, device=torch.device(device)).median
     return out

@@ -8,12 +8,14 @@ The reference (read it in the lab): split each weight row into groups of G value
 Effective bits per weight = b + (bits of s and m) / G; G = None means one group per row.
 
 Variants, in the order the lab shows them (`VARIANTS`; a variant that cannot run here is
-reported with its reason, never dropped):
+reported with its reason, never dropped). A quantized matrix is packed for the device its fp32
+weight is on (cpu or cuda): build a variant from a model already on its device, never move it after.
   1. fp32, bf16, fp16   torch dtypes; bf16/fp16 matmuls are emulated on CPUs without native support
-  2. int8               memlab: per-row int8 weights, dequantized inside aten's fused CPU GEMM
-                        (`_weight_int8pack_mm`), activations in bf16
-  3. int4               memlab: G=32 asymmetric int4, two per byte, aten's fused CPU kernel
-                        (`_weight_int4pack_mm_for_cpu`, the one gpt-fast uses), activations in bf16;
+  2. int8               memlab: per-row int8 weights, dequantized inside aten's fused GEMM
+                        (`_weight_int8pack_mm`, CPU and CUDA), activations in bf16
+  3. int4               memlab: G=32 asymmetric int4, two per byte, aten's fused kernel
+                        (`_weight_int4pack_mm_for_cpu`; on CUDA tinygemm's `_weight_int4pack_mm`,
+                        the one gpt-fast uses), activations in bf16;
      int4-fast          the same plus an int8 lm_head (int8/int4 keep the tied fp32 lm_head)
   4. ao-int8, ao-int4   torchao weight-only, G=32 (ao-int4 keeps each 4-bit value in a whole byte)
   5. ao-int4-packed     torchao's packed int4 (needs CUDA or the mslk package)
@@ -89,6 +91,21 @@ class Int8Linear(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
+def pack_int4(q: torch.Tensor) -> torch.Tensor:
+    """(N, K) codes 0..15 -> the layout aten's int4 kernel reads on q's device, K/2 bytes per row.
+    CPU: int32 codes in, (N, K/2) uint8 out. CUDA (tinygemm): two codes per byte, the even column
+    in the high nibble, tiled for the tensor cores in tiles of 16 x inner_k_tiles columns."""
+    q32 = q.to(torch.int32)
+    if q.device.type == "cpu":
+        return torch.ops.aten._convert_weight_to_int4pack_for_cpu(q32, 1)
+    if q.device.type == "cuda":
+        tiles = next((t for t in (8, 4, 2) if q.shape[1] % (16 * t) == 0), None)
+        if tiles is None:
+            raise InvalidArgumentError(f"int4 on CUDA needs a row length divisible by 32, got {q.shape[1]}")
+        return torch.ops.aten._convert_weight_to_int4pack((q32[:, ::2] << 4 | q32[:, 1::2]).to(torch.uint8), tiles)
+    raise InvalidArgumentError(f"memlab's int4 kernel runs on cpu or cuda, not {q.device.type}")
+
+
 class Int4Linear(nn.Module):
     """G=32 asymmetric int4, packed two per byte; aten's kernel computes w' = (q - 8) * s + z."""
 
@@ -99,15 +116,15 @@ class Int4Linear(nn.Module):
         self.group_size = group_size
         # aten's zero point is the value of the middle code 8: z = m + 8 s
         sz = torch.stack([scale, lo + 8 * scale], dim=-1).transpose(0, 1)      # (K/G, N, 2)
-        self.register_buffer("qweight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(
-            q.to(torch.int32), 1))                                             # (N, K/2) uint8
+        self.register_buffer("qweight", pack_int4(q))                          # N x K/2 bytes
         self.register_buffer("scales_and_zeros", sz.to(torch.bfloat16).contiguous())
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features).to(torch.bfloat16)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.qweight, self.group_size,
-                                                        self.scales_and_zeros)
+        mm = (torch.ops.aten._weight_int4pack_mm_for_cpu if self.qweight.device.type == "cpu"
+              else torch.ops.aten._weight_int4pack_mm)
+        y = mm(x2, self.qweight, self.group_size, self.scales_and_zeros)
         y = y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
@@ -239,14 +256,26 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
 ]}
 
 
-def missing_reason(variant: Variant) -> str:
-    """Why `variant` cannot run here ("" when it can start)."""
+def missing_reason(variant: Variant, device: str | torch.device = "cpu") -> str:
+    """Why `variant` cannot run here on `device` ("" when it can start)."""
     if variant.requires and importlib.util.find_spec(variant.requires) is None:
         if variant.requires == "llama_cpp":
             return ("llama-cpp-python is not installed: it has no wheel for this platform and compiles "
-                    "llama.cpp from source (about 8.5 min on 2 cores); `pip install llama-cpp-python`")
+                    "llama.cpp from source (minutes); `pip install llama-cpp-python`")
         return f"{variant.requires} is not installed (`pip install memlab[quant]`)"
+    if variant.name == "dyn-int8" and torch.device(device).type != "cpu":
+        return f"torch.ao's dynamic quantization has CPU kernels only, not {torch.device(device).type}"
     return ""
+
+
+def run_device(device: str | torch.device = "auto") -> tuple[str, str]:
+    """Where lab 04 runs its torch variants for the lab's DEVICE, and why: cuda stays cuda; mps and
+    cpu give "cpu" (memlab's int4 kernel and torch.ao's int8 have no mps kernels)."""
+    from memlab.core.hardware import resolve_device
+    kind = resolve_device(device).type
+    if kind == "mps":
+        return "cpu", "on the CPU: memlab's int4 and torch.ao's dynamic int8 have no kernels for Apple's mps"
+    return kind, "on the GPU (llama.cpp stays on the CPU)" if kind == "cuda" else "on the CPU"
 
 
 def build(base: nn.Module, variant: Variant) -> nn.Module:

@@ -23,6 +23,7 @@ class QuantConfig:
     new_tokens: int = 32         # greedy tokens per speed run (EOS ignored)
     ppl_tokens: int = 512        # tokens of the evaluation text scored for perplexity
     repeats: int = 3             # speed runs per variant; the median is reported
+    device: str = "cpu"          # where the torch variants run: "cpu" or "cuda" (llama.cpp: the CPU)
 
     def __post_init__(self):
         unknown = [v for v in self.variants if v not in quantize.VARIANTS]
@@ -30,6 +31,12 @@ class QuantConfig:
             raise InvalidArgumentError(f"unknown variant(s) {unknown}; choose from {', '.join(quantize.VARIANTS)}")
         for name, minimum in (("new_tokens", 2), ("ppl_tokens", 2), ("prompt_tokens", 1), ("repeats", 1)):
             limits.count(getattr(self, name), name, minimum)
+        from memlab.core.hardware import resolve_device
+        kind = resolve_device(self.device).type  # "auto" -> what is here; a missing GPU is a clear error
+        if kind not in ("cpu", "cuda"):
+            raise InvalidArgumentError(f"device={self.device!r}: the quantized kernels run on cpu or cuda "
+                                       "(`quantize.run_device` says where a lab's DEVICE runs them)")
+        object.__setattr__(self, "device", kind)
 
     @classmethod
     def quick(cls, **kw) -> "QuantConfig":
@@ -57,3 +64,4 @@ class QuantResult:
     answer: str                   # reply to quality.QUESTION
     tokens: tuple                 # greedy tokens of the speed prompt
     host: str
+    device: str = "cpu"           # where it ran

@@ -16,3 +16,7 @@ def test_fmt_time_picks_a_readable_unit():
     assert units.fmt_time(0.0123) == "12.3 ms"
     assert units.fmt_time(1.2) == "1.20 s"
     assert units.fmt_time(850e-6) == "850 us"
+
+
+def test_a_missing_duration_reads_as_missing_not_as_nanoseconds():
+    assert units.fmt_time(float("nan")) == "nan s" and units.fmt_time(float("inf")) == "inf s"

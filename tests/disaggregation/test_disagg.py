@@ -35,6 +35,19 @@ def test_split_tokens_equal_single_process(split):
     for r in split:
         assert r.tokens_match
         assert len(r.token_ids) == 6
+        assert (r.device, r.d2h_s, r.h2d_s) == ("cpu", 0.0, 0.0)   # the default device: no copies to time
+
+
+def test_split_refuses_mps_before_starting_processes(tiny_dir, monkeypatch):
+    from memlab.core import launch
+    from memlab.core.errors import InvalidArgumentError
+
+    def no_workers(*args, **kwargs):
+        raise AssertionError("run_workers was called")
+
+    monkeypatch.setattr(launch, "run_workers", no_workers)
+    with pytest.raises(InvalidArgumentError, match="cpu or cuda"):
+        disagg.run_split(str(tiny_dir), prompt_tokens=8, max_new_tokens=2, device="mps")
 
 
 def test_split_kv_bytes_and_timings(split, tiny):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On a machine with a CUDA GPU, its own preinstalled torch and no network: install memlab beside that
-# torch (never over it), run the `gpu` tests and labs 00-03 in quick mode on cuda, record each lab's
+# torch (never over it), run the `gpu` tests and labs 00-04 and 07 in quick mode on cuda, record each lab's
 # headline numbers and peak memory, and write it all to $OUT (the device tool's output folder;
 # ./gpu-records elsewhere). Prepared by tests/gpu/prepare.sh (wheels in .whl/, the model in .gpu/).
 #
@@ -20,7 +20,7 @@ ROOT=$PWD
 OUT=${OUT:-$ROOT/gpu-records}
 STAGE=/tmp/memlab-gpu
 DRY=${MEMLAB_GPU_DRY:-0}
-LABS=${MEMLAB_GPU_LABS:-"00_start_here 01_memory_wall 02_ram_vs_disk 03_ttft"}
+LABS=${MEMLAB_GPU_LABS:-"00_start_here 01_memory_wall 02_ram_vs_disk 03_ttft 04_quantization 07_disaggregation"}
 STEP_TIMEOUT=${MEMLAB_GPU_STEP_TIMEOUT:-300}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT" "$STAGE"

@@ -1,6 +1,7 @@
 """On a CUDA GPU (skipped cleanly elsewhere): DEVICE="auto" finds it, the GPU ceilings and roofline,
 VRAM-resident loading that keeps the CPU's tokens, lab 02's RAM -> VRAM rung, lab 03's GPU column,
-and an NCCL rank. Run by tests/gpu/device_check.sh (`pytest -m gpu`)."""
+an NCCL rank, and lab 07's split with its KV cache through host memory. Run by
+tests/gpu/device_check.sh (`pytest -m gpu`)."""
 
 import pytest
 import torch
@@ -83,3 +84,10 @@ def test_one_nccl_rank_gives_the_one_process_tokens(tiny_dir):
     from memlab.sharding import parallel
     cfg = parallel.ParallelConfig(model=str(tiny_dir), world_size=1, backend="nccl", max_new_tokens=4)
     assert parallel.run(cfg, "pipeline").tokens_match
+
+
+def test_lab07_split_on_cuda_sends_the_cache_through_host_memory(tiny_dir):
+    from memlab.disaggregation import disagg
+    (r,) = disagg.run_split(str(tiny_dir), prompt_tokens=(64,), max_new_tokens=4, timeout_s=300, device="cuda")
+    assert r.tokens_match and r.kv_bytes == r.kv_bytes_predicted and r.device == "cuda"
+    assert r.d2h_s > 0 and r.h2d_s > 0 and r.transfer_s >= r.d2h_s + r.h2d_s

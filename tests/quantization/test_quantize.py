@@ -187,3 +187,29 @@ def test_building_a_variant_leaves_the_base_unchanged_and_copies_no_fp32_weight(
         assert all(torch.equal(before[k], t) for k, t in base.state_dict().items()), f"{name} changed the base"
         assert all(type(m) is nn.Linear for n, m in base.named_modules() if n.endswith("q_proj")), name
         del q
+
+
+def test_a_quantized_run_names_its_device():
+    """QuantConfig resolves "auto" to what is here and refuses a device the kernels do not run on."""
+    from memlab.core.errors import DeviceUnavailableError, InvalidArgumentError
+    from memlab.quantization import records
+    assert records.QuantConfig(device="auto").device == ml.hardware.resolve_device("auto").type
+    assert records.QuantConfig().device == "cpu"
+    with pytest.raises((InvalidArgumentError, DeviceUnavailableError)):
+        records.QuantConfig(device="mps")
+    assert "CPU kernels only" in quantize.missing_reason(quantize.VARIANTS["dyn-int8"], "cuda")
+    assert quantize.missing_reason(quantize.VARIANTS["dyn-int8"], "cpu") == ""
+
+
+def test_run_device_keeps_cuda_and_sends_mps_to_the_cpu(monkeypatch):
+    assert quantize.run_device("cpu")[0] == "cpu"
+    monkeypatch.setattr(ml.hardware, "resolve_device", lambda d: torch.device("mps"))
+    where, why = quantize.run_device("auto")
+    assert where == "cpu" and "mps" in why
+    monkeypatch.setattr(ml.hardware, "resolve_device", lambda d: torch.device("cuda"))
+    assert quantize.run_device("auto")[0] == "cuda"
+
+
+def test_int4_packing_refuses_a_device_without_a_kernel():
+    with pytest.raises(ValueError, match="cpu or cuda"):
+        quantize.pack_int4(torch.zeros(8, 64, dtype=torch.int8, device="meta"))
