@@ -24,8 +24,8 @@ def fp32_over_int4_bytes(config) -> float:
     return 4 * total / (linear * int4_bits_per_weight() / 8 + 4 * kept)
 
 
-def kv_cache_bytes(config, num_tokens: int, dtype_bytes: int = 4) -> float:
-    """Every layer keeps a key and a value vector per KV head per token:
-    2 x layers x KV heads x head dim x bytes x tokens."""
+def kv_crossover_tokens(config, weights_bytes: int, dtype_bytes: int = 4) -> float:
+    """Context length at which one decode step reads as many KV-cache bytes as weight bytes: every
+    token of context adds 2 (key and value) x layers x KV heads x head dim x bytes to each step's reads."""
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * dtype_bytes * num_tokens
+    return weights_bytes / (2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * dtype_bytes)

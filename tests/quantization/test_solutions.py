@@ -1,4 +1,4 @@
-"""Lab 04's worked solutions (04-kv, 04-g64) against the cache the model allocates, and a wrong answer misses."""
+"""Lab 04's worked solutions (04-kv-crossover, 04-g64) against the bytes the model holds, and a wrong answer misses."""
 
 import pytest
 import torch
@@ -8,20 +8,21 @@ from memlab.core import exercises
 
 
 @pytest.mark.parametrize("num_tokens", [1, 13])
-def test_kv_solution_is_the_cache_a_prefill_allocates(tiny, num_tokens):
+def test_kv_crossover_solution_uses_the_bytes_a_prefill_allocates(tiny, num_tokens):
     cache = ml.generation.new_cache(tiny.model)
     with torch.inference_mode():
         ml.generation.prefill(tiny.model, torch.tensor([list(range(5, 5 + num_tokens))]), cache)
-    allocated = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
-    assert ml.quantization.solutions.kv_cache_bytes(tiny.config, num_tokens) == allocated
+    per_token = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers) / num_tokens
+    weights = ml.tensors.model_bytes(tiny.model)
+    assert ml.quantization.solutions.kv_crossover_tokens(tiny.config, weights) == pytest.approx(weights / per_token)
 
 
-def test_kv_exercise_marks_a_wrong_answer_a_miss(tiny, monkeypatch):
+def test_kv_crossover_exercise_marks_a_wrong_answer_a_miss(tiny, monkeypatch):
     monkeypatch.delenv("MEMLAB_SOLUTIONS", raising=False)
-    right = ml.quantization.solutions.kv_cache_bytes(tiny.config, 64)
-    assert exercises.grade("04-kv", right, right, rel=0.001) is True
-    assert exercises.grade("04-kv", 2 * right, right, rel=0.001) is False
-    assert exercises.grade("04-kv", right / 2, right, rel=0.001) is False  # the keys, or the values, only
+    right = ml.quantization.solutions.kv_crossover_tokens(tiny.config, 10**8)
+    assert exercises.grade("04-kv-crossover", right, right, rel=0.02) is True
+    assert exercises.grade("04-kv-crossover", 2 * right, right, rel=0.02) is False  # the keys, or the values, only
+    assert exercises.grade("04-kv-crossover", 4 * right, right, rel=0.02) is False  # 1 B per value, not 4
 
 
 def test_g64_bits_match_what_the_grid_stores_and_a_wrong_answer_misses(monkeypatch):
