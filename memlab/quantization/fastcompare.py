@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from memlab.core import fastpath, tensors
+from memlab.core import fastpath, roofline, tensors
 from memlab.core.errors import InvalidArgumentError
 from memlab.quantization import quality, quantize
 
@@ -90,7 +90,7 @@ def compare(base, results, bandwidth_bytes_per_s: float, cfg, variants=tuple(LIN
         model = base.model if dtype == "fp32" else load(cfg.model, dtype=dtype, device=cfg.device).model
         run, nbytes, mm_s = measure(model, prompt, cfg.new_tokens, v, repeats or cfg.repeats, compile)
         fp32 = fp32 or (run, nbytes)
-        bound = bandwidth_bytes_per_s / nbytes
+        bound = roofline.decode_tok_per_s_bound(nbytes, bandwidth_bytes_per_s)
         vs = run.decode_tok_per_s / fp32[0].decode_tok_per_s
         ref = eager[v].tokens
         rows.append(FastRow(

@@ -120,8 +120,10 @@ def compare(cfg: QuantConfig | None = None, progress: bool = True, base=None) ->
 
 
 def decode_bound_tok_per_s(result: QuantResult, bandwidth_bytes_per_s: float) -> float:
-    """Fastest decode the memory allows: bandwidth / bytes streamed per token."""
-    return bandwidth_bytes_per_s / result.streamed_bytes if result.streamed_bytes else float("nan")
+    """Fastest decode the memory allows: bandwidth / bytes streamed per token (`roofline`'s bound)."""
+    from memlab.core import roofline
+    return roofline.decode_tok_per_s_bound(result.streamed_bytes, bandwidth_bytes_per_s) \
+        if result.streamed_bytes else float("nan")
 
 
 def ratios(results: list[QuantResult], bandwidth_bytes_per_s: float) -> list[dict]:
