@@ -107,3 +107,30 @@ def memory_wall(devices) -> Figure:
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def staircase(st, marks: dict | None = None) -> Figure:
+    """Read GB/s against working-set size (log2 axis), with the OS-reported cache, the measured edge
+    of the cache and `marks` ({label: bytes}, e.g. a model's weights) drawn as vertical lines."""
+    from memlab.core.units import fmt_bytes
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    ax.plot(st.sizes_bytes, st.read_gb_per_s, "o-", color="tab:blue", label="read kernel, best of repeats")
+    ax.axhline(st.dram_gb_per_s, color="0.5", lw=1, ls=":", label=f"DRAM (largest array) {st.dram_gb_per_s:.1f} GB/s")
+    ax.axvline(st.cache_bytes, color="tab:green", lw=1.5, label=f"reads at DRAM speed from {fmt_bytes(st.cache_bytes)}")
+    if st.os_cache_bytes:
+        ax.axvline(st.os_cache_bytes, color="tab:red", lw=1.5, ls="--",
+                   label=f"last-level cache the OS reports: {fmt_bytes(st.os_cache_bytes)}")
+    for (label, n), color in zip((marks or {}).items(), ("tab:purple", "tab:orange", "tab:brown")):
+        ax.axvline(n, color=color, lw=1, ls="-.", label=f"{label}: {fmt_bytes(n)}")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(st.sizes_bytes, [fmt_bytes(n) for n in st.sizes_bytes], rotation=30, fontsize=8)
+    ax.minorticks_off()
+    ax.set_xlabel("working set (one array, summed)")
+    ax.set_ylabel("read bandwidth (GB/s)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"A cache serves up to {st.cache_gb_per_s:.0f} GB/s; from {fmt_bytes(st.cache_bytes)} on, "
+                 f"reads come from DRAM at {st.dram_gb_per_s:.0f} GB/s", fontsize=10)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
