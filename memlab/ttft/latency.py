@@ -204,12 +204,16 @@ class ThroughputPoint:
 
 
 def batch_sweep(loaded, batch_sizes=(1, 2, 4, 8), prompt_tokens: int = 64, new_tokens: int = 16,
-                repeats: int = 1, ceilings: Ceilings | None = None) -> list[ThroughputPoint]:
+                repeats: int = 1, ceilings: Ceilings | None = None,
+                cached_bytes: int | None = None) -> list[ThroughputPoint]:
     """Latency vs throughput: decode `new_tokens` for B copies of one prompt, per batch size.
 
-    The bound counts only the bytes this CPU's last-level cache cannot keep between steps, so it
-    holds on a server CPU whose L3 holds most of a small model (on the CPU; a GPU's is not counted)."""
-    cached = card().last_level_cache_bytes if loaded.device.type == "cpu" else 0
+    The bound counts only the bytes the CPU's caches cannot keep between steps, so it holds on a
+    server CPU whose L3 holds most of a small model. `cached_bytes`: at most that many stay cached
+    (`core.hierarchy.staircase(...).cache_bytes`, measured); None takes the last-level cache the OS
+    reports, a looser bound. On a GPU nothing is counted as cached."""
+    cached = 0 if loaded.device.type != "cpu" else \
+        (card().last_level_cache_bytes if cached_bytes is None else cached_bytes)
     ids = prompt_ids(loaded.tokenizer, prompt_tokens)
     generation.generate(loaded, ids, max_new_tokens=2)  # warm-up
     points = []

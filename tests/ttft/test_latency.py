@@ -7,6 +7,8 @@ import math
 
 import pytest
 
+import memlab as ml
+
 from memlab.core import ceilings, loading, models, roofline
 from memlab.ttft import latency
 
@@ -44,6 +46,14 @@ def test_batch_sweep_reports_total_and_per_request(tiny_loaded):
     for p in pts:
         assert p.total_tok_per_s == pytest.approx(p.batch_size * p.per_request_tok_per_s)
         assert math.isnan(p.bound_total_tok_per_s)  # no ceilings given: no bound invented
+
+
+def test_batch_sweep_bound_counts_only_the_bytes_that_cannot_stay_cached(tiny_loaded):
+    record = {f.name: 0.0 for f in dataclasses.fields(ceilings.Ceilings)}
+    ceil = ceilings.Ceilings(**{**record, "read_gb_per_s": 1e-3, "fp32_flop_per_s": 1e15})  # the bound is the bytes
+    none, half = (latency.batch_sweep(tiny_loaded, (1,), prompt_tokens=8, new_tokens=4, ceilings=ceil,
+                                      cached_bytes=c)[0] for c in (0, ml.tensors.model_bytes(tiny_loaded.model) // 2))
+    assert half.bound_total_tok_per_s > 1.5 * none.bound_total_tok_per_s
 
 
 def test_cold_start_in_a_fresh_process(tmp_path):

@@ -1,4 +1,4 @@
-"""The cache staircase: read bandwidth against working-set size, measured (lab 01).
+"""The cache staircase: read bandwidth against working-set size, measured (labs 01 and 03).
 
 A decode step reads every weight once per token, so whether the weights come from a cache or from
 DRAM depends on how many bytes there are. `staircase` times the read kernel of `ceilings.stream`
@@ -6,6 +6,9 @@ DRAM depends on how many bytes there are. `staircase` times the read kernel of `
 4 MiB, doubling, up to `ceilings.array_size` (at least twice the last-level cache the OS reports).
 The largest array reads from DRAM; a smaller one that reads clearly faster (more than `margin`
 times) was served by a cache.
+
+Lab 01 draws it (`memory_wall.plots.staircase`); labs 01 and 03 pass `cache_bytes` to their decode
+bounds (`roofline.predict(cached_bytes=...)`).
 
 `cache_bytes` is the smallest working set that no longer reads faster than DRAM: an upper bound on
 how many bytes stay cached between two passes, as a bound needs (the read kernel re-reads its array

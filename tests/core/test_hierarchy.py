@@ -1,6 +1,6 @@
-"""memory_wall.hierarchy: the cache staircase read off measured rates, and one real sweep."""
+"""core.hierarchy: the cache staircase read off measured rates, and one real sweep."""
 
-from memlab.memory_wall import hierarchy
+from memlab.core import hierarchy
 
 MiB = 2**20
 
