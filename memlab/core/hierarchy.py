@@ -12,10 +12,10 @@ bounds (`roofline.predict(cached_bytes=...)`).
 
 `cache_bytes` is the smallest working set that no longer reads faster than DRAM: an upper bound on
 how many bytes stay cached between two passes, as a bound needs (the read kernel re-reads its array
-back to back, the most cache-friendly pass there is). Where memory is too short for an array twice the
-reported cache (`tail_is_dram` False), it is never below the reported size. On a virtual machine that shares
-its socket with other tenants it can be far below the L3 size the OS reports
-(`HardwareCard.last_level_cache_bytes`), which is the whole socket's.
+back to back, the most cache-friendly pass there is). On a virtual machine that shares its socket
+with other tenants it can be far below the L3 size the OS reports
+(`HardwareCard.last_level_cache_bytes`, the whole socket's). Where memory is too short for an array
+twice the reported cache (`tail_is_dram` False), `cache_bytes` is never below the reported size.
 """
 
 from __future__ import annotations
