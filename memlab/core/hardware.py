@@ -166,6 +166,12 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
     return dev
 
 
+def cpu_or_cuda(device: str | torch.device = AUTO) -> str:
+    """For code with CPU and CUDA kernels only: "cuda" where `device` resolves to CUDA, else "cpu"
+    (so "auto" on a Mac keeps that code on the CPU instead of failing on mps)."""
+    return "cuda" if resolve_device(device).type == "cuda" else "cpu"
+
+
 def last_level_cache_bytes(sysfs: str | Path | None = None) -> int:
     """Size of the CPU's highest-level cache from Linux sysfs (index*/level, index*/size); 0 elsewhere."""
     best = (0, 0)

@@ -77,17 +77,11 @@ class SplitResult:
 
 def split_device(device: str | torch.device = "cpu") -> str:
     """The device type the split's workers run on: "cpu" or "cuda" ("auto" on a Mac: "cpu")."""
-    from memlab.core.hardware import AUTO, resolve_device
-    is_auto = isinstance(device, str) and device.strip().lower() == AUTO
-    try:
-        kind = None if is_auto else torch.device(device).type
-    except (RuntimeError, TypeError):
-        kind = None  # not a device name: resolve_device says so
-    if kind == "mps":  # checked before resolve_device, which would only say that mps is absent here
+    from memlab.core.hardware import cpu_or_cuda
+    if str(device).strip().lower().startswith("mps"):  # before resolving: it would only say mps is absent here
         raise InvalidArgumentError(f"device={str(device)!r}: the split runs on cpu or cuda; "
                                    "torch.distributed has no backend for mps.")
-    kind = resolve_device(device).type  # "auto" and "cuda:N" -> their type; absent or unknown devices raise
-    return "cpu" if kind == "mps" else kind  # "auto" found Apple's GPU: the ranks stay on the CPU, as in lab 05
+    return cpu_or_cuda(device)  # absent or unknown devices raise there
 
 
 def _cache_to_host(cache, device: torch.device) -> float:
@@ -193,7 +187,7 @@ def run_split(model: str = "smollm2-135m", prompt_tokens=(64, 256), max_new_toke
         raise InvalidArgumentError("max_new_tokens must be >= 2: the decode worker makes tokens 2..n")
     device_type = split_device(device)
     with tempfile.TemporaryDirectory(prefix="memlab_kv_") as folder:
-        # gloo even with a GPU per rank: the cache travels as host tensors, which NCCL cannot send
-        out = launch.run_workers(_split_worker, world_size=2, timeout_s=timeout_s, backend="gloo",
+        # gloo (run_workers' default) even with a GPU per rank: the cache travels as host tensors
+        out = launch.run_workers(_split_worker, world_size=2, timeout_s=timeout_s,
                                  args=(str(model), lengths, max_new_tokens, os.getpid(), folder, device_type))
     return tuple(out[0])

@@ -268,16 +268,6 @@ def missing_reason(variant: Variant, device: str | torch.device = "cpu") -> str:
     return ""
 
 
-def run_device(device: str | torch.device = "auto") -> tuple[str, str]:
-    """Where lab 04 runs its torch variants for the lab's DEVICE, and why: cuda stays cuda; mps and
-    cpu give "cpu" (memlab's int4 kernel and torch.ao's int8 have no mps kernels)."""
-    from memlab.core.hardware import resolve_device
-    kind = resolve_device(device).type
-    if kind == "mps":
-        return "cpu", "on the CPU: memlab's int4 and torch.ao's dynamic int8 have no kernels for Apple's mps"
-    return kind, "on the GPU (llama.cpp stays on the CPU)" if kind == "cuda" else "on the CPU"
-
-
 def build(base: nn.Module, variant: Variant) -> nn.Module:
     """A quantized copy of `base` (fp32); `base` itself is left unchanged.
 

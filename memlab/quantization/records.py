@@ -15,6 +15,17 @@ from memlab.core.models import DEFAULT_MODEL
 from memlab.quantization import quantize
 
 
+def run_device(device: str = "auto") -> tuple[str, str]:
+    """Where lab 04 runs its torch variants for the lab's DEVICE, and why: cuda stays cuda; mps and
+    cpu give "cpu" (memlab's int4 and torch.ao's dynamic int8 have no mps kernels)."""
+    from memlab.core.hardware import cpu_or_cuda, resolve_device
+    if cpu_or_cuda(device) == "cuda":
+        return "cuda", "on the GPU (llama.cpp stays on the CPU)"
+    if resolve_device(device).type == "mps":
+        return "cpu", "on the CPU: memlab's int4 and torch.ao's dynamic int8 have no kernels for Apple's mps"
+    return "cpu", "on the CPU"
+
+
 @dataclass(frozen=True, slots=True)
 class QuantConfig:
     variants: tuple = ("fp32", "bf16", "int8", "int4", "ao-int8", "ao-int4", "dyn-int8", "gguf-q4_1")
@@ -35,7 +46,7 @@ class QuantConfig:
         kind = resolve_device(self.device).type  # "auto" -> what is here; a missing GPU is a clear error
         if kind not in ("cpu", "cuda"):
             raise InvalidArgumentError(f"device={self.device!r}: the quantized kernels run on cpu or cuda "
-                                       "(`quantize.run_device` says where a lab's DEVICE runs them)")
+                                       "(`run_device` says where a lab's DEVICE runs them)")
         object.__setattr__(self, "device", kind)
 
     @classmethod

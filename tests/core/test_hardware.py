@@ -70,3 +70,12 @@ def test_auto_is_what_torch_sees_here():
 def test_nonsense_device_is_a_clear_error():
     with pytest.raises(DeviceUnavailableError, match="not a device"):
         hardware.resolve_device("gpu0")
+
+
+def test_cpu_or_cuda_keeps_code_without_mps_kernels_on_the_cpu(monkeypatch):
+    import torch
+    assert hardware.cpu_or_cuda("cpu") == "cpu"
+    monkeypatch.setattr(hardware, "resolve_device", lambda d: torch.device("mps"))
+    assert hardware.cpu_or_cuda("auto") == "cpu"
+    monkeypatch.setattr(hardware, "resolve_device", lambda d: torch.device("cuda", 1))
+    assert hardware.cpu_or_cuda("auto") == "cuda"

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from memlab.core import footprint, tensors
-from memlab.quantization import quality, quantize
+from memlab.quantization import quality, quantize, records
 
 has_torchao = importlib.util.find_spec("torchao") is not None
 
@@ -202,12 +202,12 @@ def test_a_quantized_run_names_its_device():
 
 
 def test_run_device_keeps_cuda_and_sends_mps_to_the_cpu(monkeypatch):
-    assert quantize.run_device("cpu")[0] == "cpu"
+    assert records.run_device("cpu")[0] == "cpu"
     monkeypatch.setattr(ml.hardware, "resolve_device", lambda d: torch.device("mps"))
-    where, why = quantize.run_device("auto")
+    where, why = records.run_device("auto")
     assert where == "cpu" and "mps" in why
     monkeypatch.setattr(ml.hardware, "resolve_device", lambda d: torch.device("cuda"))
-    assert quantize.run_device("auto")[0] == "cuda"
+    assert records.run_device("auto")[0] == "cuda"
 
 
 def test_int4_packing_refuses_a_device_without_a_kernel():
