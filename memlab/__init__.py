@@ -19,7 +19,7 @@ _quiet.install()  # two harmless third-party log lines on every model load (see 
 __version__ = "0.1.0"
 
 CORE = ("ceilings", "checkpoint", "checks", "devices", "dtypes", "errors", "exercises", "fastpath", "figures", "footprint",
-        "generation", "guard", "hardware", "hierarchy", "kv", "launch", "limits", "loading", "measure", "models", "pagecache", "paging",
+        "generation", "guard", "hardware", "hierarchy", "kernels", "kv", "launch", "limits", "loading", "measure", "models", "pagecache", "paging",
         "paths", "reference", "results", "roofline", "tensors", "text", "units")
 TOPICS = ("memory_wall", "ram_vs_disk", "ttft", "quantization", "sharding", "rag", "disaggregation",
           "memory_processing", "kv_cache")

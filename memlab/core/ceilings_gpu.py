@@ -73,7 +73,8 @@ def on_device(ceil, device: str = "cuda"):
     return dataclasses.replace(
         ceil, device=ceil.device, read_gb_per_s=v, copy_gb_per_s=v, scale_gb_per_s=v, add_gb_per_s=v,
         triad_gb_per_s=v, fp32_flop_per_s=ceil.gpu_fp32_flop_per_s, bf16_flop_per_s=ceil.gpu_bf16_flop_per_s,
-        fp16_flop_per_s=ceil.gpu_fp16_flop_per_s or ceil.gpu_bf16_flop_per_s, matmul_sizes=())
+        fp16_flop_per_s=ceil.gpu_fp16_flop_per_s or ceil.gpu_bf16_flop_per_s, matmul_sizes=(),
+        read_kernels=(("vram", v),))
 
 
 def rows(ceil) -> list[dict]:

@@ -6,15 +6,14 @@ norms), each costing microseconds of Python and dispatcher work whatever its siz
 fewer, larger operations per token:
 
 1. `FastLlama`: the same weights, regrouped once: q/k/v stacked into one matrix and gate/up into
-   another (for fp32/bf16 the model's own parameters become views of them: no byte is held twice);
-   the KV cache is a static tensor written in place (no `DynamicCache` growth, no `torch.cat`);
-   RoPE tables precomputed, applied as x*cos + roll(x)*sin' in two fused ops; one hand-written step.
-2. Every precision through the same step: the model's dtype (fp32, bf16) as it is, or `linear=` a
-   constructor nn.Linear -> module (memlab's fused int8/int4 GEMMs, `memlab.quantization.quantize`)
-   applied to each fused matrix, and `lm_head=` one for the tied embedding / LM head.
-3. `compile=True`: the decode step with fixed shapes (attention over the whole static cache under a
-   position mask, the position a tensor), so `torch.compile` traces it once per cache length; the
-   compile time is reported apart (`compile_s`), and inductor's cache makes later processes cheap.
+   another (the model's own parameters become views of them: no byte is held twice); a static KV
+   cache written in place; RoPE tables precomputed, applied as x*cos + roll(x)*sin'; one step.
+2. Every precision through the same step: the model's dtype (fp32, bf16), or `linear=` / `lm_head=`
+   constructors nn.Linear -> module (memlab's int8/int4 kernels, `memlab.quantization.quantize`).
+3. Each matmul through the kernel that streams its bytes fastest on this machine, chosen by
+   measurement (`memlab.core.kernels`); `kernels="linear"` keeps torch's F.linear everywhere.
+4. `compile=True`: the decode step with fixed shapes (attention over the whole static cache under a
+   position mask), traced once per cache length by `torch.compile`; compile time apart (`compile_s`).
 
 Shapes: B batch, T tokens in this call, H query heads, K kv heads, D head dim, C cache length.
 """
@@ -29,7 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from memlab.core import kernels as kernel_choice
 from memlab.core.errors import InvalidArgumentError
+from memlab.core.hardware import compile_reason  # noqa: F401  (labs ask ml.fastpath whether compile can run)
+from memlab.core.measure import sync
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +64,8 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
 
 
 def matmul(x: torch.Tensor, w) -> torch.Tensor:
-    """x @ w^T for a weight tensor, or w(x) for a quantized linear module."""
-    return F.linear(x, w) if isinstance(w, torch.Tensor) else w(x)
+    """x @ w^T for a weight tensor, or w's kernel for a module (`kernels.Gemv`, a quantized linear)."""
+    return F.linear(x, w) if isinstance(w, torch.Tensor) else w.forward(x)
 
 
 def _as_linear(weight: torch.Tensor) -> nn.Linear:
@@ -95,7 +97,16 @@ class FastLlama:
     """A hand-written greedy decoder over a transformers Llama model's own weights."""
 
     def __init__(self, model, max_len: int, batch_size: int = 1, *, linear: Callable | None = None,
-                 lm_head: Callable | None = None, compile: bool = False):
+                 lm_head: Callable | None = None, compile: bool = False, kernels: str = "auto",
+                 refresh_kernels: bool = False):
+        """`kernels`: "auto" picks each matmul's kernel by measurement (cached per machine,
+        `refresh_kernels` measures again); "linear", "matmul-t" or "blas" (`memlab.core.kernels`)
+        runs that kernel for every float matrix ("linear": the model's tensors as they are)."""
+        if kernels not in ("auto", *kernel_choice.FLOAT_KERNELS):
+            raise InvalidArgumentError(f"kernels must be 'auto' or one of {', '.join(kernel_choice.FLOAT_KERNELS)}, "
+                                       f"got {kernels!r}")
+        if kernels == "blas" and compile:
+            raise InvalidArgumentError("a compiled step cannot call numpy's BLAS: kernels='auto' or a torch kernel")
         t0 = time.perf_counter()
         cfg, inner = model.config, model.model
         self.model = model
@@ -108,6 +119,10 @@ class FastLlama:
         with torch.no_grad():
             self.layers = [self._layer(layer, linear) for layer in inner.layers]
             self.lm_head = lm_head(model.lm_head) if lm_head else model.lm_head.weight
+            self.kernels = None  # the measured KernelChoice ("auto"), else None
+            self.threads = 0     # torch threads while this engine runs (0: as set)
+            if kernels != "linear":
+                self._choose_kernels(model, kernels, torch_only=compile, refresh=refresh_kernels)
         self.embed, self.final_norm = inner.embed_tokens.weight, inner.norm.weight
         # (L, B, K, C, D), written in place at each position; self.k[i] is layer i's view
         shape = (len(self.layers), batch_size, self.num_kv_heads, max_len, self.head_dim)
@@ -126,10 +141,33 @@ class FastLlama:
         self.compile_s = 0.0
         self.setup_s = time.perf_counter() - t0
 
+    def _choose_kernels(self, model, kernels: str, torch_only: bool, refresh: bool) -> None:
+        """Measure (or read from the cache) each role's fastest kernel, or take `kernels` for all; hold
+        the float matrices in its layout and point the model's own modules at views of those bytes
+        (no byte held twice)."""
+        roles = {r: [w[r] for w in self.layers] for r in ("qkv", "o", "gate_up", "down")}
+        roles["head"] = [self.lm_head]
+        if kernels == "auto":
+            self.kernels = kernel_choice.choose(roles, torch_only=torch_only, refresh=refresh)
+            pairs, self.threads = self.kernels.kernels, self.kernels.torch_threads
+        else:
+            pairs, self.threads = kernel_choice.fixed(roles, kernels)
+        for role, kernel in pairs:
+            if kernel != "aten":
+                mods = [[model.lm_head]] if role == "head" else [w["mods"][role] for w in self.layers]
+                held = kernel_choice.bind(roles[role], kernel, mods)
+                if role == "head":
+                    self.lm_head = held[0]
+                else:
+                    for w, g in zip(self.layers, held):
+                        w[role] = g
+
     @staticmethod
     def _layer(layer, linear) -> dict:
         attn, mlp = layer.self_attn, layer.mlp
-        out = {"qkv": _fuse([attn.q_proj, attn.k_proj, attn.v_proj], linear),
+        out = {"mods": {"qkv": [attn.q_proj, attn.k_proj, attn.v_proj], "gate_up": [mlp.gate_proj, mlp.up_proj],
+                        "o": [attn.o_proj], "down": [mlp.down_proj]},
+               "qkv": _fuse([attn.q_proj, attn.k_proj, attn.v_proj], linear),
                "gate_up": _fuse([mlp.gate_proj, mlp.up_proj], linear),
                "ffn": mlp.gate_proj.weight.shape[0],
                "ln1": layer.input_layernorm.weight, "ln2": layer.post_attention_layernorm.weight,
@@ -186,11 +224,16 @@ class FastLlama:
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
         """Fill the cache with a prompt (B, T) from position 0; logits of its last token (B, V)."""
-        return self.forward_tokens(ids, 0)
+        with kernel_choice.torch_threads(self.threads):
+            return self.forward_tokens(ids, 0)
 
     @torch.inference_mode()
     def step(self, ids: torch.Tensor, position: int) -> torch.Tensor:
         """One decode step: ids (B, 1) at `position`; logits (B, V)."""
+        with kernel_choice.torch_threads(self.threads):
+            return self._step(ids, position)
+
+    def _step(self, ids: torch.Tensor, position: int) -> torch.Tensor:
         if self.compiled is None:
             return self.forward_tokens(ids, position)
         if ids.shape[0] != self.batch_size:
@@ -218,25 +261,6 @@ class FastLlama:
         return torch.cat(out, dim=1)
 
 
-def compile_reason(device: str | torch.device = "cpu") -> str:
-    """Why `compile=True` cannot run here ("" when it can): on a CPU, torch.compile's inductor writes
-    C++ and needs a compiler on PATH; on CUDA it needs Triton."""
-    import importlib.util
-    import shutil
-    if torch.device(device).type == "cuda":
-        return "" if importlib.util.find_spec("triton") else "torch.compile on CUDA needs triton (pip install triton)"
-    if not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
-        return "torch.compile on a CPU needs a C++ compiler (c++, g++ or clang++) on PATH"
-    return ""
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def fast_generate(model, input_ids: torch.Tensor, max_new_tokens: int = 32, *, model_name: str = "",
                   linear: Callable | None = None, lm_head: Callable | None = None,
                   compile: bool = False, fast: FastLlama | None = None) -> FastDecodeResult:
@@ -256,17 +280,17 @@ def fast_generate(model, input_ids: torch.Tensor, max_new_tokens: int = 32, *, m
     t0 = time.perf_counter()
     fast.step(fast.prefill(ids).argmax(-1, keepdim=True), T)  # warm-up (and compile)
     fast.step(fast.prefill(ids).argmax(-1, keepdim=True), T)
-    _sync(fast.device)
+    sync(fast.device)
     warmup_s = time.perf_counter() - t0 - (fast.compile_s - compiled_before)
     t0 = time.perf_counter()
     tok = fast.prefill(ids).argmax(-1, keepdim=True)
-    _sync(fast.device)
+    sync(fast.device)
     prefill_s = time.perf_counter() - t0
     out, itl = [tok], []
     for pos in range(T, T + max_new_tokens - 1):
         t1 = time.perf_counter()
         tok = fast.step(tok, pos).argmax(-1, keepdim=True)
-        _sync(fast.device)
+        sync(fast.device)
         itl.append(time.perf_counter() - t1)
         out.append(tok)
     decode_s = sum(itl)

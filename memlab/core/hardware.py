@@ -8,24 +8,35 @@ FLOP/s, disk) live in `ceilings.py`; this module only describes.
 The CPU's model and extensions come from Linux's /proc/cpuinfo and its caches from /sys. Where
 those are missing (macOS, Windows) the card says "unknown" and `describe()` prints what this
 platform cannot measure (`limitations()`). The GPU is CUDA's, or Apple's `mps` where present.
+
+torch is imported inside the functions that ask it, not at the top: it takes ~2 s and ~300 MB, and
+`memlab info` and `memlab fits` need none of it on a machine where torch cannot see a GPU
+(`torch_may_see_a_gpu()`). There the card reads torch's version from its installed metadata and
+its thread count from torch's own default rule; wherever torch is loaded already (every lab, every
+measurement) or could see a GPU, the card asks torch itself.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.metadata
 import os
 import platform
 import shutil
 import socket
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
-import torch
 
 from memlab.core import pagecache
 from memlab.core.errors import DeviceUnavailableError
 from memlab.core.units import fmt_bytes
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +135,49 @@ def native_bf16() -> bool:
 
 def has_cuda() -> bool:
     """True when torch sees at least one CUDA device."""
+    import torch
     return torch.cuda.is_available()
 
 
 def has_mps() -> bool:
     """True when torch sees Apple's Metal GPU (`mps`, Apple-silicon Macs)."""
+    import torch
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+# Files a GPU driver torch can use puts on Linux: NVIDIA's (CUDA; Jetson's nvhost), AMD's ROCm
+# (torch.cuda on ROCm builds), WSL's GPU bridge. Without any of them torch sees no GPU there.
+GPU_DRIVER_FILES = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/nvhost-ctrl-gpu", "/dev/kfd", "/dev/dxg")
+
+
+def torch_may_see_a_gpu() -> bool:
+    """False only where torch certainly sees no GPU: Linux without a CUDA, ROCm or WSL GPU driver.
+    (macOS may have mps and Windows CUDA: there only torch can tell.)"""
+    if platform.system() != "Linux":
+        return True
+    return any(Path(p).exists() for p in GPU_DRIVER_FILES)
+
+
+def torch_default_num_threads() -> int:
+    """The CPU threads torch starts with, without importing it: its own rule (ATen's
+    intraop_default_num_threads): MKL_NUM_THREADS, else OMP_NUM_THREADS, else the physical cores."""
+    for var in ("MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def installed_version(package: str) -> str:
+    """`package.__version__` if it is imported, else the version its installed metadata states."""
+    module = sys.modules.get(package)
+    if module is not None and hasattr(module, "__version__"):
+        return str(module.__version__)
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def gpu_device() -> str:
@@ -144,6 +191,7 @@ AUTO = "auto"  # a lab's DEVICE default: the GPU when torch sees one (`gpu_devic
 def resolve_device(device: str | torch.device = "cpu") -> torch.device:
     """`"auto"`, `"cpu"`, `"cuda"`, `"cuda:N"` or `"mps"` -> torch.device, with a clear error when it
     is not here. `"auto"` is `gpu_device()`: cuda when torch sees one, else mps, else cpu."""
+    import torch
     if isinstance(device, str) and device.strip().lower() == AUTO:
         device = gpu_device()
     try:
@@ -188,9 +236,10 @@ def last_level_cache_bytes(sysfs: str | Path | None = None) -> int:
 
 
 def card(cache_dir: str | Path | None = None) -> HardwareCard:
-    """Probe this machine now (cheap: no benchmarks) and return its card."""
-    import transformers
+    """Probe this machine now (cheap: no benchmarks) and return its card.
 
+    The GPU and torch's threads come from torch where it is imported already or could see a GPU;
+    elsewhere no GPU is certain and torch is not imported for the card (module docstring)."""
     from memlab.core.models import cache_dir as default_cache_dir
 
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -199,20 +248,23 @@ def card(cache_dir: str | Path | None = None) -> HardwareCard:
         probe = probe.parent  # the cache may not exist yet: report the disk it will live on
     disk = shutil.disk_usage(probe)
     vm = psutil.virtual_memory()
-    gpu_name, gpu_vram = "", 0
-    if has_cuda():
-        props = torch.cuda.get_device_properties(0)
-        gpu_name, gpu_vram = props.name, int(props.total_memory)
-    elif has_mps():  # unified memory: what torch's Metal allocator may use of the RAM
-        recommended = getattr(getattr(torch, "mps", None), "recommended_max_memory", None)
-        gpu_name, gpu_vram = "Apple GPU (mps)", int(recommended()) if recommended else 0
+    gpu_name, gpu_vram, torch_threads = "", 0, torch_default_num_threads()
+    if "torch" in sys.modules or torch_may_see_a_gpu():
+        import torch
+        torch_threads = torch.get_num_threads()
+        if has_cuda():
+            props = torch.cuda.get_device_properties(0)
+            gpu_name, gpu_vram = props.name, int(props.total_memory)
+        elif has_mps():  # unified memory: what torch's Metal allocator may use of the RAM
+            recommended = getattr(getattr(torch, "mps", None), "recommended_max_memory", None)
+            gpu_name, gpu_vram = "Apple GPU (mps)", int(recommended()) if recommended else 0
     return HardwareCard(
         host=socket.gethostname(),
         cpu_model=_cpu_model(),
         cpu_features=" ".join(cpu_features()) or ("-" if read_cpuinfo() is not None else "unknown"),
         num_cores=psutil.cpu_count(logical=False) or os.cpu_count() or 1,
         num_threads=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
-        torch_num_threads=torch.get_num_threads(),
+        torch_num_threads=torch_threads,
         ram_total_bytes=int(vm.total),
         ram_available_bytes=int(vm.available),
         gpu_name=gpu_name,
@@ -222,8 +274,8 @@ def card(cache_dir: str | Path | None = None) -> HardwareCard:
         cache_disk_free_bytes=int(disk.free),
         os=f"{platform.system()} {platform.release()}",
         python_version=platform.python_version(),
-        torch_version=torch.__version__,
-        transformers_version=transformers.__version__,
+        torch_version=installed_version("torch"),
+        transformers_version=installed_version("transformers"),
         measured_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         last_level_cache_bytes=last_level_cache_bytes(),
     )
@@ -242,3 +294,17 @@ def describe(cache_dir: str | Path | None = None) -> HardwareCard:
     for note in limitations():
         print(f"note: {note}")
     return hw
+
+
+def compile_reason(device: str | torch.device = "cpu") -> str:
+    """Why `compile=True` cannot run here ("" when it can): on a CPU, torch.compile's inductor writes
+    C++ and needs a compiler on PATH; on CUDA it needs Triton."""
+    import importlib.util
+    import shutil
+
+    import torch
+    if torch.device(device).type == "cuda":
+        return "" if importlib.util.find_spec("triton") else "torch.compile on CUDA needs triton (pip install triton)"
+    if not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        return "torch.compile on a CPU needs a C++ compiler (c++, g++ or clang++) on PATH"
+    return ""

@@ -23,9 +23,12 @@ from memlab.core.errors import InvalidArgumentError
 
 
 def sync(device: str | torch.device = "cpu") -> None:
-    """Wait for queued GPU work so a timestamp means 'done'; a no-op on the CPU."""
-    if torch.device(device).type == "cuda":
+    """Wait for queued GPU work (CUDA or Apple's mps) so a timestamp means 'done'; a no-op on the CPU."""
+    kind = torch.device(device).type
+    if kind == "cuda":
         torch.cuda.synchronize(device)
+    elif kind == "mps":
+        torch.mps.synchronize()
 
 
 def rss_bytes() -> int:

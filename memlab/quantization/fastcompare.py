@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from memlab.core import fastpath, roofline, tensors
+from memlab.core import fastpath, kernels, roofline, tensors
 from memlab.core.errors import InvalidArgumentError
 from memlab.quantization import quality, quantize
 
@@ -42,6 +42,7 @@ class FastRow:
     matmul_s: float               # one token's matmuls on their own (`matmul_seconds`)
     matmul_gb_per_s: float        # streamed_bytes / matmul_s: how fast the kernels themselves stream
     other_s: float                # 1 / decode tok/s - matmul_s: attention, norms, RoPE, dispatch
+    kernels: object               # the measured kernels.KernelChoice (None: F.linear everywhere)
     same_tokens: bool             # greedy tokens equal to the eager variant's
     first_divergence: int         # first differing token index (the common length when the same)
     tokens: tuple
@@ -57,18 +58,20 @@ def streamed_bytes(fast: fastpath.FastLlama) -> int:
 
 
 def measure(model, prompt_ids: list[int], new_tokens: int, variant: str, repeats: int = 3,
-            compile: bool = False) -> tuple[fastpath.FastDecodeResult, int, float]:
+            compile: bool = False, kernels: str = "auto") -> tuple[fastpath.FastDecodeResult, int, float, object]:
     """Median-of-`repeats` fast-path run of `variant` on `model` (fp32 for int8/int4, the variant's
     dtype for fp32/bf16); returns the median run by decode speed, the bytes a step reads and the
-    seconds its matmuls take on their own (`matmul_seconds`)."""
+    seconds its matmuls take on their own (`matmul_seconds`) and the kernel choice (`kernels`: "auto",
+    measured per machine, or "linear": torch's F.linear everywhere)."""
     if variant not in LINEARS:
         raise InvalidArgumentError(f"the fast path runs {', '.join(LINEARS)}; got {variant!r}")
     linear, head = LINEARS[variant]
     ids = torch.tensor([prompt_ids])
-    fast = fastpath.FastLlama(model, len(prompt_ids) + new_tokens, linear=linear, lm_head=head, compile=compile)
+    fast = fastpath.FastLlama(model, len(prompt_ids) + new_tokens, linear=linear, lm_head=head, compile=compile,
+                              kernels=kernels)
     runs = sorted((fastpath.fast_generate(model, ids, new_tokens, fast=fast) for _ in range(repeats)),
                   key=lambda r: r.decode_tok_per_s)
-    return runs[len(runs) // 2], streamed_bytes(fast), matmul_seconds(fast)
+    return runs[len(runs) // 2], streamed_bytes(fast), matmul_seconds(fast), fast.kernels
 
 
 def compare(base, results, bandwidth_bytes_per_s: float, cfg, variants=tuple(LINEARS),
@@ -88,7 +91,7 @@ def compare(base, results, bandwidth_bytes_per_s: float, cfg, variants=tuple(LIN
     for v in tqdm(names, desc="fast path", disable=not progress):
         dtype = quantize.VARIANTS[v].load_dtype
         model = base.model if dtype == "fp32" else load(cfg.model, dtype=dtype, device=cfg.device).model
-        run, nbytes, mm_s = measure(model, prompt, cfg.new_tokens, v, repeats or cfg.repeats, compile)
+        run, nbytes, mm_s, choice = measure(model, prompt, cfg.new_tokens, v, repeats or cfg.repeats, compile)
         fp32 = fp32 or (run, nbytes)
         bound = roofline.decode_tok_per_s_bound(nbytes, bandwidth_bytes_per_s)
         vs = run.decode_tok_per_s / fp32[0].decode_tok_per_s
@@ -97,7 +100,7 @@ def compare(base, results, bandwidth_bytes_per_s: float, cfg, variants=tuple(LIN
             variant=v, weights=run.weights, streamed_bytes=nbytes, decode_tok_per_s=run.decode_tok_per_s,
             prefill_s=run.prefill_s, bound_tok_per_s=bound, of_bound=run.decode_tok_per_s / bound, vs_fp32=vs,
             byte_ratio=fp32[1] / nbytes, of_byte_ratio=vs / (fp32[1] / nbytes), compile_s=run.compile_s,
-            matmul_s=mm_s, matmul_gb_per_s=nbytes / mm_s / 1e9, other_s=1 / run.decode_tok_per_s - mm_s,
+            matmul_s=mm_s, matmul_gb_per_s=nbytes / mm_s / 1e9, other_s=1 / run.decode_tok_per_s - mm_s, kernels=choice,
             same_tokens=tuple(run.token_ids) == tuple(ref),
             first_divergence=quality.first_divergence(run.token_ids, ref), tokens=tuple(run.token_ids)))
     return rows
@@ -118,4 +121,5 @@ def matmul_seconds(fast: fastpath.FastLlama, repeats: int = 5) -> float:
     def run():
         for w, k in mats:
             fastpath.matmul(inputs.get(k, x), w)
-    return repeat(run, repeats, device=fast.device).median
+    with kernels.torch_threads(fast.threads):  # as the step runs them
+        return repeat(run, repeats, device=fast.device).median

@@ -10,8 +10,15 @@ from memlab.core import ceilings
 
 def test_stream_kernels_report_gb_per_s():
     bw = ceilings.stream(16 * 2**20, repeats=2)
-    assert set(bw) == {"read", "copy", "scale", "add", "triad"}
+    assert set(bw) == {"read", "read:sum", "read:blas", "copy", "scale", "add", "triad"}
     assert all(0.1 < v < 10_000 for v in bw.values())  # GB/s, not bytes/s
+    assert bw["read"] == max(bw["read:sum"], bw["read:blas"])  # the roof's read is the fastest read kernel
+
+
+def test_the_blas_read_reads_the_same_bytes():
+    a = torch.arange(3 * 65536 * 16, dtype=torch.float32)
+    rates = ceilings.read_rates(a, repeats=1)
+    assert set(rates) == {"sum", "blas"} and all(v > 0 for v in rates.values())
 
 
 def test_matmul_respects_its_time_budget():
@@ -70,14 +77,15 @@ def test_cli_ceilings_json(tmp_path, monkeypatch, capsys):
     assert "triad" in capsys.readouterr().out
 
 
-def test_a_cached_record_without_the_read_kernel_is_measured_again(tmp_path, monkeypatch):
+@pytest.mark.parametrize("missing", ["read_gb_per_s", "read_kernels"])
+def test_a_cached_record_without_the_read_kernel_is_measured_again(tmp_path, monkeypatch, missing):
     import dataclasses
     import json
     calls = []
     real = ceilings.measure_now
     monkeypatch.setattr(ceilings, "measure_now", lambda **kw: calls.append(1) or real(quick=True))
     old = dataclasses.asdict(real(quick=True))
-    old.pop("read_gb_per_s")
+    old.pop(missing)
     path = tmp_path / "ceilings"
     path.mkdir()
     (path / f"{__import__('socket').gethostname()}-quick.json").write_text(json.dumps(old))

@@ -38,12 +38,38 @@ def test_same_logits_step_by_step(tiny):
             tok = ref.argmax(-1, keepdim=True)
 
 
-def test_weights_are_shared_not_copied(tiny):
-    fast = fastpath.FastLlama(tiny.model, max_len=8)
+@pytest.mark.parametrize("kernel", ["auto", "linear", "matmul-t", "blas"])
+def test_weights_are_shared_not_copied(tiny, kernel):
+    fast = fastpath.FastLlama(tiny.model, max_len=8, kernels=kernel)
     attn = tiny.model.model.layers[0].self_attn
     qkv = fast.layers[0]["qkv"]
+    qkv = qkv if isinstance(qkv, torch.Tensor) else qkv.weight_view()  # a kernels.Gemv
     assert attn.q_proj.weight.data_ptr() == qkv.data_ptr()
     assert attn.k_proj.weight.data_ptr() == qkv[attn.q_proj.weight.shape[0]:].data_ptr()
+    head = fast.lm_head if isinstance(fast.lm_head, torch.Tensor) else fast.lm_head.weight_view()
+    assert tiny.model.lm_head.weight.data_ptr() == head.data_ptr() == fast.embed.data_ptr()
+
+
+@pytest.mark.parametrize("kernel", ["matmul-t", "blas"])
+def test_every_kernel_gives_the_same_tokens(tiny, kernel):
+    ids = list(range(5, 25))
+    ref = _reference(tiny, ids, 12)
+    fast = fastpath.FastLlama(tiny.model, max_len=32, kernels=kernel)
+    r = fastpath.fast_generate(tiny.model, torch.tensor([ids]), 12, fast=fast)
+    assert list(r.token_ids) == ref
+    assert fast.threads == (1 if kernel == "blas" else 0)
+    assert list(ml.generate(tiny, ids, max_new_tokens=12, stop_at_eos=False).token_ids) == ref  # the model still works
+
+
+def test_a_measured_choice_is_shown_and_cached(tiny):
+    fast = fastpath.FastLlama(tiny.model, max_len=8, kernels="auto")
+    choice = fast.kernels
+    assert {r for r, _ in choice.kernels} == {"qkv", "o", "gate_up", "down", "head"}
+    assert fast.threads == choice.torch_threads
+    rows = choice.rows()
+    assert sum(r["chosen"] for r in rows) == 5 and all(r["GB_per_s"] > 0 for r in rows)
+    assert not any(r["kernel"] == "blas" and r["torch_threads"] != 1 for r in rows)  # BLAS only beside one torch thread
+    assert fastpath.FastLlama(tiny.model, max_len=8).kernels.from_cache
 
 
 def test_batched_rows_match_single(tiny):
@@ -111,6 +137,10 @@ def test_bad_arguments_say_so(tiny):
     fast = fastpath.FastLlama(tiny.model, max_len=4)
     with pytest.raises(InvalidArgumentError, match="exceed max_len"):
         fast.generate(torch.tensor([[1, 2, 3]]), 4)
+    with pytest.raises(InvalidArgumentError, match="kernels must be"):
+        fastpath.FastLlama(tiny.model, max_len=4, kernels="fastest")
+    with pytest.raises(InvalidArgumentError, match="numpy's BLAS"):
+        fastpath.FastLlama(tiny.model, max_len=4, kernels="blas", compile=True)
 
 
 def test_a_reused_engine_reports_a_positive_warmup(tiny):

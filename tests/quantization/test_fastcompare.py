@@ -30,7 +30,7 @@ def test_measure_rejects_an_unknown_variant(tiny):
 
 
 def test_measure_runs_and_counts(tiny):
-    run, nbytes, mm_s = fastcompare.measure(tiny.model, [1, 2, 3, 4], 5, "int4", repeats=1)
+    run, nbytes, mm_s, _ = fastcompare.measure(tiny.model, [1, 2, 3, 4], 5, "int4", repeats=1)
     assert run.weights == "Int4Linear" and len(run.token_ids) == 5 and nbytes > 0 and mm_s > 0
     assert run.decode_tok_per_s > 0 and run.prefill_s > 0
 
