@@ -105,8 +105,8 @@ class FastLlama:
         if kernels not in ("auto", *kernel_choice.FLOAT_KERNELS):
             raise InvalidArgumentError(f"kernels must be 'auto' or one of {', '.join(kernel_choice.FLOAT_KERNELS)}, "
                                        f"got {kernels!r}")
-        if kernels == "blas" and compile:
-            raise InvalidArgumentError("a compiled step cannot call numpy's BLAS: kernels='auto' or a torch kernel")
+        if kernels in kernel_choice.OWN_POOL and compile:
+            raise InvalidArgumentError(f"a compiled step runs torch's kernels only, not {kernels!r}: kernels='auto' or a torch kernel")
         t0 = time.perf_counter()
         cfg, inner = model.config, model.model
         self.model = model

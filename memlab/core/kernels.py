@@ -8,12 +8,14 @@ measures the candidates on this machine, on the model's own matrices, and keeps 
 
 1. "linear":   F.linear(x, W), W stored as the model has it (N, K): torch's default.
 2. "matmul-t": x @ W_t, W stored transposed (K, N): another torch kernel over the same bytes.
-3. "blas":     numpy's BLAS (OpenBLAS in numpy's wheels) on W_t; fp32 on a CPU only. It keeps its
-               own thread pool, and torch's idle OpenMP threads spin on the same cores for a while
-               after each parallel op (measured in a step: 4 tok/s instead of 30), so it is only
-               timed, and only run, with torch on one thread.
-Quantized matrices (memlab's Int8Linear / Int4Linear) have one kernel each ("aten"), timed too so the
-table shows how fast it streams.
+3. "blas":     numpy's BLAS (OpenBLAS in numpy's wheels) on W_t; fp32 on a CPU only.
+4. "c":        memlab's own C kernels (`core.ckernels`, `memlab/data/gemv.c`), compiled on this
+               machine: fp32, bf16, and int8/int4 codes (a quantized module offers them through
+               `gemv_weights()`). One row at a time; a prefill (several rows) goes to torch's kernel.
+Quantized matrices also run torch's own kernel for memlab's Int8Linear / Int4Linear ("aten").
+"blas" and "c" keep their own thread pools, and torch's idle OpenMP threads spin on the same cores
+for a while after each parallel op (measured in a step: 4 tok/s instead of 30), so they are only
+timed, and only run, with torch on one thread.
 
 Every candidate is timed on all of a role's matrices (the 30 layers' q/k/v, say: past the caches, as
 in a step) once with torch's threads as set and once with one torch thread; the fastest whole
@@ -32,11 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from memlab.core import ckernels
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.measure import repeat
 from memlab.core.paths import write_atomic
 
-FLOAT_KERNELS = ("linear", "matmul-t", "blas")
+FLOAT_KERNELS = ("linear", "matmul-t", "blas", "c")
+OWN_POOL = ("blas", "c")  # kernels with their own threads: torch runs one thread beside them
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +82,20 @@ class KernelChoice:
                 for t in self.times]
 
 
-def blas_reason(device: torch.device, dtype: torch.dtype) -> str:
-    """Why the numpy BLAS kernel cannot run here ("" when it can)."""
-    if device.type != "cpu" or dtype != torch.float32:
-        return "numpy's BLAS runs fp32 on a CPU only"
-    try:
-        import numpy  # noqa: F401
-    except ImportError:
-        return "numpy is not installed"
+def reason(kernel: str, device: torch.device, dtype: torch.dtype | None = None) -> str:
+    """Why `kernel` cannot run matrices of `dtype` on `device` ("" when it can; dtype None: a
+    quantized module, which "c" runs when it offers `gemv_weights()`)."""
+    if kernel == "blas":
+        if device.type != "cpu" or dtype != torch.float32:
+            return "numpy's BLAS runs fp32 on a CPU only"
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            return "numpy is not installed"
+    if kernel == "c":
+        if device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16, None):
+            return "memlab's C kernels run fp32, bf16, int8 and int4 on a CPU only"
+        return ckernels.reason()
     return ""
 
 
@@ -97,16 +107,20 @@ class Gemv(nn.Module):
         if kernel not in FLOAT_KERNELS:
             raise ValueError(f"unknown kernel {kernel!r}: one of {', '.join(FLOAT_KERNELS)}")
         self.kernel, (self.out_features, self.in_features) = kernel, weight.shape
-        held = weight.contiguous() if kernel == "linear" else weight.t().contiguous()
-        self.register_buffer("weight", held)  # (N, K) for "linear", (K, N) otherwise
+        held = weight.contiguous() if kernel in ("linear", "c") else weight.t().contiguous()
+        self.register_buffer("weight", held)  # (N, K) for "linear" and "c", (K, N) otherwise
         self.array = held.numpy() if kernel == "blas" else None  # the same bytes, seen by numpy
 
     def weight_view(self) -> torch.Tensor:
         """The (N, K) matrix over the held bytes, for the model's own module to keep using."""
-        return self.weight if self.kernel == "linear" else self.weight.t()
+        return self.weight if self.kernel in ("linear", "c") else self.weight.t()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel == "linear":
+        if self.kernel == "c" and x.numel() == self.in_features:  # one row: memlab's C kernel
+            kind = "f32" if self.weight.dtype == torch.float32 else "bf16"
+            y = ckernels.gemv(x, kind, self.weight, out_features=self.out_features)
+            return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+        if self.kernel in ("linear", "c"):
             return F.linear(x, self.weight)
         if self.kernel == "matmul-t":
             return x @ self.weight
@@ -114,20 +128,46 @@ class Gemv(nn.Module):
         return torch.from_numpy(x2 @ self.array).view(*x.shape[:-1], self.out_features)
 
 
+class QGemv(nn.Module):
+    """A quantized module's codes through memlab's C kernel for one row; several rows (a prefill) go
+    through the module's own kernel. Its buffers are the bytes a decode step reads."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.kind, *held = module.gemv_weights()  # ("q8", codes, scales) or ("q4", codes, scales_zeros)
+        self.out_features, self.in_features = module.out_features, module.in_features
+        for i, t in enumerate(held):
+            self.register_buffer(f"w{i}", t)
+        self.rows = (module,)  # a tuple: the module's own bytes are not this one's (not a submodule)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() != self.in_features:
+            return self.rows[0].forward(x)
+        y = ckernels.gemv(x, self.kind, *self.buffers(), out_features=self.out_features)
+        return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+
+
 def fixed(roles: dict[str, list], kernel: str) -> tuple[list, int]:
     """(role, kernel) pairs running `kernel` on every float role ("aten" on quantized ones), and the
     torch threads it needs (1 for "blas", else 0: as set)."""
-    floats = [m[0] for m in roles.values() if isinstance(m[0], torch.Tensor)]
-    why = blas_reason(floats[0].device, floats[0].dtype) if kernel == "blas" and floats else ""
-    if why:
-        raise InvalidArgumentError(f"kernels='blas': {why}")
-    return [(r, kernel if isinstance(m[0], torch.Tensor) else "aten") for r, m in roles.items()], int(kernel == "blas")
+    pairs = []
+    for role, mats in roles.items():
+        if isinstance(mats[0], torch.Tensor):
+            why = reason(kernel, mats[0].device, mats[0].dtype)
+            if why:
+                raise InvalidArgumentError(f"kernels={kernel!r}: {why}")
+            pairs.append((role, kernel))
+        else:
+            pairs.append((role, "c" if kernel == "c" and "c" in candidates(mats[0]) else "aten"))
+    return pairs, int(kernel in OWN_POOL)
 
 
 def bind(mats: list, kernel: str, modules: list[list[nn.Linear]]) -> list[Gemv]:
     """Hold each matrix of `mats` in `kernel`'s layout; the nn.Linear modules stacked row-wise in it
     (`modules[i]` for `mats[i]`) are pointed at views of the held bytes, so the model keeps working
     and no byte is held twice."""
+    if not isinstance(mats[0], torch.Tensor):
+        return [QGemv(m) for m in mats]  # quantized: its codes through "c"; the model is not touched
     held = []
     for w, mods in zip(mats, modules):
         g = Gemv(w, kernel)
@@ -163,8 +203,9 @@ def _bytes(m) -> int:
 def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5) -> KernelTime:
     """Time `kernel` over every matrix of `mats` (tensors (N, K), or quantized modules: "aten")."""
     first = mats[0]
-    if kernel == "aten":
-        ops, weights, shape = [m.forward for m in mats], type(first).__name__, (first.out_features, first.in_features)
+    if not isinstance(first, torch.Tensor):
+        ops = [m.forward for m in mats] if kernel == "aten" else [QGemv(m).forward for m in mats]
+        weights, shape = type(first).__name__, (first.out_features, first.in_features)
     else:
         ops = [Gemv(w, kernel).forward for w in mats]
         weights, shape = str(first.dtype).removeprefix("torch."), tuple(first.shape)
@@ -177,15 +218,17 @@ def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5
             op(x)
     with torch_threads(threads):
         s = repeat(run, repeats, device=dev).median
-    nbytes = sum(_bytes(m) for m in mats)
+    nbytes = sum(_bytes(m if kernel == "aten" or isinstance(m, torch.Tensor) else QGemv(m)) for m in mats)
     return KernelTime(role, weights, shape, len(mats), kernel, threads, s, nbytes, nbytes / s / 1e9)
 
 
 def candidates(first) -> list[str]:
     """The kernels that can run a role whose first matrix is `first`."""
     if not isinstance(first, torch.Tensor):
-        return ["aten"]
-    return [k for k in FLOAT_KERNELS if k != "blas" or not blas_reason(first.device, first.dtype)]
+        dev = next(iter(first.buffers())).device
+        offers = getattr(first, "gemv_weights", lambda: None)() is not None
+        return ["aten"] + (["c"] if offers and not reason("c", dev) else [])
+    return [k for k in FLOAT_KERNELS if not reason(k, first.device, first.dtype)]
 
 
 def thread_counts(device: torch.device) -> list[int]:
@@ -223,7 +266,7 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
     for threads in thread_counts(dev):
         for role, mats in roles.items():
             for kernel in candidates(mats[0]):
-                if kernel == "blas" and (torch_only or threads != 1):  # see the module docstring
+                if kernel in OWN_POOL and (torch_only or threads != 1):  # see the module docstring
                     continue
                 key = _key(role, mats, kernel, threads, torch_only)
                 if key in cache:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from memlab.core.errors import InvalidArgumentError
-from memlab.core import tensors
+from memlab.core import ckernels, tensors
 
 GROUP_SIZE = 32
 
@@ -90,6 +90,10 @@ class Int8Linear(nn.Module):
         y = y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
+    def gemv_weights(self):
+        """The same codes and scales for memlab's C kernel (`core.kernels`); None with a bias."""
+        return ("q8", self.qweight, self.scale) if self.bias is None and self.qweight.device.type == "cpu" else None
+
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:
     """(N, K) codes 0..15 -> the layout aten's int4 kernel reads on q's device, K/2 bytes per row.
@@ -119,6 +123,11 @@ class Int4Linear(nn.Module):
         self.register_buffer("qweight", pack_int4(q))                          # N x K/2 bytes
         self.register_buffer("scales_and_zeros", sz.to(torch.bfloat16).contiguous())
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
+        # the same codes in memlab's C layout (`core.ckernels.gemv_q4`): a decode step reads these or
+        # aten's, never both (not buffers: the module's bytes stay aten's)
+        self.c_layout = None
+        if group_size == ckernels.GROUP and q.device.type == "cpu" and self.bias is None:
+            self.c_layout = (ckernels.pack_q4(q), sz.transpose(0, 1).to(torch.bfloat16).contiguous())  # (N, K/2), (N, K/G, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features).to(torch.bfloat16)
@@ -127,6 +136,10 @@ class Int4Linear(nn.Module):
         y = mm(x2, self.qweight, self.group_size, self.scales_and_zeros)
         y = y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
+
+    def gemv_weights(self):
+        """The codes, scales and zeros in memlab's C layout (`core.kernels`); None where it has none."""
+        return None if self.c_layout is None else ("q4", *self.c_layout)
 
 
 def replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module],

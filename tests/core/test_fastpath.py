@@ -38,7 +38,7 @@ def test_same_logits_step_by_step(tiny):
             tok = ref.argmax(-1, keepdim=True)
 
 
-@pytest.mark.parametrize("kernel", ["auto", "linear", "matmul-t", "blas"])
+@pytest.mark.parametrize("kernel", ["auto", "linear", "matmul-t", "blas", "c"])
 def test_weights_are_shared_not_copied(tiny, kernel):
     fast = fastpath.FastLlama(tiny.model, max_len=8, kernels=kernel)
     attn = tiny.model.model.layers[0].self_attn
@@ -50,14 +50,14 @@ def test_weights_are_shared_not_copied(tiny, kernel):
     assert tiny.model.lm_head.weight.data_ptr() == head.data_ptr() == fast.embed.data_ptr()
 
 
-@pytest.mark.parametrize("kernel", ["matmul-t", "blas"])
+@pytest.mark.parametrize("kernel", ["matmul-t", "blas", "c"])
 def test_every_kernel_gives_the_same_tokens(tiny, kernel):
     ids = list(range(5, 25))
     ref = _reference(tiny, ids, 12)
     fast = fastpath.FastLlama(tiny.model, max_len=32, kernels=kernel)
     r = fastpath.fast_generate(tiny.model, torch.tensor([ids]), 12, fast=fast)
     assert list(r.token_ids) == ref
-    assert fast.threads == (1 if kernel == "blas" else 0)
+    assert fast.threads == (1 if kernel in ("blas", "c") else 0)
     assert list(ml.generate(tiny, ids, max_new_tokens=12, stop_at_eos=False).token_ids) == ref  # the model still works
 
 
@@ -68,7 +68,7 @@ def test_a_measured_choice_is_shown_and_cached(tiny):
     assert fast.threads == choice.torch_threads
     rows = choice.rows()
     assert sum(r["chosen"] for r in rows) == 5 and all(r["GB_per_s"] > 0 for r in rows)
-    assert not any(r["kernel"] == "blas" and r["torch_threads"] != 1 for r in rows)  # BLAS only beside one torch thread
+    assert not any(r["kernel"] in ("blas", "c") and r["torch_threads"] != 1 for r in rows)  # own pools: one torch thread
     assert fastpath.FastLlama(tiny.model, max_len=8).kernels.from_cache
 
 
@@ -87,8 +87,9 @@ def test_real_model_same_tokens(real):
     assert list(r.token_ids) == ref
 
 
+@pytest.mark.parametrize("kernel", ["linear", "c"])  # quantized matrices: aten's kernel, or memlab's C one
 @pytest.mark.parametrize("kind", ["int8", "int4", "int4+int8 head"])
-def test_quantized_fast_path_matches_the_quantized_eager_model(tiny, kind):
+def test_quantized_fast_path_matches_the_quantized_eager_model(tiny, kind, kernel):
     """Fusing q/k/v and gate/up before quantizing keeps every row's codes and scales: same logits."""
     from memlab.quantization import quantize
     make = quantize.Int8Linear if kind == "int8" else quantize.Int4Linear
@@ -96,7 +97,7 @@ def test_quantized_fast_path_matches_the_quantized_eager_model(tiny, kind):
     eager = quantize.build(tiny.model, quantize.Variant(
         "q", "memlab", 8, "fp32", lambda m: quantize.replace_linears(m, make, lm_head=head or (lambda x: x)), "", ""))
     ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
-    fast = fastpath.FastLlama(tiny.model, max_len=16, linear=make, lm_head=head)
+    fast = fastpath.FastLlama(tiny.model, max_len=16, linear=make, lm_head=head, kernels=kernel)
     assert fast.weights == make.__name__
     with torch.inference_mode():
         cache = ml.generation.new_cache(eager)
@@ -107,7 +108,10 @@ def test_quantized_fast_path_matches_the_quantized_eager_model(tiny, kind):
             ref = ml.generation.decode_step(eager, tok, cache)
             torch.testing.assert_close(fast.step(tok, pos), ref, rtol=2e-2, atol=2e-2)
             tok = ref.argmax(-1, keepdim=True)
-    assert isinstance(fast.layers[0]["qkv"], make)  # the quantized module is the matmul
+    if kernel == "linear":
+        assert isinstance(fast.layers[0]["qkv"], make)  # the quantized module is the matmul
+    else:
+        assert isinstance(fast.layers[0]["qkv"], ml.kernels.QGemv) and fast.threads == 1
 
 
 def test_quantized_fast_path_leaves_the_fp32_model_alone(tiny):
@@ -139,7 +143,7 @@ def test_bad_arguments_say_so(tiny):
         fast.generate(torch.tensor([[1, 2, 3]]), 4)
     with pytest.raises(InvalidArgumentError, match="kernels must be"):
         fastpath.FastLlama(tiny.model, max_len=4, kernels="fastest")
-    with pytest.raises(InvalidArgumentError, match="numpy's BLAS"):
+    with pytest.raises(InvalidArgumentError, match="torch's kernels only"):
         fastpath.FastLlama(tiny.model, max_len=4, kernels="blas", compile=True)
 
 

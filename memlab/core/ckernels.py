@@ -1,0 +1,113 @@
+"""memlab's own GEMV kernels in C, compiled once on the learner's machine (lab 01, lab 04, `core.kernels`).
+
+Batch-1 decode multiplies one activation row by every weight matrix, so its speed is how fast a
+kernel streams the weights. The kernels in `memlab/data/gemv.c` (fp32, bf16, int8, int4; open it)
+are compiled here with `-march=native`, so each machine gets code for its own vector units, and
+loaded with ctypes. `core.kernels` times them beside torch's and numpy's and keeps whichever streams
+fastest. They split rows over their own OpenMP threads, so like numpy's BLAS they run beside one
+torch thread. Without a C compiler (or where it fails) `reason()` says why and they are not offered.
+
+The library is cached per machine in the memlab cache (`kernels/gemv-<hash>.so`, the hash over the
+source, the compiler and the CPU's flags), written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+from memlab.core.paths import data_path, write_atomic
+
+_LIB: dict = {}  # the loaded library per process ({} until first use): loading twice would map it twice
+GROUP = 32       # int4 group size of gemv_q4
+
+
+def _compiler() -> str:
+    return next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), "")
+
+
+def _build(out: Path) -> str:
+    """Compile gemv.c into `out`; "" on success, else the compiler's first error line."""
+    cc, src = _compiler(), data_path("gemv.c")
+    if not cc:
+        return "no C compiler (cc, gcc or clang) on PATH"
+    err = ""
+    for flags in (["-fopenmp"], []):  # macOS's clang has no OpenMP: then one thread
+        with tempfile.TemporaryDirectory() as tmp:
+            so = Path(tmp) / "gemv.so"
+            r = subprocess.run([cc, "-O3", "-march=native", "-ffast-math", "-shared", "-fPIC", *flags,
+                                str(src), "-o", str(so)], capture_output=True, text=True)
+            if r.returncode == 0:
+                write_atomic(out, so.read_bytes())
+                return ""
+            err = (r.stderr.strip().splitlines() or ["failed"])[0]
+    return f"compiling memlab's C kernels failed: {err}"
+
+
+def cache_dir_kernels() -> Path:
+    """The folder of the compiled library (beside the kernel choices of `core.kernels`)."""
+    from memlab.core.models import cache_dir
+    return cache_dir() / "kernels"
+
+
+def library():
+    """The loaded kernels (ctypes.CDLL), compiled on first use; None where they cannot be built."""
+    if "lib" in _LIB:
+        return _LIB["lib"]
+    from memlab.core.hardware import cpu_features
+    key = hashlib.sha256(data_path("gemv.c").read_bytes() + _compiler().encode()
+                         + " ".join(cpu_features()).encode()).hexdigest()[:16]
+    path = cache_dir_kernels() / f"gemv-{key}.so"
+    _LIB["reason"] = "" if path.exists() else _build(path)
+    lib = None
+    if not _LIB["reason"]:
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as e:
+            _LIB["reason"] = f"memlab's C kernels would not load: {e}"
+    if lib is not None:
+        P, I = ctypes.c_void_p, ctypes.c_int
+        for name, pointers in (("gemv_f32", 3), ("gemv_bf16", 3), ("gemv_q8", 4), ("gemv_q4", 5)):
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = [P] * pointers + [I, I], None
+    _LIB["lib"] = lib
+    return lib
+
+
+def reason() -> str:
+    """Why the C kernels are not available here ("" when they are)."""
+    library()
+    return _LIB["reason"]
+
+
+def pack_q4(q: torch.Tensor) -> torch.Tensor:
+    """(N, K) codes 0..15 -> gemv_q4's layout (N, K/2) uint8: in each group of 32, byte j holds code j
+    in its low nibble and code j + 16 in its high nibble."""
+    N, K = q.shape
+    g = q.to(torch.uint8).view(N, K // GROUP, 2, GROUP // 2)  # (N, G, lo/hi, 16)
+    return (g[:, :, 0] | (g[:, :, 1] << 4)).reshape(N, K // 2).contiguous()
+
+
+def gemv(x: torch.Tensor, kind: str, *weights: torch.Tensor, out_features: int) -> torch.Tensor:
+    """y (1, N) fp32 = x (K,) or (1, K) times the weights of `kind` ("f32", "bf16", "q8", "q4"):
+    f32/bf16: W (N, K); q8: codes (N, K) int8, scales (N,) bf16; q4: pack_q4 codes, scales and zeros
+    (N, K/32, 2) bf16."""
+    lib = library()
+    x = x.reshape(-1).float().contiguous()
+    y = torch.empty(1, out_features)
+    K = x.numel()
+    if kind == "q4":
+        xs = x.view(-1, GROUP).sum(1)  # the zero point's term: z * sum of x over each group
+        lib.gemv_q4(x.data_ptr(), xs.data_ptr(), weights[0].data_ptr(), weights[1].data_ptr(), y.data_ptr(),
+                    out_features, K)
+    elif kind == "q8":
+        lib.gemv_q8(x.data_ptr(), weights[0].data_ptr(), weights[1].data_ptr(), y.data_ptr(), out_features, K)
+    else:
+        getattr(lib, f"gemv_{kind}")(x.data_ptr(), weights[0].data_ptr(), y.data_ptr(), out_features, K)
+    return y

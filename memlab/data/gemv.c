@@ -1,0 +1,79 @@
+/* memlab's GEMV kernels (memlab/core/ckernels.py compiles this file once per machine with
+   -O3 -march=native -fopenmp). One activation row x (K floats) times every row of a weight matrix
+   W (N x K): y[n] = sum_k x[k] * W[n][k]. Batch-1 decode is exactly this, so each kernel's speed
+   is how fast it streams W. Rows are split across OpenMP threads; each row is one dot product.
+
+   1. gemv_f32   W fp32
+   2. gemv_bf16  W bf16 (the top 16 bits of an fp32: widened by a shift)
+   3. gemv_q8    W int8 codes, one bf16 scale per row: w = s * q
+   4. gemv_q4    W 4-bit codes, a bf16 scale s and zero z per group of 32: w = (q - 8) * s + z
+   With AVX2 + FMA the int8/int4 loops are written with intrinsics (the compiler does not
+   vectorize the nibble unpacking well); elsewhere plain C loops that any compiler vectorizes. */
+#include <stdint.h>
+#include <string.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define HAVE_AVX2 1
+static inline float hsum(__m256 v){ __m128 a=_mm_add_ps(_mm256_castps256_ps128(v),_mm256_extractf128_ps(v,1));
+  a=_mm_add_ps(a,_mm_movehl_ps(a,a)); a=_mm_add_ss(a,_mm_shuffle_ps(a,a,1)); return _mm_cvtss_f32(a); }
+#endif
+static inline float bf16f(uint16_t h){ uint32_t u=(uint32_t)h<<16; float f; memcpy(&f,&u,4); return f; }
+
+void gemv_f32(const float* x, const float* w, float* y, int N, int K){
+  #pragma omp parallel for schedule(static)
+  for(int n=0;n<N;n++){ const float* r=w+(int64_t)n*K; float a=0.f;
+    #pragma omp simd reduction(+:a)
+    for(int k=0;k<K;k++) a+=x[k]*r[k];
+    y[n]=a; }
+}
+void gemv_bf16(const float* x, const uint16_t* w, float* y, int N, int K){
+  #pragma omp parallel for schedule(static)
+  for(int n=0;n<N;n++){ const uint16_t* r=w+(int64_t)n*K; float a=0.f;
+    #pragma omp simd reduction(+:a)
+    for(int k=0;k<K;k++) a+=x[k]*bf16f(r[k]);
+    y[n]=a; }
+}
+void gemv_q8(const float* x, const int8_t* w, const uint16_t* s, float* y, int N, int K){
+  #pragma omp parallel for schedule(static)
+  for(int n=0;n<N;n++){ const int8_t* r=w+(int64_t)n*K; float a=0.f;
+#ifdef HAVE_AVX2
+    __m256 a0=_mm256_setzero_ps(), a1=_mm256_setzero_ps(); int k=0;
+    for(;k+16<=K;k+=16){
+      __m128i b=_mm_loadu_si128((const __m128i*)(r+k));
+      __m256 w0=_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+      __m256 w1=_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b,8)));
+      a0=_mm256_fmadd_ps(_mm256_loadu_ps(x+k),w0,a0); a1=_mm256_fmadd_ps(_mm256_loadu_ps(x+k+8),w1,a1); }
+    a=hsum(_mm256_add_ps(a0,a1));
+    for(;k<K;k++) a+=x[k]*(float)r[k];
+#else
+    for(int k=0;k<K;k++) a+=x[k]*(float)r[k];
+#endif
+    y[n]=a*bf16f(s[n]); }
+}
+/* q4: codes (N, K/2): in group g (32 weights) byte j holds q[32g+j] (low nibble) and q[32g+16+j] (high);
+   sz (N, K/32, 2) bf16: scale s and zero z, w = (q - 8) * s + z; xs[g] = sum of x over group g */
+void gemv_q4(const float* x, const float* xs, const uint8_t* w, const uint16_t* sz, float* y, int N, int K){
+  int G=K/32;
+  #pragma omp parallel for schedule(static)
+  for(int n=0;n<N;n++){ const uint8_t* r=w+(int64_t)n*(K/2); const uint16_t* q=sz+(int64_t)n*G*2; float a=0.f;
+#ifdef HAVE_AVX2
+    __m256 acc=_mm256_setzero_ps(); const __m128i m4=_mm_set1_epi8(15);
+    for(int g=0;g<G;g++){ const float* xg=x+32*g;
+      __m128i b=_mm_loadu_si128((const __m128i*)(r+16*g));
+      __m128i lo=_mm_and_si128(b,m4), hi=_mm_and_si128(_mm_srli_epi16(b,4),m4);
+      __m256 d0=_mm256_mul_ps(_mm256_loadu_ps(xg),   _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)));
+      __m256 d1=_mm256_mul_ps(_mm256_loadu_ps(xg+8), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo,8))));
+      d0=_mm256_fmadd_ps(_mm256_loadu_ps(xg+16),_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)),d0);
+      d1=_mm256_fmadd_ps(_mm256_loadu_ps(xg+24),_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi,8))),d1);
+      float s=bf16f(q[2*g]), z=bf16f(q[2*g+1]);
+      acc=_mm256_fmadd_ps(_mm256_set1_ps(s),_mm256_add_ps(d0,d1),acc);
+      a+=(z-8.f*s)*xs[g]; }
+    a+=hsum(acc);
+#else
+    for(int g=0;g<G;g++){ const uint8_t* b=r+16*g; const float* xg=x+32*g; float d=0.f;
+      for(int j=0;j<16;j++) d+=xg[j]*(float)(b[j]&15)+xg[j+16]*(float)(b[j]>>4);
+      float s=bf16f(q[2*g]), z=bf16f(q[2*g+1]);
+      a+=s*d+(z-8.f*s)*xs[g]; }
+#endif
+    y[n]=a; }
+}

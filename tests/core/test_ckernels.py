@@ -1,0 +1,42 @@
+"""memlab's C kernels: compiled here, each equal to the matmul it replaces."""
+
+import pytest
+import torch
+
+from memlab.core import ckernels
+
+pytestmark = pytest.mark.skipif(ckernels.reason() != "", reason=f"no C kernels here: {ckernels.reason()}")
+
+
+def test_float_kernels_equal_the_matmul():
+    torch.manual_seed(0)
+    w, x = torch.randn(300, 96), torch.randn(96)
+    torch.testing.assert_close(ckernels.gemv(x, "f32", w, out_features=300)[0], w @ x, rtol=1e-4, atol=1e-4)
+    wb = w.bfloat16()
+    torch.testing.assert_close(ckernels.gemv(x, "bf16", wb, out_features=300)[0], wb.float() @ x, rtol=1e-4, atol=1e-4)
+
+
+def test_int8_and_int4_codes_equal_their_dequantized_matmul():
+    torch.manual_seed(0)
+    N, K = 200, 96  # K: three int4 groups, and an int8 tail past the 16-wide vector loop
+    x = torch.randn(K)
+    q8, s8 = torch.randint(-127, 128, (N, K), dtype=torch.int8), torch.rand(N).bfloat16()
+    ref8 = (q8.float() * s8.float()[:, None]) @ x
+    torch.testing.assert_close(ckernels.gemv(x, "q8", q8, s8, out_features=N)[0], ref8, rtol=1e-4, atol=1e-3)
+    q4, sz = torch.randint(0, 16, (N, K)), torch.randn(N, K // 32, 2).bfloat16()
+    w4 = (q4 - 8) * sz[..., 0].float().repeat_interleave(32, 1) + sz[..., 1].float().repeat_interleave(32, 1)
+    torch.testing.assert_close(ckernels.gemv(x, "q4", ckernels.pack_q4(q4), sz, out_features=N)[0], w4 @ x,
+                               rtol=1e-4, atol=1e-3)
+
+
+def test_pack_q4_puts_code_j_low_and_j_plus_16_high():
+    q = torch.arange(32).remainder(16).view(1, 32)  # codes 0..15, 0..15
+    packed = ckernels.pack_q4(q)
+    assert packed.shape == (1, 16)
+    assert [int(b) & 15 for b in packed[0]] == list(range(16)) and [int(b) >> 4 for b in packed[0]] == list(range(16))
+
+
+def test_the_library_is_built_once_per_machine():
+    lib = ckernels.library()
+    assert ckernels.library() is lib
+    assert any(p.name.startswith("gemv-") for p in (ckernels.cache_dir_kernels()).iterdir())
