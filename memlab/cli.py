@@ -8,7 +8,9 @@ The error contract: a bad option is refused by its type, in one line (exit 2); a
 memory, a full or read-only disk, a bug) prints one line saying what happened and to run with
 `--debug` for the traceback (exit 1); Ctrl-C exits 130. `--debug` anywhere on the line shows the
 traceback instead. This module imports nothing heavy at import time, so even a failure to
-import torch is reported in one line.
+import torch is reported in one line: each part's `cli.py` registers its commands with argparse
+alone, and a command imports what it runs (torch, transformers, matplotlib, simpy) when it runs
+(tests/test_cli_imports.py).
 """
 
 from __future__ import annotations
@@ -18,8 +20,19 @@ import errno
 import os
 import sys
 import traceback
+from pathlib import Path
 
+from memlab.core import cli as core_cli
 from memlab.core.errors import MemlabError
+from memlab.disaggregation import cli as disaggregation_cli
+from memlab.kv_cache import cli as kv_cache_cli
+from memlab.memory_processing import cli as memory_processing_cli
+from memlab.memory_wall import cli as memory_wall_cli
+from memlab.quantization import cli as quantization_cli
+from memlab.rag import cli as rag_cli
+from memlab.ram_vs_disk import cli as ram_vs_disk_cli
+from memlab.sharding import cli as sharding_cli
+from memlab.ttft import cli as ttft_cli
 
 DISK_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
                errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
@@ -27,17 +40,7 @@ DISK_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota i
 
 
 def parts() -> tuple:
-    """The CLI's parts, in the order `memlab --help` lists them (imported here, not at import time)."""
-    from memlab.core import cli as core_cli
-    from memlab.disaggregation import cli as disaggregation_cli
-    from memlab.kv_cache import cli as kv_cache_cli
-    from memlab.memory_processing import cli as memory_processing_cli
-    from memlab.memory_wall import cli as memory_wall_cli
-    from memlab.quantization import cli as quantization_cli
-    from memlab.rag import cli as rag_cli
-    from memlab.ram_vs_disk import cli as ram_vs_disk_cli
-    from memlab.sharding import cli as sharding_cli
-    from memlab.ttft import cli as ttft_cli
+    """The CLI's parts, in the order `memlab --help` lists them."""
     return (core_cli, memory_wall_cli, ram_vs_disk_cli, ttft_cli, quantization_cli, sharding_cli,
             disaggregation_cli, rag_cli, memory_processing_cli, kv_cache_cli)
 
@@ -58,16 +61,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# how torch (PytorchStreamWriter), safetensors (StorageFull) and sqlite say "the disk is full" in their own exceptions
+FULL_DISK_WORDS = ("No space left on device", "StorageFull", "database or disk is full")
+
+
+def disk_error(e: BaseException) -> str | None:
+    """What to do about a write the disk refused (full, over quota, read-only, not ours); None for other errors."""
+    code = getattr(e, "errno", None)
+    if code not in DISK_ERRORS and any(w in str(e) for w in FULL_DISK_WORDS):
+        code = errno.ENOSPC
+    if code not in DISK_ERRORS:
+        return None
+    from memlab.core.models import cache_dir
+    cache, name = cache_dir(), getattr(e, "filename", None)
+    what = DISK_ERRORS[code] + (f" {'on' if code in (errno.EACCES, errno.EPERM) else 'writing'} {name}" if name else "")
+    full = code in (errno.ENOSPC, errno.EDQUOT)
+    to_cache = f"memlab's cache ({cache}) needs a writable folder with free space; set MEMLAB_CACHE to another folder"
+    if name is None:  # a failed write() does not say which file: name both places memlab writes to
+        return (f"{what} (memlab was writing a file you named, or its cache {cache}): "
+                f"{'free space there' if full else 'name a file in a writable folder'}, "
+                "or set MEMLAB_CACHE to move the cache")
+    if Path(name).expanduser().resolve().is_relative_to(cache.expanduser().resolve()):
+        return f"{what}: {to_cache}"
+    fix = "free space on that disk" if full else "choose a folder you can write to"
+    return f"{what}: {fix}, or name a file in another folder"
+
+
 def describe(e: BaseException) -> str:
     """One line for an error that is not a MemlabError: what happened and what to do."""
     if isinstance(e, MemoryError):
         return ("out of memory (MemoryError): close other programs, or try a smaller model, --dtype bf16 or "
                 "--strategy mmap|paged")
-    if isinstance(e, OSError) and e.errno in DISK_ERRORS:
-        where = f" writing {e.filename}" if e.filename else ""
-        cache = os.environ.get("MEMLAB_CACHE", "~/.cache/memlab")
-        return (f"{DISK_ERRORS[e.errno]}{where}: memlab's cache ({cache}) needs a writable folder with free "
-                f"space; set MEMLAB_CACHE to another folder")
+    if (fix := disk_error(e)) is not None:
+        return fix
     if isinstance(e, (ImportError, OSError)) and "torch" in str(e):
         return f"could not import torch ({type(e).__name__}: {e}): too little free memory, or a broken install"
     return f"{type(e).__name__}: {e}"
@@ -106,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("memlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output left (`memlab fits ... | head`): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
+        return 1
     except Exception as e:  # the catch-all: one line, the traceback only on request
         if debug:
             traceback.print_exc()

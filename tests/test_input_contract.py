@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -63,6 +65,10 @@ REFUSED_BY_TYPE = [
     (["kvcache", "--new-tokens", "-1"], "argument --new-tokens: must be >= 1"),
     (["kvcache", "--repeats", "0"], "argument --repeats: must be >= 1"),
     (["kvcache", "--tiers", "ram,tape"], "argument --tiers: unknown tier(s) ['tape']"),
+    (["simulate", "--trace", "/no/such/folder/t.json"],
+     "argument --trace: '/no/such/folder/t.json' is in a folder that does not exist (/no/such/folder): create it"),
+    (["roofline", "--out", "/no/such/folder/r.png"], "argument --out: '/no/such/folder/r.png' is in a folder that"),
+    (["roofline", "--out", "/"], "argument --out: '/' is a folder: name a file in it"),
     (["shard", "--mode", "nope"], "argument --mode: invalid choice: 'nope'"),
     (["nope"], "invalid choice: 'nope'"),
 ]
@@ -78,9 +84,22 @@ def test_cli_refuses_a_bad_option_in_one_line(argv, words, capsys):
     assert err.count("\n") == 1 and "Traceback" not in err, err
 
 
-def refused_at_run_time(tiny_dir, pickle_dir):
+def refused_at_run_time(tiny_dir, pickle_dir, other_dirs):
     tiny = str(tiny_dir)
+    gpt2, unknown, binary = (str(other_dirs[k]) for k in ("gpt2", "unknown", "binary"))
     return [
+        # a config whose architecture is not the weights' (was "Cannot copy out of meta tensor"), or unknown
+        (["load", "--model", gpt2], "builds a GPT2LMHeadModel (model_type 'gpt2'), but the checkpoint has no tensor"),
+        (["load", "--model", gpt2, "--strategy", "paged"], "memlab runs Llama-family decoders saved by transformers"),
+        (["load", "--model", gpt2, "--strategy", "paged-accelerate"], "memlab runs Llama-family decoders"),
+        (["load", "--model", unknown], "names model_type 'no-such-arch', which transformers"),
+        # files that are not what the option reads (were UnicodeDecodeError, JSONDecodeError, KeyError)
+        (["simulate", "--profile", "simple", "--replay", binary], "line 1: not text: a trace is a Mooncake-format"),
+        (["fits", binary], "is not text: give a model's config.json"),
+        (["fits", "llama-3.1-8b", "--table", binary], "is not a CSV file (not text): a device table is a CSV"),
+        # a context no model of the famous table can hold (was answered without a word)
+        (["fits", "llama-3.1-8b", "--context", "1000000"],
+         "--context 1000000 is past llama-3.1-8b's 131072-token context window (max_position_embeddings"),
         (["generate", "", "--model", tiny], "the prompt is empty"),
         (["generate", "   ", "--model", tiny], "the prompt is empty"),
         (["generate", "hi", "--model", tiny, "--max-new-tokens", "5000"], "exceed"),
@@ -110,13 +129,47 @@ def pickle_dir(tmp_path, tiny_dir):
     return d
 
 
-def test_cli_refuses_bad_input_at_run_time_in_one_line(tiny_dir, pickle_dir, capsys, monkeypatch, tmp_path):
+@pytest.fixture
+def other_dirs(tmp_path, tiny_dir):
+    """The tiny Llama's weights under a GPT-2 config and under an unknown model_type, and a binary file."""
+    out = {}
+    for name, patch in (("gpt2", {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}),
+                        ("unknown", {"model_type": "no-such-arch", "architectures": ["NoSuchForCausalLM"]})):
+        d = tmp_path / name
+        shutil.copytree(tiny_dir, d)
+        (d / "config.json").write_text(json.dumps({**json.loads((tiny_dir / "config.json").read_text()), **patch}))
+        out[name] = d
+    out["binary"] = tmp_path / "binary.json"
+    out["binary"].write_bytes(bytes(range(128, 256)) * 4)
+    return out
+
+
+def test_cli_refuses_bad_input_at_run_time_in_one_line(tiny_dir, pickle_dir, other_dirs, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("MEMLAB_CACHE", str(tmp_path / "cache"))
-    for argv, words in refused_at_run_time(tiny_dir, pickle_dir):
+    for argv, words in refused_at_run_time(tiny_dir, pickle_dir, other_dirs):
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("memlab: error: ") and words in err, (argv, err)
         assert "Traceback" not in err, (argv, err)
+
+
+def test_weights_of_another_architecture_are_refused_before_the_first_forward(other_dirs):
+    import memlab as ml
+    for strategy in ("resident", "mmap", "paged"):
+        with pytest.raises(errors.UnsupportedArchitectureError, match=r"no tensor for \d+ of its weights \(first: "):
+            ml.load(str(other_dirs["gpt2"]), strategy)
+
+
+def test_an_output_file_in_a_folder_memlab_cannot_write_is_refused_before_the_run(tmp_path, monkeypatch, capsys):
+    """Read-only or not ours: os.access says so (root passes every mode check, so it is stood in for here)."""
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path) else real(p, mode))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["simulate", "--trace", str(tmp_path / "t.json")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "cannot be written here (a read-only disk, or a folder that is not yours)" in err, err
+    with pytest.raises(errors.InvalidArgumentError, match="path 'x/y' is in a folder that does not exist"):
+        limits.writable_file("x/y", "path")
 
 
 def test_a_pickle_only_folder_is_refused_for_what_it_is_not_for_a_footprint(pickle_dir):
@@ -181,6 +234,13 @@ def test_an_empty_question_is_refused_before_any_search():
     (MemoryError(), "out of memory"),
     (OSError(errno.ENOSPC, "No space left on device", "/cache/x.tmp"), "the disk is full writing /cache/x.tmp"),
     (OSError(errno.EROFS, "Read-only file system", "/cache"), "the file system is read-only"),
+    (OSError(errno.ENOSPC, "No space left on device", "/data/trace.json"),
+     "the disk is full writing /data/trace.json: free space on that disk, or name a file in another folder"),
+    (OSError(errno.ENOSPC, "No space left on device"),
+     "the disk is full (memlab was writing a file you named, or its cache"),
+    (RuntimeError("PytorchStreamWriter failed writing file data/0: No space left on device"), "the disk is full"),
+    (OSError(errno.EACCES, "Permission denied", "/srv/x.png"),
+     "permission denied on /srv/x.png: choose a folder you can"),
     (ImportError("libtorch_cpu.so: failed to map segment from shared object"), "could not import torch"),
 ])
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(exc, words, capsys, monkeypatch):
@@ -194,6 +254,14 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(exc, word
     assert words in err and "run with --debug for the traceback" in err and err.count("\n") == 1, err
     assert cli.main(["info", "--debug"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux), where every write fails: ENOSPC")
+def test_a_full_disk_says_what_to_do_not_the_exception_name(capsys):
+    assert cli.main(["simulate", "--profile", "simple", "--requests", "3", "--trace", "/dev/full"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("memlab: error: the disk is full") and "free space there" in err, err
+    assert "OSError" not in err and err.count("\n") == 1, err
 
 
 def test_importing_the_cli_imports_no_torch():

@@ -7,7 +7,8 @@ shape, byte range), then the raw tensor bytes. Readers, simplest first:
   read_tensors    chosen tensors read with pread into anonymous memory (one read per span)
   read_tensor     one tensor, or a block of its rows or columns, as a private copy (a rank's part)
   weight_map      tensor name -> file, for one file or a sharded folder with an index
-Building a model around tensors: `skeleton` (a meta-device model) and `assign_weights`.
+Building a model around tensors: `read_config`, `skeleton` (a meta-device model) and `assign_weights`,
+which refuses weights that are another architecture's (`ARCHITECTURES`: what memlab runs).
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ from pathlib import Path
 import torch
 
 from memlab.core import dtypes
-from memlab.core.errors import MemlabError
+from memlab.core.errors import MemlabError, UnsupportedArchitectureError
 
 READ_CHUNK_BYTES = 16 * 2**20
+# What memlab runs: Llama-family decoders saved by transformers' save_pretrained (the byte formulas
+# of footprint and guard, and the layer paging, describe these; the catalog's models are of them).
+ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
+RUNS = f"memlab runs Llama-family decoders saved by transformers ({', '.join(ARCHITECTURES)})"
 LAYER_RE = re.compile(r"^(?:model\.)?layers\.(\d+)\.(.+)$")
 
 
@@ -53,7 +58,7 @@ def read_header(path: str | Path) -> dict[str, TensorEntry]:
         if name == "__metadata__":
             continue
         begin, end = info["data_offsets"]
-        out[name] = TensorEntry(name, dtypes.SAFETENSORS[info["dtype"]], tuple(info["shape"]),
+        out[name] = TensorEntry(name, dtypes.safetensors_dtype(info["dtype"]), tuple(info["shape"]),
                                 base + begin, base + end)
     return out
 
@@ -127,6 +132,21 @@ def evict_range(fd: int, entries: dict[str, TensorEntry]) -> None:
     os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
 
 
+def read_config(folder: str | Path):
+    """The folder's transformers config; a model_type transformers cannot build is refused in one line."""
+    import transformers
+    try:
+        return transformers.AutoConfig.from_pretrained(folder)
+    except (ValueError, KeyError) as e:  # transformers' words: a paragraph about installing from source
+        try:
+            model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            raise e from None  # not an architecture problem: config.json itself is unreadable
+        raise UnsupportedArchitectureError(
+            f"{folder}: config.json names model_type {model_type!r}, which transformers "
+            f"{transformers.__version__} cannot build; {RUNS}.") from e
+
+
 def skeleton(config, dtype: torch.dtype = torch.float32):
     """The model with every parameter on the meta device (no memory) and real buffers.
 
@@ -147,14 +167,26 @@ def skeleton(config, dtype: torch.dtype = torch.float32):
     return model.eval()
 
 
-def assign_weights(model, tensors: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> None:
-    """Make `tensors` the model's parameters without copying (`assign=True`); re-tie the head."""
+def assign_weights(model, tensors: dict[str, torch.Tensor], dtype: torch.dtype | None = None,
+                   later: frozenset[str] = frozenset()) -> None:
+    """Make `tensors` the model's parameters without copying (`assign=True`); re-tie the head.
+
+    Every parameter must then be set, or be named in `later` (the layers a paged model reads when
+    it reaches them): one left on the meta device means the checkpoint is another architecture's,
+    refused here instead of failing at the first forward with "Cannot copy out of meta tensor".
+    """
     if dtype is not None:
         tensors = {k: v if v.dtype == dtype else v.to(dtype) for k, v in tensors.items()}
     model.load_state_dict(tensors, strict=False, assign=True)
     out, inp = model.get_output_embeddings(), model.get_input_embeddings()
     if getattr(model.config, "tie_word_embeddings", False) and out is not None and out.weight.is_meta:
         out.weight = inp.weight
+    unset = [n for n, p in model.named_parameters() if p.is_meta and n not in later]
+    if unset:
+        raise UnsupportedArchitectureError(
+            f"{model.config.name_or_path or 'this model'}: its config builds a {type(model).__name__} "
+            f"(model_type {model.config.model_type!r}), but the checkpoint has no tensor for {len(unset)} of its "
+            f"weights (first: {unset[0]}): the weights are another architecture's, or named otherwise; {RUNS}.")
 
 
 @lru_cache(maxsize=32)

@@ -1,6 +1,9 @@
 """CLI pieces every topic shares: JSON output, the load options, and the core commands (info, prepare, generate).
 
 Each topic's `cli.register(sub)` adds its commands; `memlab.cli` builds the parser from them.
+Registering imports nothing heavy: every command imports what it runs inside its `_cmd_*`
+function, so `memlab --help`, `memlab info` and `memlab fits` load no torch, transformers,
+matplotlib or simpy (tests/test_cli_imports.py), and `memlab generate` loads what generating needs.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ def print_json(obj) -> None:
     print(json.dumps(as_dict(obj) if not isinstance(obj, (list, str, int, float)) else obj, indent=1))
 
 
+# the names of memlab.core.loading.STRATEGIES, here so that listing them imports no torch
+# (tests/core/test_cli.py checks that the two agree)
+STRATEGIES = ("resident", "mmap", "paged", "paged-prefetch", "paged-accelerate")
+
+
 def add_load_options(s) -> None:
-    from memlab.core.loading import STRATEGIES
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps", "auto"],
                    help="cpu (default), cuda, mps (Apple) or auto: the GPU when torch sees one")

@@ -15,6 +15,9 @@ from memlab.core.errors import MemlabError
 from memlab.core.paths import data_path
 
 MEMORY_KINDS = ("cpu", "gpu", "soc", "fpga")  # rows that hold weights (links have no capacity)
+COLUMNS = ("name", "kind")                     # what every reader of the table needs (capacities: capacity_gb)
+FORMAT = ("a device table is a CSV with a header row naming at least name, kind and capacity_gb, "
+          "like memlab/data/hardware.csv")
 
 
 def table(path: str | Path | None = None):
@@ -23,7 +26,15 @@ def table(path: str | Path | None = None):
     path = Path(path) if path is not None else data_path("hardware.csv")
     if not path.is_file():
         raise MemlabError(f"device table {path} not found")
-    return pd.read_csv(path)
+    try:
+        t = pd.read_csv(path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        reason = "not text" if isinstance(e, UnicodeDecodeError) else str(e).strip().splitlines()[0]
+        raise MemlabError(f"device table {path} is not a CSV file ({reason}): {FORMAT}") from None
+    missing = [c for c in COLUMNS if c not in t.columns]
+    if missing:
+        raise MemlabError(f"device table {path} has no column {', '.join(missing)}: {FORMAT}")
+    return t
 
 
 def row(name: str, path: str | Path | None = None) -> dict[str, Any]:
@@ -47,6 +58,8 @@ def capacities(table_or_path: Any = None, include_this_machine: bool = True):
     """
     import pandas as pd
     t = table_or_path if isinstance(table_or_path, pd.DataFrame) else table(table_or_path)
+    if "capacity_gb" not in t.columns:
+        raise MemlabError(f"the device table has no column capacity_gb: {FORMAT}")
     rows = t[t["kind"].isin(MEMORY_KINDS) & t["capacity_gb"].notna()]
     out = pd.DataFrame({"name": rows["name"], "kind": rows["kind"],
                         "capacity_bytes": (rows["capacity_gb"].astype(float) * 1e9).astype("int64")})

@@ -8,33 +8,52 @@
     int4   (quantized)       0.5
 
 A safetensors header names its dtypes in its own letters (F32, BF16, ...): `SAFETENSORS` maps them.
+The tables hold torch's names for its dtypes (`torch.float32` is `"float32"`), so reading them
+imports no torch: the CLI lists the precisions in its help without paying torch's ~2 s import.
 """
 
 from __future__ import annotations
 
-import torch
+import numbers
+from typing import TYPE_CHECKING
 
 from memlab.core.errors import InvalidArgumentError
 
-TORCH = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+TORCH = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # memlab name -> torch.<dtype>
 BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
-SAFETENSORS = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
-               "I64": torch.int64, "I32": torch.int32, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+SAFETENSORS = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
+               "I64": "int64", "I32": "int32", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def check_loadable(name: str) -> str:
+    """`name` itself when memlab loads weights as it (fp32, bf16, fp16); else one clear error."""
+    if name not in TORCH:
+        raise InvalidArgumentError(f"dtype={name!r} is not one of {', '.join(TORCH)}.")
+    return name
 
 
 def torch_dtype(name: str) -> torch.dtype:
     """The torch dtype memlab loads weights as for `name` (fp32, bf16, fp16)."""
-    if name not in TORCH:
-        raise InvalidArgumentError(f"dtype={name!r} is not one of {', '.join(TORCH)}.")
-    return TORCH[name]
+    check_loadable(name)
+    import torch  # here, not at the top: see the module docstring
+    return getattr(torch, TORCH[name])
+
+
+def safetensors_dtype(code: str) -> torch.dtype:
+    """The torch dtype of a safetensors header's dtype letters ("F32", "BF16", ...)."""
+    import torch  # here, not at the top: see the module docstring
+    return getattr(torch, SAFETENSORS[code])
 
 
 def dtype_bytes(dtype: str | float | torch.dtype) -> float:
     """Bytes per element: a name from the table, a torch dtype, or a number taken as it is."""
-    if isinstance(dtype, torch.dtype):
-        return torch.empty((), dtype=dtype).element_size()
     if isinstance(dtype, str):
         if dtype not in BYTES:
             raise InvalidArgumentError(f"unknown dtype {dtype!r}; use one of {', '.join(BYTES)} or a number")
         return BYTES[dtype]
-    return float(dtype)
+    if isinstance(dtype, numbers.Real):
+        return float(dtype)
+    return dtype.itemsize  # a torch.dtype

@@ -28,6 +28,11 @@ class NoSafetensorsError(MemlabError):
     """A model folder whose weights are not safetensors (e.g. a pickled pytorch_model.bin)."""
 
 
+class UnsupportedArchitectureError(MemlabError):
+    """A model folder whose config names an architecture memlab cannot build, or whose weights are
+    another architecture's (the error names the architectures memlab runs)."""
+
+
 class DeviceUnavailableError(MemlabError):
     """A device was asked for (e.g. cuda) that this machine does not have."""
 

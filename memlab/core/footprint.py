@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from memlab.core import limits
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.dtypes import dtype_bytes
 
+if TYPE_CHECKING:  # annotations only: arithmetic on a config needs no torch (`memlab fits` imports none)
+    import torch
 
 
 def config_value(config: Any, key: str, default=None):
@@ -107,6 +107,12 @@ def param_counts(config: Any) -> tuple[int, int]:
     return total + V * d * (1 if tied else 2) + d, active + V * d + d
 
 
+def streamed_bytes(config: Any, dtype: str | float | torch.dtype = "fp32") -> int:
+    """Bytes of weights one batch-1 decode step reads: the active parameters of `param_counts` x bytes
+    per parameter (every weight but an untied input embedding, of which a token reads one row)."""
+    return int(param_counts(config)[1] * dtype_bytes(dtype))
+
+
 def kv_bytes_per_token(config: Any, dtype: str | float | torch.dtype = "fp32") -> int:
     """KV bytes one token adds over all layers: 2*L*K*D*bytes (GQA/MQA aware), L*(r_kv + D_rope)*bytes for MLA."""
     L = config_value(config, "num_hidden_layers")
@@ -166,6 +172,26 @@ def famous_configs(path: str | Path | None = None) -> dict[str, dict]:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
+CONFIG_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+
+
+def read_config_json(path: Path) -> dict:
+    """A model's config.json as a dict, refused in one line when it is not one (binary, not JSON,
+    or without the sizes the formulas above read: `CONFIG_KEYS`)."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidArgumentError(f"{path} is not text: give a model's config.json (or its folder)") from None
+    except json.JSONDecodeError as e:
+        raise InvalidArgumentError(f"{path} is not JSON ({e.msg}, line {e.lineno} column {e.colno}): "
+                                   "give a model's config.json (or its folder)") from None
+    missing = [k for k in CONFIG_KEYS if not isinstance(config, dict) or k not in config]
+    if missing:
+        raise InvalidArgumentError(f"{path} has no {', '.join(missing)}: not a decoder's config.json "
+                                   "(memlab's formulas read these sizes)")
+    return config
+
+
 def resolve_config(model: Any) -> Any:
     """A config from a famous-model name, a config.json path, a checkpoint folder, a catalog name or a config."""
     if not isinstance(model, (str, Path)):
@@ -175,12 +201,12 @@ def resolve_config(model: Any) -> Any:
         return famous[str(model).lower()]
     p = Path(model).expanduser()
     if p.is_file():
-        return json.loads(p.read_text())
+        return read_config_json(p)
     if (p / "config.json").is_file():
-        return json.loads((p / "config.json").read_text())
+        return read_config_json(p / "config.json")
     from memlab.core import models
     if model in models.CATALOG:
-        return json.loads((models.prepare(model) / "config.json").read_text())
+        return read_config_json(models.prepare(model) / "config.json")
     from memlab.core.errors import UnknownModelError
     raise UnknownModelError(f"No config for {model!r}: use one of {', '.join(famous)}, a catalog model, "
                             "a config.json file or a checkpoint folder.")
@@ -248,3 +274,27 @@ def fits_table(models: Any = None, precisions=PRECISIONS, context: int = 8192, t
                                  kv_bytes=fp.kv_bytes, activation_bytes=fp.activation_bytes,
                                  total_bytes=fp.total_bytes, fits=fp.total_bytes <= d.capacity_bytes))
     return pd.DataFrame(rows)
+
+
+def single_device_fits(fits, kind: str = "gpu") -> list[str]:
+    """One line per model of a `fits_table`: at which precisions it fits one `kind` device, and the
+    smallest such device (the first to fit is the widest precision), or that none holds it."""
+    from memlab.core.units import fmt_bytes
+    label = {"gpu": "GPU", "cpu": "CPU", "fpga": "FPGA", "soc": "SoC"}.get(kind, kind)
+    rows = fits[fits["kind"] == kind]
+    if rows.empty:
+        raise InvalidArgumentError(f"The fits table has no device of kind {kind!r}: {sorted(set(fits['kind']))}")
+    lines = []
+    for model, g in rows.groupby("model", sort=False):
+        precisions = list(dict.fromkeys(g["precision"]))
+        smallest = {p: f.nsmallest(1, "capacity_bytes").iloc[0]
+                    for p, f in g[g["fits"]].groupby("precision", sort=False)}
+        fitting = [p for p in precisions if p in smallest]
+        if not fitting:
+            lines.append(f"{model} fits no single {label} at {', '.join(precisions)}")
+            continue
+        shown = [(p, smallest[p]) for p in dict.fromkeys([fitting[0], fitting[-1]])]
+        lines.append(f"{model} fits one {label} at {', '.join(fitting)}" + ("" if len(fitting) > 1 else " only")
+                     + "; the smallest that holds it: " + "; ".join(
+                         f"{d['device']} ({fmt_bytes(d['capacity_bytes'])}) at {p}" for p, d in shown))
+    return lines

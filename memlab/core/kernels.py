@@ -20,12 +20,14 @@ timed, and only run, with torch on one thread.
 Every candidate is timed on all of a role's matrices (the 30 layers' q/k/v, say: past the caches, as
 in a step) once with torch's threads as set and once with one torch thread; the fastest whole
 configuration (one thread count, the fastest kernel per role under it) wins. Timings are cached per
-machine in the memlab cache (`kernels/<host>.json`); `refresh=True` measures again.
+machine in the memlab cache (`kernels/<host>.json`), unless the machine was busy (`busy()`);
+`refresh=True` measures again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -245,6 +247,12 @@ def _key(role: str, mats: list, kernel: str, threads: int, torch_only: bool) -> 
     return f"{dev}|{what}|{role}|{shape[0]}x{shape[1]}x{len(mats)}|{kernel}|{threads}|{torch_only}"
 
 
+def busy() -> bool:
+    """True when other work shares the cores now (1-minute load average above the core count): a
+    choice timed then is used, but not kept for later runs."""
+    return hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1)
+
+
 def _cache_file():
     from memlab.core.models import cache_dir
     return cache_dir() / "kernels" / f"{socket.gethostname()}.json"
@@ -277,7 +285,7 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
                 t = time_role(role, mats, kernel, threads, repeats)
                 cache[key] = asdict(t)
                 times.append(t)
-    if hits < len(times):
+    if hits < len(times) and not busy():
         write_atomic(path, json.dumps(cache, indent=1))
     best = None
     for threads in {t.torch_threads for t in times}:

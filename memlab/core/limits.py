@@ -4,6 +4,7 @@
     positive(v, name)           a finite number > 0 (rates, seconds, bandwidths)
     non_negative(v, name)       a finite number >= 0 (a latency, a temperature for greedy)
     fraction(v, name)           a number in [0, 1]
+    writable_file(path, name)   a file path whose folder exists and can be written (an output)
 Each returns the value or raises `InvalidArgumentError` naming the argument, the limit and the
 value given. `cli_type(check, ...)` turns a check into an argparse `type=`, so a bad option is
 refused before anything loads, with the same words (argparse adds the option's name).
@@ -14,6 +15,8 @@ from __future__ import annotations
 import argparse
 import math
 import numbers
+import os
+from pathlib import Path
 
 from memlab.core.errors import InvalidArgumentError
 
@@ -52,6 +55,30 @@ def fraction(value, name: str) -> float:
     if not 0 <= _number(value, name, "in [0, 1]") <= 1:
         _refuse(name, "in [0, 1]", value)
     return float(value)
+
+
+def writable_file(path, name: str) -> Path:
+    """An output file memlab can write: refused before the work that fills it, not after."""
+    p = Path(path).expanduser()
+    folder = p.parent
+    if p.is_dir():
+        raise InvalidArgumentError(f"{name} {str(path)!r} is a folder: name a file in it")
+    if not folder.is_dir():
+        raise InvalidArgumentError(f"{name} {str(path)!r} is in a folder that does not exist ({folder}): "
+                                   "create it first, or name a file in another folder")
+    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise InvalidArgumentError(f"{name} {str(path)!r} cannot be written here (a read-only disk, or a folder "
+                                   "that is not yours): name a file in a folder you can write to")
+    return p
+
+
+def output_file(text: str) -> str:
+    """argparse `type=` for an output file (`writable_file`); the text is kept as it was given."""
+    try:
+        writable_file(text, "it")
+    except InvalidArgumentError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("it "))
+    return text
 
 
 def cli_type(check, **limits):

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 
 from memlab.core import checkpoint, dtypes, guard, models, pagecache, paging, tensors
-from memlab.core.errors import MemlabError
+from memlab.core.errors import MemlabError, UnsupportedArchitectureError
 from memlab.core.hardware import card, resolve_device
 from memlab.core.measure import PeakMemory, Timer
 
@@ -138,7 +138,8 @@ def _load_streaming(folder: Path, device: torch.device, dtype: str, prefetch: bo
         resident = checkpoint.read_tensors(fd, {k: entries[k] for k in rest})
     finally:
         os.close(fd)
-    checkpoint.assign_weights(model, {k: v.to(device) for k, v in resident.items()}, dtypes.torch_dtype(dtype))
+    checkpoint.assign_weights(model, {k: v.to(device) for k, v in resident.items()}, dtypes.torch_dtype(dtype),
+                              later=frozenset(entries) - set(rest))
     _buffers_to(model, device)
     stack = paging.layer_stack(model)
     if len(layers) != len(stack):
@@ -165,7 +166,11 @@ def load_paged_accelerate(folder: Path, device: torch.device, dtype: str) -> tor
     """accelerate's disk offload: every decoder layer on "disk", loaded by its hooks per forward."""
     import tempfile
     from transformers import AutoConfig, AutoModelForCausalLM
-    num_layers = AutoConfig.from_pretrained(folder).num_hidden_layers
+    config = AutoConfig.from_pretrained(folder)
+    if getattr(AutoModelForCausalLM._model_mapping.get(type(config), None), "base_model_prefix", None) != "model":
+        raise UnsupportedArchitectureError(f"{folder}: paged-accelerate puts each model.layers.<i> on disk, and a "
+                                           f"{config.model_type!r} model has no such modules; {checkpoint.RUNS}.")
+    num_layers = config.num_hidden_layers
     where = "cpu" if device.type == "cpu" else device.index or 0
     device_map = {"model.embed_tokens": where, "model.norm": where, "model.rotary_emb": where,
                   "lm_head": where, **{f"model.layers.{i}": "disk" for i in range(num_layers)}}
@@ -220,7 +225,7 @@ def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: 
     context_tokens, batch_size: what the memory guard budgets the KV cache for (default: 2048 or
     the model's context if shorter; more than the model's context is refused); force skips the guard.
     """
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
     if strategy not in STRATEGIES:
         raise MemlabError(f"Unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}.")
     if bigger_than_ram and strategy not in STREAMING:
@@ -230,7 +235,7 @@ def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: 
                           f"({pagecache.EVICTION_UNSUPPORTED}).")
     dev = resolve_device(device)
     folder = models.prepare(model, dtype=dtype, cache_dir=cache_dir)
-    config = AutoConfig.from_pretrained(folder)
+    config = checkpoint.read_config(folder)
     if context_tokens is None:
         context_tokens = min(DEFAULT_CONTEXT_TOKENS, models.context_limit(config) or DEFAULT_CONTEXT_TOKENS)
     models.check_context(config, context_tokens, model)

@@ -24,8 +24,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from memlab.core import dtypes
 from memlab.core.errors import (ContextTooLongError, CorruptCacheError, MemlabError, ModelPackageMissingError,
                                 NoSafetensorsError, UnknownModelError)
@@ -164,7 +162,7 @@ def _build_from_gguf(tmp: Path) -> None:
         tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
         bar.update()
         bar.set_postfix_str("dequantize Q4_1 -> fp32 (~30 s)")
-        model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=dtypes.torch_dtype("fp32"))
         bar.update()
         bar.set_postfix_str("save")
         # The weights are plain tensors now; without this save_pretrained refuses a "gguf-quantized" model.
@@ -180,7 +178,7 @@ def prepare(name: str = DEFAULT_MODEL, dtype: str = "fp32", cache_dir: str | Pat
     Bundled and tiny models are built in the cache on first use; a hub id is downloaded (or taken
     from the hub cache); a local folder is returned as it is.
     """
-    dtypes.torch_dtype(dtype)  # a clear error before anything is built
+    dtypes.check_loadable(dtype)  # a clear error before anything is built
     root = Path(cache_dir) if cache_dir is not None else globals()["cache_dir"]()
     if Path(name).expanduser().is_dir():
         folder = Path(name).expanduser()
@@ -284,6 +282,7 @@ def tiny_tokenizer():
 
 def build_tiny(folder: str | Path, seed: int = 0, **overrides) -> Path:
     """Save a random-weight tiny Llama + tokenizer to `folder` (deterministic for a seed)."""
+    import torch
     from transformers import LlamaForCausalLM
     folder = Path(folder)
     torch.manual_seed(seed)
@@ -295,7 +294,8 @@ def build_tiny(folder: str | Path, seed: int = 0, **overrides) -> Path:
 
 def context_limit(config) -> int | None:
     """The most tokens (prompt + generated) the model was built for: max_position_embeddings (None: unstated)."""
-    value = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key, None)  # fits reads dicts
+    value = get("max_position_embeddings") or get("n_positions")
     return int(value) if value else None
 
 

@@ -12,13 +12,14 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Iterable
 
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import card
 from memlab.core.paths import write_atomic
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def as_dict(record: Any) -> dict:
@@ -55,6 +56,7 @@ def to_frame(records: Any | Iterable[Any], hardware: str = "host") -> pd.DataFra
     """One row per record; `hardware="host"` keeps just the host name, `"full"` every card field."""
     if dataclasses.is_dataclass(records) or isinstance(records, dict):
         records = [records]
+    import pandas as pd  # here, not at the top: `memlab info --json` needs as_dict, not pandas' 0.5 s
     return pd.DataFrame([_flat(r, hardware) for r in records])
 
 
@@ -84,6 +86,7 @@ def save(records: Any | Iterable[Any], path: str | Path) -> Path:
 
 def load(path: str | Path) -> pd.DataFrame:
     """Read what `save` wrote back as a DataFrame (JSON: card fields as hw_* columns)."""
+    import pandas as pd  # here, not at the top: see to_frame
     path = Path(path)
     if path.suffix == ".json":
         doc = json.loads(path.read_text())

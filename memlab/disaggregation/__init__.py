@@ -17,5 +17,9 @@ plots        the split, KV transports, sweeps, timeline, validation
 solutions    the worked solutions of the lab's exercises
 """
 
-from memlab.disaggregation import (calibration, disagg, kv_transfer, plots, prefix_cache, profiles, published, serve,
-                                   simstats, simulator, slo, solutions, traces, widgets, workload)
+from memlab.core.lazy import submodules
+
+# each module imports when first read, so importing this topic (or its cli) stays light: core/lazy.py
+__getattr__, __dir__ = submodules(__name__, (
+    "calibration", "disagg", "kv_transfer", "plots", "prefix_cache", "profiles", "published", "serve", "simstats",
+    "simulator", "slo", "solutions", "traces", "widgets", "workload"))

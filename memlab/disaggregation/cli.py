@@ -31,8 +31,9 @@ def _cmd_disagg(args) -> int:
 
 
 def _sim_profile(args):
-    from memlab.disaggregation import calibration, profiles, published
+    from memlab.disaggregation import profiles, published
     if args.profile == "local":
+        from memlab.disaggregation import calibration  # torch and the real model: only for a measured profile
         return calibration.local_profile(args.model)
     if args.profile == "simple":
         return profiles.simple_profile()
@@ -169,7 +170,8 @@ def register(sub) -> None:
                    help="'local' (measured here, cached), 'simple', a published model "
                         "(memlab.disaggregation.published.MODELS), or a device name from data/hardware.csv")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
-    s.add_argument("--trace", default=None, help="write a Chrome-trace JSON of the timeline here")
+    s.add_argument("--trace", default=None, type=limits.output_file,
+                   help="write a Chrome-trace JSON of the timeline here")
     s.add_argument("--replay", default=None, metavar="FILE",
                    help="serve the requests of a Mooncake-format JSONL trace (timestamp ms, input_length, "
                         "output_length, hash_ids) instead of the synthetic workload")

@@ -46,6 +46,15 @@ def _count(row: dict, key: str, path, lineno: int, minimum: int) -> int:
     return v
 
 
+def _text(raw: bytes, path, lineno: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        packed = " (gzip-compressed: gunzip it first)" if lineno == 1 and raw.startswith(b"\x1f\x8b") else ""
+        raise _bad(path, lineno, f"not text{packed}: a trace is a Mooncake-format JSONL file, one JSON "
+                                 "object per line") from None
+
+
 def parse_line(line: str, request_id: int, path="trace", lineno: int = 1) -> RequestSpec:
     """One JSONL line -> RequestSpec (arrival in s); output_length 0 still costs a prefill (1 token)."""
     try:
@@ -74,8 +83,9 @@ def read_trace(path: str | Path, max_requests: int | None = None) -> tuple[Reque
     if not path.is_file():
         raise InvalidArgumentError(f"no trace file at {path}")
     specs: list[RequestSpec] = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:  # bytes, decoded line by line: a binary file is refused at its line
+        for lineno, raw in enumerate(f, 1):
+            line = _text(raw, path, lineno)
             if line.strip():
                 specs.append(parse_line(line, len(specs), path, lineno))
                 if max_requests is not None and len(specs) >= max_requests:

@@ -10,4 +10,8 @@ plots       the TTFT split, the break-even figure, bytes reserved vs used
 solutions   the worked solutions of the lab's exercises
 """
 
-from memlab.kv_cache import allocation, breakeven, capacity, paged, plots, reuse, solutions, tiers
+from memlab.core.lazy import submodules
+
+# each module imports when first read, so importing this topic (or its cli) stays light: core/lazy.py
+__getattr__, __dir__ = submodules(__name__, (
+    "allocation", "breakeven", "capacity", "paged", "plots", "reuse", "solutions", "tiers"))

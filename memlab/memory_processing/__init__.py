@@ -7,4 +7,7 @@ plots    step shares, the index kernels on a roofline, the offload model
 solutions the worked solutions of the lab's exercises
 """
 
-from memlab.memory_processing import measured, mempipe, offload, plots, solutions
+from memlab.core.lazy import submodules
+
+# each module imports when first read, so importing this topic (or its cli) stays light: core/lazy.py
+__getattr__, __dir__ = submodules(__name__, ("measured", "mempipe", "offload", "plots", "solutions"))

@@ -6,4 +6,7 @@ plots     the roofline, the cache staircase (core.hierarchy), decode against bat
 solutions the worked solutions of the lab's exercises (memlab.core.exercises grades them)
 """
 
-from memlab.memory_wall import plots, profiling, report, solutions
+from memlab.core.lazy import submodules
+
+# each module imports when first read, so importing this topic (or its cli) stays light: core/lazy.py
+__getattr__, __dir__ = submodules(__name__, ("plots", "profiling", "report", "solutions"))

@@ -74,6 +74,6 @@ def register(sub) -> None:
     s.add_argument("--batch-size", type=limits.COUNT, default=1)
     s.add_argument("--max-new-tokens", type=limits.COUNT, default=32)
     s.add_argument("--no-fast", action="store_true", help="skip memlab's fast decode path")
-    s.add_argument("--out", help="save the roofline figure to this PNG")
+    s.add_argument("--out", type=limits.output_file, help="save the roofline figure to this PNG")
     s.add_argument("--json", action="store_true", help="one JSON object with the RooflineReport fields")
     s.set_defaults(func=_cmd_roofline)

@@ -18,8 +18,11 @@ def decode_bound_tok_per_s(config, bandwidth_bytes_per_s: float) -> float:
 
 
 def h100_decode_bound(config, bandwidth_bytes_per_s: float) -> float:
-    """The same bound for Llama-3.1-8B in bf16 (2 bytes per weight) at the H100's 3.35 TB/s."""
-    return bandwidth_bytes_per_s / footprint.weights_bytes(config, "bf16")
+    """The same bound for Llama-3-8B in bf16 (2 bytes per weight) at the H100's 3.35 TB/s. Its input
+    embedding is not tied to lm_head and a token reads one row of it, so the bytes per token are the
+    active parameters (every weight but that embedding) x 2 B: footprint's streamed-bytes convention."""
+    _, active = footprint.param_counts(config)
+    return bandwidth_bytes_per_s / (active * 2)
 
 
 def batch_bound_tok_per_s(config, batch_size: int, bandwidth_bytes_per_s: float, peak_flop_per_s: float) -> float:

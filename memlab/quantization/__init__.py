@@ -10,4 +10,8 @@ plots           the trade-off, the variants on a roofline, the fits heatmap
 solutions       the worked solutions of the lab's exercises
 """
 
-from memlab.quantization import fastcompare, gguf_reference, plots, quality, quantcompare, quantize, records, solutions
+from memlab.core.lazy import submodules
+
+# each module imports when first read, so importing this topic (or its cli) stays light: core/lazy.py
+__getattr__, __dir__ = submodules(__name__, (
+    "fastcompare", "gguf_reference", "plots", "quality", "quantcompare", "quantize", "records", "solutions"))

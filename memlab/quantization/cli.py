@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from memlab.core import limits, models
 from memlab.core.cli import print_json
-from memlab.core.errors import MemlabError
+from memlab.core.errors import ContextTooLongError, MemlabError
 from memlab.core.units import fmt_bytes
 
 
@@ -57,6 +57,10 @@ def _cmd_fits(args) -> int:
     precisions = tuple(p.strip() for p in args.precisions.split(","))
     cfg = footprint.resolve_config(args.model)
     name = args.model
+    limit = models.context_limit(cfg)
+    if limit is not None and args.context > limit:  # a KV cache the model can never fill is no answer
+        raise ContextTooLongError(f"--context {args.context} is past {name}'s {limit}-token context window "
+                                  f"(max_position_embeddings in its config): ask for --context {limit} or less")
     prints = [footprint.footprint(cfg, p, args.context, name=name) for p in precisions]
     table = footprint.fits_table({name: cfg}, precisions, args.context, table=args.table)
     if args.json:

@@ -7,4 +7,7 @@ plots      TTFT split, retrieval latency per store, TTFT against context
 solutions  the worked solutions of the lab's exercises
 """
 
-from memlab.rag import chunks, plots, retrieval, solutions, stores
+from memlab.core.lazy import submodules
+
+# each module imports when first read, so importing this topic (or its cli) stays light: core/lazy.py
+__getattr__, __dir__ = submodules(__name__, ("chunks", "plots", "retrieval", "solutions", "stores"))

@@ -7,4 +7,7 @@ solutions the worked solutions of the lab's exercises
 The strategies themselves are `memlab.core.loading` (every lab loads through them).
 """
 
-from memlab.ram_vs_disk import ladder, plots, runs, solutions
+from memlab.core.lazy import submodules
+
+# each module imports when first read, so importing this topic (or its cli) stays light: core/lazy.py
+__getattr__, __dir__ = submodules(__name__, ("ladder", "plots", "runs", "solutions"))

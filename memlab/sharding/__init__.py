@@ -10,4 +10,8 @@ plots            memory per rank, compute vs communication, the decode timeline,
 solutions          the worked solutions of the lab's exercises
 """
 
-from memlab.sharding import checkpoint_shards, comm_model, parallel, pipeline, plots, solutions, tensor_parallel, workers
+from memlab.core.lazy import submodules
+
+# each module imports when first read, so importing this topic (or its cli) stays light: core/lazy.py
+__getattr__, __dir__ = submodules(__name__, (
+    "checkpoint_shards", "comm_model", "parallel", "pipeline", "plots", "solutions", "tensor_parallel", "workers"))

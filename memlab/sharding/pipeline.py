@@ -31,7 +31,7 @@ from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, load_in_t
 from memlab.core.errors import MemlabError
 from memlab.core.generation import cache_kwarg
 
-__all__ = ["layer_split", "Stage", "load_stage", "worker", "activation_bytes_per_token"]
+__all__ = ["layer_split", "Stage", "load_stage", "worker", "activation_bytes_per_token", "gpipe_bubble_fraction"]
 
 
 def layer_split(num_layers: int, world_size: int) -> list[tuple[int, int]]:
@@ -50,6 +50,17 @@ def layer_split(num_layers: int, world_size: int) -> list[tuple[int, int]]:
 def activation_bytes_per_token(config, dtype_bytes: int = 4) -> int:
     """Bytes one rank sends to the next per sequence per decoded token: H * bytes."""
     return config.hidden_size * dtype_bytes
+
+
+def gpipe_bubble_fraction(num_ranks: int, micro_batches: int) -> float:
+    """GPipe's idle share of each rank per step, R ranks and M micro-batches: (R-1) / (M+R-1).
+
+    A step lasts M + R - 1 micro-batch slots (the first micro-batch needs R slots to cross every
+    rank, each further one adds one slot), and each rank computes in M of them.
+    """
+    if num_ranks < 1 or micro_batches < 1:
+        raise MemlabError(f"Need num_ranks >= 1 and micro_batches >= 1, got {num_ranks} and {micro_batches}.")
+    return (num_ranks - 1) / (micro_batches + num_ranks - 1)
 
 
 class Stage:

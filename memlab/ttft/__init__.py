@@ -6,4 +6,7 @@ solutions the worked solutions of the lab's exercises (memlab.core.exercises gra
 gpu       the GPU column: TTFT with the weights resident in VRAM beside the CPU's (absent without a GPU)
 """
 
-from memlab.ttft import gpu, latency, plots, solutions
+from memlab.core.lazy import submodules
+
+# each module imports when first read, so importing this topic (or its cli) stays light: core/lazy.py
+__getattr__, __dir__ = submodules(__name__, ("gpu", "latency", "plots", "solutions"))

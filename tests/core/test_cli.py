@@ -29,3 +29,8 @@ def test_bad_model_is_one_readable_line(capsys):
     assert cli.main(["generate", "hi", "--model", "no-such-model"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("memlab: error: Unknown model") and "Traceback" not in err
+
+
+def test_the_cli_lists_the_loading_strategies_without_importing_them():
+    from memlab.core import cli as core_cli, loading
+    assert core_cli.STRATEGIES == tuple(loading.STRATEGIES)

@@ -53,6 +53,19 @@ def test_a_bad_line_is_named_by_number(tmp_path, line, what):
     assert what in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_file_that_is_not_text_is_refused_at_its_line(tmp_path):
+    """Not "UnicodeDecodeError": the line, that it is not text, and what a trace is (gzip: unpack it)."""
+    import gzip
+    path = tmp_path / "binary.jsonl"
+    path.write_bytes(json.dumps(HAND[0]).encode() + b"\n" + bytes(range(128, 256)) + b"\n")
+    with pytest.raises(InvalidArgumentError, match=r"binary.jsonl, line 2: not text: a trace is a Mooncake-format JSONL"):
+        traces.read_trace(path)
+    packed = tmp_path / "trace.jsonl.gz"
+    packed.write_bytes(gzip.compress(json.dumps(HAND[0]).encode() + b"\n"))
+    with pytest.raises(InvalidArgumentError, match=r"line 1: not text \(gzip-compressed: gunzip it first\)"):
+        traces.read_trace(packed)
+
+
 def test_empty_or_missing_trace_is_refused(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(InvalidArgumentError, match="no requests"):

@@ -35,3 +35,19 @@ def test_the_older_lab01_exercises_mark_twice_the_solution_a_miss():
     bound = roofline.predict(roofline.decode_workload(SMOLLM, 1, 48), 1e15, bw).tok_per_s
     assert exercises.grade("01-bound", solutions.decode_bound_tok_per_s(SMOLLM, bw), bound, rel=0.05) is True
     assert exercises.grade("01-bound", 2 * solutions.decode_bound_tok_per_s(SMOLLM, bw), bound, rel=0.05) is False
+
+
+def test_h100_bound_streams_every_weight_but_the_input_embedding():
+    """Exercise 01-h100: an untied input embedding is read one row per token, so it is not streamed;
+    the answer that streams it too (all weights, 208.6 tok/s at 3.35 TB/s) is a miss."""
+    llama8b = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                   num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False)  # the lab's config
+    bw = 3350e9
+    expected = roofline.decode_tok_per_s_bound(footprint.streamed_bytes(llama8b, "bf16"), bw)
+    solution = solutions.h100_decode_bound(llama8b, bw)
+    assert solution == pytest.approx(expected, rel=1e-12)
+    assert expected == pytest.approx(bw / (2 * (footprint.num_params(llama8b) - 128256 * 4096)), rel=1e-12)
+    assert exercises.grade("01-h100", solution, expected, rel=0.05) is True
+    all_weights = bw / footprint.weights_bytes(llama8b, "bf16")
+    assert all_weights == pytest.approx(208.6, abs=0.05)
+    assert exercises.grade("01-h100", all_weights, expected, rel=0.05) is False

@@ -93,6 +93,36 @@ def test_fits_table_against_a_device_table():
     assert fits["llama-3.1-70b", "int4", "big"] and not fits["llama-3.1-70b", "int4", "small"]
 
 
+def test_single_device_fits_reads_the_table():
+    """The lab's sentence comes from the table: the precisions that fit, the smallest device, or none."""
+    devices = pd.DataFrame({"name": ["small", "big"], "kind": ["gpu", "gpu"], "capacity_gb": [24, 80]})
+    t = footprint.fits_table(["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b"], ("bf16", "int4"), 8192, table=devices)
+    lines = footprint.single_device_fits(t)
+    assert lines[0].startswith("llama-3.1-8b fits one GPU at bf16, int4;") and "small (22.4 GiB) at bf16" in lines[0]
+    assert lines[1].startswith("llama-3.1-70b fits one GPU at int4 only;") and "big (74.5 GiB) at int4" in lines[1]
+    assert lines[2] == "llama-3.1-405b fits no single GPU at bf16, int4"
+    # the same models against a bigger card: 405B at int4 now fits, read from the table, not typed
+    bigger = pd.concat([devices, pd.DataFrame({"name": ["huge"], "kind": ["gpu"], "capacity_gb": [256]})])
+    t = footprint.fits_table(["llama-3.1-405b"], ("bf16", "int4"), 8192, table=bigger)
+    assert footprint.single_device_fits(t) == ["llama-3.1-405b fits one GPU at int4 only; the smallest that holds "
+                                               "it: huge (238.4 GiB) at int4"]
+    with pytest.raises(Exception, match="no device of kind 'fpga'"):
+        footprint.single_device_fits(t, kind="fpga")
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_streamed_bytes_of_a_config_equal_those_of_the_model(tied):
+    """One decode step reads every weight but an untied input embedding (one row of it per token)."""
+    from transformers import LlamaForCausalLM
+    from memlab.quantization import quantize
+    config = models.tiny_config(tie_word_embeddings=tied)
+    model = LlamaForCausalLM(config)
+    buffers = sum(b.nbytes for b in model.buffers())  # RoPE's inv_freq: counted by the model, not a weight
+    assert footprint.streamed_bytes(config, "fp32") == quantize.streamed_bytes(model) - buffers
+    embedding = config.vocab_size * config.hidden_size * 4
+    assert footprint.streamed_bytes(config) == footprint.weights_bytes(config) - (0 if tied else embedding)
+
+
 def test_unknown_model_name_is_a_readable_error():
     from memlab.core.errors import UnknownModelError
     with pytest.raises(UnknownModelError, match="llama-3.1-8b"):

@@ -37,6 +37,21 @@ def test_layer_split_and_ranges():
         pipeline.layer_split(2, 3)
 
 
+@pytest.mark.parametrize("ranks, micro_batches, bubble", [
+    (2, 1, 1 / 2), (2, 2, 1 / 3), (2, 4, 1 / 5),   # R = 2: (R-1)/(M+R-1) is 1/(M+1)
+    (4, 1, 3 / 4), (4, 2, 3 / 5), (4, 4, 3 / 7),   # R = 4: 1/(M+1) would say 1/2, 1/3, 1/5
+    (1, 4, 0.0)])                                  # one rank never waits
+def test_gpipe_bubble_is_r_minus_1_over_m_plus_r_minus_1(ranks, micro_batches, bubble):
+    assert pipeline.gpipe_bubble_fraction(ranks, micro_batches) == pytest.approx(bubble, rel=1e-12)
+
+
+def test_gpipe_bubble_refuses_zero_ranks_or_micro_batches():
+    with pytest.raises(MemlabError):
+        pipeline.gpipe_bubble_fraction(0, 1)
+    with pytest.raises(MemlabError):
+        pipeline.gpipe_bubble_fraction(2, 0)
+
+
 def test_allreduce_formula_on_smollm2_shape():
     cfg = models.tiny_config(num_hidden_layers=30, hidden_size=576)
     assert tensor_parallel.allreduce_bytes_per_token(cfg, 4) == 61 * 576 * 4 == 140_544
