@@ -4,8 +4,9 @@ Batch-1 decode multiplies one activation row by every weight matrix, so its spee
 kernel streams the weights. The kernels in `memlab/data/gemv.c` (fp32, bf16, int8, int4; open it)
 are compiled here with `-march=native`, so each machine gets code for its own vector units, and
 loaded with ctypes. `core.kernels` times them beside torch's and numpy's and keeps whichever streams
-fastest. They split rows over their own OpenMP threads, so like numpy's BLAS they run beside one
-torch thread. Without a C compiler (or where it fails) `reason()` says why and they are not offered.
+fastest. They split rows over OpenMP threads, torch's count unless a call asks otherwise (loaded
+after torch, the library binds to torch's own OpenMP runtime: one pool, no second set of threads
+spinning). Without a C compiler (or where it fails) `reason()` says why and they are not offered.
 
 The library is cached per machine in the memlab cache (`kernels/gemv-<hash>.so`, the hash over the
 source, the compiler and the CPU's flags), written whole or not at all.
@@ -73,9 +74,9 @@ def library():
             _LIB["reason"] = f"memlab's C kernels would not load: {e}"
     if lib is not None:
         P, I = ctypes.c_void_p, ctypes.c_int
-        for name, pointers in (("gemv_f32", 3), ("gemv_bf16", 3), ("gemv_q8", 4), ("gemv_q4", 5)):
+        for name, pointers in (("gemv_f32", 3), ("gemv_bf16", 3), ("gemv_q8", 4), ("gemv_q4", 4)):
             fn = getattr(lib, name)
-            fn.argtypes, fn.restype = [P] * pointers + [I, I], None
+            fn.argtypes, fn.restype = [P] * pointers + [I, I, I], None
     _LIB["lib"] = lib
     return lib
 
@@ -94,20 +95,19 @@ def pack_q4(q: torch.Tensor) -> torch.Tensor:
     return (g[:, :, 0] | (g[:, :, 1] << 4)).reshape(N, K // 2).contiguous()
 
 
-def gemv(x: torch.Tensor, kind: str, *weights: torch.Tensor, out_features: int) -> torch.Tensor:
+def gemv(x: torch.Tensor, kind: str, *weights: torch.Tensor, out_features: int, threads: int = 0) -> torch.Tensor:
     """y (1, N) fp32 = x (K,) or (1, K) times the weights of `kind` ("f32", "bf16", "q8", "q4"):
     f32/bf16: W (N, K); q8: codes (N, K) int8, scales (N,) bf16; q4: pack_q4 codes, scales and zeros
-    (N, K/32, 2) bf16."""
+    (N, K/32, 2) bf16. `threads`: OpenMP threads (0: torch's count now)."""
     lib = library()
+    nt = threads or torch.get_num_threads()
     x = x.reshape(-1).float().contiguous()
     y = torch.empty(1, out_features)
     K = x.numel()
     if kind == "q4":
-        xs = x.view(-1, GROUP).sum(1)  # the zero point's term: z * sum of x over each group
-        lib.gemv_q4(x.data_ptr(), xs.data_ptr(), weights[0].data_ptr(), weights[1].data_ptr(), y.data_ptr(),
-                    out_features, K)
+        lib.gemv_q4(x.data_ptr(), weights[0].data_ptr(), weights[1].data_ptr(), y.data_ptr(), out_features, K, nt)
     elif kind == "q8":
-        lib.gemv_q8(x.data_ptr(), weights[0].data_ptr(), weights[1].data_ptr(), y.data_ptr(), out_features, K)
+        lib.gemv_q8(x.data_ptr(), weights[0].data_ptr(), weights[1].data_ptr(), y.data_ptr(), out_features, K, nt)
     else:
-        getattr(lib, f"gemv_{kind}")(x.data_ptr(), weights[0].data_ptr(), y.data_ptr(), out_features, K)
+        getattr(lib, f"gemv_{kind}")(x.data_ptr(), weights[0].data_ptr(), y.data_ptr(), out_features, K, nt)
     return y

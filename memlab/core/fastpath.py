@@ -31,7 +31,7 @@ from torch import nn
 from memlab.core import kernels as kernel_choice
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import compile_reason  # noqa: F401  (labs ask ml.fastpath whether compile can run)
-from memlab.core.measure import sync
+from memlab.core.measure import repeat, sync
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +100,8 @@ class FastLlama:
                  lm_head: Callable | None = None, compile: bool = False, kernels: str = "auto",
                  refresh_kernels: bool = False):
         """`kernels`: "auto" picks each matmul's kernel by measurement (cached per machine,
-        `refresh_kernels` measures again); "linear", "matmul-t" or "blas" (`memlab.core.kernels`)
-        runs that kernel for every float matrix ("linear": the model's tensors as they are)."""
-        if kernels not in ("auto", *kernel_choice.FLOAT_KERNELS):
-            raise InvalidArgumentError(f"kernels must be 'auto' or one of {', '.join(kernel_choice.FLOAT_KERNELS)}, "
-                                       f"got {kernels!r}")
-        if kernels in kernel_choice.OWN_POOL and compile:
-            raise InvalidArgumentError(f"a compiled step runs torch's kernels only, not {kernels!r}: kernels='auto' or a torch kernel")
+        `refresh_kernels` measures again), or one of `kernels.FLOAT_KERNELS` runs everywhere."""
+        kernel_choice.check_request(kernels, compile)
         t0 = time.perf_counter()
         cfg, inner = model.config, model.model
         self.model = model
@@ -119,10 +114,7 @@ class FastLlama:
         with torch.no_grad():
             self.layers = [self._layer(layer, linear) for layer in inner.layers]
             self.lm_head = lm_head(model.lm_head) if lm_head else model.lm_head.weight
-            self.kernels = None  # the measured KernelChoice ("auto"), else None
-            self.threads = 0     # torch threads while this engine runs (0: as set)
-            if kernels != "linear":
-                self._choose_kernels(model, kernels, torch_only=compile, refresh=refresh_kernels)
+        self.kernels, self.threads = None, 0  # the measured KernelChoice ("auto"); torch's threads (0: as set)
         self.embed, self.final_norm = inner.embed_tokens.weight, inner.norm.weight
         # (L, B, K, C, D), written in place at each position; self.k[i] is layer i's view
         shape = (len(self.layers), batch_size, self.num_kv_heads, max_len, self.head_dim)
@@ -137,9 +129,30 @@ class FastLlama:
         sign = torch.cat([-torch.ones(half), torch.ones(self.head_dim - half)]).to(self.device, self.dtype)
         self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype) * sign
         self.positions = torch.arange(max_len, device=self.device)
+        self.matmul = matmul  # what decoder_layer calls (`rest_seconds` swaps it for a stub)
+        if kernels != "linear":
+            with torch.no_grad():
+                self._choose_kernels(model, kernels, torch_only=compile, refresh=refresh_kernels)
         self.compiled = torch.compile(self.static_step, dynamic=False, fullgraph=True) if compile else None
         self.compile_s = 0.0
         self.setup_s = time.perf_counter() - t0
+
+    @torch.inference_mode()
+    def rest_seconds(self, threads: int, repeats: int = 7) -> float:
+        """One decode step's time without its matmuls (attention, norms, RoPE, dispatch), with torch
+        on `threads` threads: each matmul answers zeros of its shape at once."""
+        zeros = {}
+
+        def stub(x, w):
+            n = w.shape[0] if isinstance(w, torch.Tensor) else w.out_features
+            return zeros.setdefault((x.shape, n), torch.zeros(*x.shape[:-1], n, dtype=x.dtype, device=x.device))
+        ids = torch.zeros(self.batch_size, 1, dtype=torch.long, device=self.device)
+        self.matmul = stub
+        try:
+            with kernel_choice.torch_threads(threads):
+                return repeat(lambda: self.forward_tokens(ids, 1), repeats, device=self.device).median
+        finally:
+            self.matmul = matmul
 
     def _choose_kernels(self, model, kernels: str, torch_only: bool, refresh: bool) -> None:
         """Measure (or read from the cache) each role's fastest kernel, or take `kernels` for all; hold
@@ -148,10 +161,13 @@ class FastLlama:
         roles = {r: [w[r] for w in self.layers] for r in ("qkv", "o", "gate_up", "down")}
         roles["head"] = [self.lm_head]
         if kernels == "auto":
-            self.kernels = kernel_choice.choose(roles, torch_only=torch_only, refresh=refresh)
-            pairs, self.threads = self.kernels.kernels, self.kernels.torch_threads
+            choice = kernel_choice.choose(roles, torch_only=torch_only, refresh=refresh)
+            if not torch_only and len(choice.options) > 1:
+                choice = kernel_choice.settle(choice, {n: self.rest_seconds(n) for n, _, _ in choice.options})
+            self.kernels, pairs = choice, choice.kernels
+            self.threads = 0 if choice.step_threads == torch.get_num_threads() else choice.step_threads
         else:
-            pairs, self.threads = kernel_choice.fixed(roles, kernels)
+            pairs, self.threads = kernel_choice.fixed(roles, kernels), int(kernels == "blas")
         for role, kernel in pairs:
             if kernel != "aten":
                 mods = [[model.lm_head]] if role == "head" else [w["mods"][role] for w in self.layers]
@@ -181,14 +197,15 @@ class FastLlama:
         """One decoder layer on x (B, T, d); `attend(q, k, v)` writes the cache and attends."""
         B, T, _ = x.shape
         H, K, D = self.num_heads, self.num_kv_heads, self.head_dim
-        qkv = matmul(_rms_norm(x, w["ln1"], w["eps1"]), w["qkv"]).view(B, T, H + 2 * K, D).transpose(1, 2)
+        mm = self.matmul
+        qkv = mm(_rms_norm(x, w["ln1"], w["eps1"]), w["qkv"]).view(B, T, H + 2 * K, D).transpose(1, 2)
         a = attend(qkv[:, :H + K], qkv[:, H + K:])  # (B, H, T, D)
-        x = x + matmul(a.transpose(1, 2).reshape(B, T, H * D), w["o"])
-        gate_up = matmul(_rms_norm(x, w["ln2"], w["eps2"]), w["gate_up"])
-        return x + matmul(F.silu(gate_up[..., :w["ffn"]]) * gate_up[..., w["ffn"]:], w["down"])
+        x = x + mm(a.transpose(1, 2).reshape(B, T, H * D), w["o"])
+        gate_up = mm(_rms_norm(x, w["ln2"], w["eps2"]), w["gate_up"])
+        return x + mm(F.silu(gate_up[..., :w["ffn"]]) * gate_up[..., w["ffn"]:], w["down"])
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return matmul(_rms_norm(x[:, -1], self.final_norm, self.eps), self.lm_head)  # (B, V)
+        return self.matmul(_rms_norm(x[:, -1], self.final_norm, self.eps), self.lm_head)  # (B, V)
 
     def forward_tokens(self, ids: torch.Tensor, start: int) -> torch.Tensor:
         """Logits of the last position for tokens `ids` (B, T) placed at positions start..start+T-1."""

@@ -1,26 +1,25 @@
 """The same bytes, read by different code: each decode matmul's kernel, chosen by measurement (labs 01, 04).
 
-At batch 1 a decode step multiplies one activation row by every weight matrix (y = x W^T, W (N, K)),
-so its time is W's bytes over the rate the kernel streams them. Which code streams fastest depends
-on the CPU: on a Zen 4 EPYC torch's `F.linear` read fp32 weights at a third of the rate OpenBLAS
-reached on the same matrices, while on an AMX Xeon `F.linear` was near the roof. So the fast path
-measures the candidates on this machine, on the model's own matrices, and keeps the fastest:
+At batch 1 a decode step multiplies one activation row by every weight matrix (y = x W^T, W (N, K)):
+its time is W's bytes over the rate a kernel streams them, and which code streams fastest depends on
+the CPU (on a Zen 4 EPYC `F.linear` read fp32 weights at a third of OpenBLAS's rate; on an AMX Xeon
+it was near the roof). So the fast path times the candidates here, on the model's own matrices:
 
 1. "linear":   F.linear(x, W), W stored as the model has it (N, K): torch's default.
 2. "matmul-t": x @ W_t, W stored transposed (K, N): another torch kernel over the same bytes.
 3. "blas":     numpy's BLAS (OpenBLAS in numpy's wheels) on W_t; fp32 on a CPU only.
-4. "c":        memlab's own C kernels (`core.ckernels`, `memlab/data/gemv.c`), compiled on this
-               machine: fp32, bf16, and int8/int4 codes (a quantized module offers them through
-               `gemv_weights()`). One row at a time; a prefill (several rows) goes to torch's kernel.
+4. "c":        memlab's C kernels (`core.ckernels`, `memlab/data/gemv.c`) compiled here: fp32, bf16,
+               int8/int4 codes (offered by a module's `gemv_weights()`); a prefill goes to torch's.
 Quantized matrices also run torch's own kernel for memlab's Int8Linear / Int4Linear ("aten").
-"blas" and "c" keep their own thread pools, and torch's idle OpenMP threads spin on the same cores
-for a while after each parallel op (measured in a step: 4 tok/s instead of 30), so they are only
-timed, and only run, with torch on one thread.
+A whole step runs with one torch thread count: as set, or one. "c" uses as many (loaded after torch,
+it binds to torch's own OpenMP runtime: one pool). "blas" keeps numpy's pool, and beside it torch's
+idle OpenMP threads spin on the same cores for a while after each parallel op (measured in a step:
+4 tok/s instead of 30), so it is only timed, and only run, with torch on one thread.
 
-Every candidate is timed on all of a role's matrices (the 30 layers' q/k/v, say: past the caches, as
-in a step) once with torch's threads as set and once with one torch thread; the fastest whole
-configuration (one thread count, the fastest kernel per role under it) wins. Timings are cached per
-machine in the memlab cache (`kernels/<host>.json`), unless the machine was busy (`busy()`);
+Each candidate is timed on all of a role's matrices (the 30 layers' q/k/v: past the caches, as in a
+step) at each thread count; the engine times the rest of a step at each (`FastLlama.rest_seconds`)
+and `settle` keeps the count whose matmuls + rest are fastest. Timings are cached
+per machine in the memlab cache (`kernels/<host>.json`), unless the machine was busy (`busy()`);
 `refresh=True` measures again.
 """
 
@@ -30,6 +29,7 @@ import json
 import os
 import socket
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import torch
@@ -42,7 +42,6 @@ from memlab.core.measure import repeat
 from memlab.core.paths import write_atomic
 
 FLOAT_KERNELS = ("linear", "matmul-t", "blas", "c")
-OWN_POOL = ("blas", "c")  # kernels with their own threads: torch runs one thread beside them
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +52,8 @@ class KernelTime:
     weights: str              # "float32", "bfloat16", "Int8Linear", "Int4Linear"
     shape: tuple              # (N, K) of one matrix
     num_matrices: int
-    kernel: str               # "linear", "matmul-t", "blas", "aten"
-    torch_threads: int        # torch's threads while it ran
+    kernel: str               # "linear", "matmul-t", "blas", "c", "aten"
+    threads: int              # torch's threads while it ran (the C kernels use as many; numpy's BLAS its own pool)
     seconds: float            # all num_matrices applied to one row, median
     bytes: int                # what they read
     gb_per_s: float           # bytes / seconds / 1e9
@@ -62,26 +61,34 @@ class KernelTime:
 
 @dataclass(frozen=True, slots=True)
 class KernelChoice:
-    """The kernel each role runs and the torch threads a step runs with, from `times`."""
+    """The kernel each role runs and torch's threads for the whole step, from `times` and the rest of
+    the step timed by the engine (`options`: every thread count tried, as (threads, matmul_s, rest_s))."""
 
     weights: str
-    torch_threads: int
     kernels: tuple            # (role, kernel) pairs
+    step_threads: int         # torch's threads for the whole decode step
     matmul_s: float           # one token's matmuls under this choice (sum of the chosen times)
+    rest_s: float             # the rest of a step (attention, norms, RoPE) at step_threads; nan: not timed
+    options: tuple            # (threads, matmul_s, rest_s) of each thread count, the best kernels at each
     times: tuple              # every KernelTime measured (or read from the cache)
     from_cache: bool
 
-    def kernel(self, role: str) -> str:
-        return dict(self.kernels)[role]
-
     def rows(self) -> list[dict]:
         """One row per role and candidate: the table labs 01 and 04 show."""
-        chosen = dict(self.kernels)
+        chosen = {(r, k, self.step_threads) for r, k in self.kernels}
         return [dict(role=t.role, shape=f"{t.shape[0]}x{t.shape[1]} x{t.num_matrices}", kernel=t.kernel,
-                     torch_threads=t.torch_threads, MB=round(t.bytes / 1e6, 1), ms=round(t.seconds * 1e3, 2),
-                     GB_per_s=round(t.gb_per_s, 1),
-                     chosen=chosen.get(t.role) == t.kernel and t.torch_threads == self.torch_threads)
+                     threads=t.threads, MB=round(t.bytes / 1e6, 1), ms=round(t.seconds * 1e3, 2),
+                     GB_per_s=round(t.gb_per_s, 1), chosen=(t.role, t.kernel, t.threads) in chosen)
                 for t in self.times]
+
+
+def check_request(kernels: str, compile: bool) -> None:
+    """Refuse a `kernels=` request the fast path cannot run, in one line."""
+    if kernels not in ("auto", *FLOAT_KERNELS):
+        raise InvalidArgumentError(f"kernels must be 'auto' or one of {', '.join(FLOAT_KERNELS)}, got {kernels!r}")
+    if kernels in ("blas", "c") and compile:
+        raise InvalidArgumentError(f"a compiled step runs torch's kernels only, not {kernels!r}: kernels='auto' "
+                                   "or a torch kernel")
 
 
 def reason(kernel: str, device: torch.device, dtype: torch.dtype | None = None) -> str:
@@ -122,12 +129,10 @@ class Gemv(nn.Module):
             kind = "f32" if self.weight.dtype == torch.float32 else "bf16"
             y = ckernels.gemv(x, kind, self.weight, out_features=self.out_features)
             return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
-        if self.kernel in ("linear", "c"):
-            return F.linear(x, self.weight)
-        if self.kernel == "matmul-t":
-            return x @ self.weight
-        x2 = x.reshape(-1, self.in_features).contiguous().numpy()  # (M, K)
-        return torch.from_numpy(x2 @ self.array).view(*x.shape[:-1], self.out_features)
+        if self.kernel == "blas":  # numpy's own threads
+            x2 = x.reshape(-1, self.in_features).contiguous().numpy()  # (M, K)
+            return torch.from_numpy(x2 @ self.array).view(*x.shape[:-1], self.out_features)
+        return x @ self.weight if self.kernel == "matmul-t" else F.linear(x, self.weight)
 
 
 class QGemv(nn.Module):
@@ -149,36 +154,40 @@ class QGemv(nn.Module):
         return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
 
 
-def fixed(roles: dict[str, list], kernel: str) -> tuple[list, int]:
-    """(role, kernel) pairs running `kernel` on every float role ("aten" on quantized ones), and the
-    torch threads it needs (1 for "blas", else 0: as set)."""
-    pairs = []
+def fixed(roles: dict[str, list], kernel: str) -> list[tuple[str, str]]:
+    """(role, kernel) running `kernel` on every float role ("aten" on quantized ones that "c" cannot run)."""
+    out = []
     for role, mats in roles.items():
         if isinstance(mats[0], torch.Tensor):
             why = reason(kernel, mats[0].device, mats[0].dtype)
             if why:
                 raise InvalidArgumentError(f"kernels={kernel!r}: {why}")
-            pairs.append((role, kernel))
+            out.append((role, kernel))
         else:
-            pairs.append((role, "c" if kernel == "c" and "c" in candidates(mats[0]) else "aten"))
-    return pairs, int(kernel in OWN_POOL)
+            out.append((role, "c" if kernel == "c" and "c" in candidates(mats[0]) else "aten"))
+    return out
 
 
-def bind(mats: list, kernel: str, modules: list[list[nn.Linear]]) -> list[Gemv]:
-    """Hold each matrix of `mats` in `kernel`'s layout; the nn.Linear modules stacked row-wise in it
-    (`modules[i]` for `mats[i]`) are pointed at views of the held bytes, so the model keeps working
-    and no byte is held twice."""
-    if not isinstance(mats[0], torch.Tensor):
-        return [QGemv(m) for m in mats]  # quantized: its codes through "c"; the model is not touched
-    held = []
-    for w, mods in zip(mats, modules):
-        g = Gemv(w, kernel)
-        start, view = 0, g.weight_view()
-        for m in mods:
-            n = m.weight.shape[0]
-            m.weight.data = view[start:start + n]
-            start += n
-        held.append(g)
+def wrap(mat, kernel: str):
+    """One matrix ready to run `kernel`: a Gemv (a float tensor), a QGemv ("c" on a quantized module),
+    or the quantized module itself ("aten")."""
+    if isinstance(mat, torch.Tensor):
+        return Gemv(mat, kernel)
+    return mat if kernel == "aten" else QGemv(mat)
+
+
+def bind(mats: list, kernel: str, modules: list[list[nn.Linear]]) -> list:
+    """Hold each matrix of `mats` in `kernel`'s layout; the nn.Linear modules stacked row-wise in a
+    float matrix (`modules[i]` for `mats[i]`) are pointed at views of the held bytes, so the model
+    keeps working and no byte is held twice. Quantized modules are wrapped, not touched."""
+    held = [wrap(w, kernel) for w in mats]
+    for g, mods in zip(held, modules):
+        if isinstance(g, Gemv):
+            start, view = 0, g.weight_view()
+            for m in mods:
+                n = m.weight.shape[0]
+                m.weight.data = view[start:start + n]
+                start += n
     return held
 
 
@@ -186,10 +195,7 @@ def bind(mats: list, kernel: str, modules: list[list[nn.Linear]]) -> list[Gemv]:
 def torch_threads(n: int):
     """Run the block with `n` torch threads (0 or the current count: unchanged)."""
     before = torch.get_num_threads()
-    if not n or n == before:
-        yield
-        return
-    torch.set_num_threads(n)
+    torch.set_num_threads(n or before)
     try:
         yield
     finally:
@@ -203,16 +209,15 @@ def _bytes(m) -> int:
 
 @torch.inference_mode()
 def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5) -> KernelTime:
-    """Time `kernel` over every matrix of `mats` (tensors (N, K), or quantized modules: "aten")."""
+    """Time `kernel` with torch on `threads` threads over every matrix of `mats` (tensors (N, K), or
+    quantized modules)."""
     first = mats[0]
-    if not isinstance(first, torch.Tensor):
-        ops = [m.forward for m in mats] if kernel == "aten" else [QGemv(m).forward for m in mats]
-        weights, shape = type(first).__name__, (first.out_features, first.in_features)
+    ops = [wrap(m, kernel).forward for m in mats]
+    if isinstance(first, torch.Tensor):
+        weights, shape, dtype, dev = str(first.dtype).removeprefix("torch."), tuple(first.shape), first.dtype, first.device
     else:
-        ops = [Gemv(w, kernel).forward for w in mats]
-        weights, shape = str(first.dtype).removeprefix("torch."), tuple(first.shape)
-    dev = first.device if isinstance(first, torch.Tensor) else next(iter(first.buffers())).device
-    dtype = first.dtype if isinstance(first, torch.Tensor) else torch.float32
+        weights, shape = type(first).__name__, (first.out_features, first.in_features)
+        dtype, dev = torch.float32, next(iter(first.buffers())).device
     x = torch.randn(1, 1, shape[1], dtype=dtype, device=dev)
 
     def run():
@@ -233,18 +238,20 @@ def candidates(first) -> list[str]:
     return [k for k in FLOAT_KERNELS if not reason(k, first.device, first.dtype)]
 
 
-def thread_counts(device: torch.device) -> list[int]:
-    """Torch thread counts to try: as set, and one (a CPU only)."""
+def thread_counts(kernel: str, device: torch.device) -> list[int]:
+    """Torch thread counts to time `kernel` with: as set, and one (a CPU only); "blas" beside one only."""
     now = torch.get_num_threads()
+    if kernel == "blas":
+        return [1]
     return [now] if device.type != "cpu" or now == 1 else [now, 1]
 
 
-def _key(role: str, mats: list, kernel: str, threads: int, torch_only: bool) -> str:
+def _key(role: str, mats: list, kernel: str, threads: int) -> str:
     first = mats[0]
     shape = tuple(first.shape) if isinstance(first, torch.Tensor) else (first.out_features, first.in_features)
     what = str(first.dtype) if isinstance(first, torch.Tensor) else type(first).__name__
     dev = first.device.type if isinstance(first, torch.Tensor) else next(iter(first.buffers())).device.type
-    return f"{dev}|{what}|{role}|{shape[0]}x{shape[1]}x{len(mats)}|{kernel}|{threads}|{torch_only}"
+    return f"{dev}|{what}|{role}|{shape[0]}x{shape[1]}x{len(mats)}|{kernel}|{threads}"
 
 
 def busy() -> bool:
@@ -260,9 +267,10 @@ def _cache_file():
 
 def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = False,
            repeats: int = 5) -> KernelChoice:
-    """The fastest configuration for the matrices of each role (role -> its matrices, all one shape).
+    """The fastest (kernel, threads) for the matrices of each role (role -> its matrices, one shape).
 
-    `torch_only`: leave out "blas" (a compiled step cannot call numpy). Cached per machine."""
+    `torch_only`: torch's kernels at torch's thread count only (a compiled step cannot call numpy or
+    ctypes, nor switch threads). Cached per machine."""
     path = _cache_file()
     try:
         cache = {} if refresh or not path.exists() else json.loads(path.read_text())
@@ -271,12 +279,12 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
     first = next(iter(roles.values()))[0]
     dev = first.device if isinstance(first, torch.Tensor) else next(iter(first.buffers())).device
     times, hits = [], 0
-    for threads in thread_counts(dev):
-        for role, mats in roles.items():
-            for kernel in candidates(mats[0]):
-                if kernel in OWN_POOL and (torch_only or threads != 1):  # see the module docstring
-                    continue
-                key = _key(role, mats, kernel, threads, torch_only)
+    for role, mats in roles.items():
+        for kernel in candidates(mats[0]):
+            if torch_only and kernel in ("blas", "c"):
+                continue
+            for threads in thread_counts(kernel, dev)[:1 if torch_only else None]:
+                key = _key(role, mats, kernel, threads)
                 if key in cache:
                     hits += 1
                     row = cache[key]
@@ -287,14 +295,25 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
                 times.append(t)
     if hits < len(times) and not busy():
         write_atomic(path, json.dumps(cache, indent=1))
-    best = None
-    for threads in {t.torch_threads for t in times}:
-        pick = {role: min((t for t in times if t.role == role and t.torch_threads == threads), key=lambda t: t.seconds)
-                for role in roles}
-        total = sum(t.seconds for t in pick.values())
-        if best is None or total < best[1]:
-            best = (threads, total, pick)
-    threads, total, pick = best
-    return KernelChoice(weights=", ".join(sorted({t.weights for t in times})), torch_threads=threads,
-                        kernels=tuple((r, t.kernel) for r, t in pick.items()), matmul_s=total,
+    options = {}
+    for n in sorted({t.threads for t in times}, reverse=True):
+        at_n = [t for t in times if t.threads == n]
+        if {t.role for t in at_n} == set(roles):
+            options[n] = {role: min((t for t in at_n if t.role == role), key=lambda t: t.seconds) for role in roles}
+    n, pick = min(options.items(), key=lambda kv: sum(t.seconds for t in kv[1].values()))
+    return KernelChoice(weights=", ".join(sorted({t.weights for t in times})),
+                        kernels=tuple((r, t.kernel) for r, t in pick.items()), step_threads=n,
+                        matmul_s=sum(t.seconds for t in pick.values()), rest_s=float("nan"),
+                        options=tuple((m, sum(t.seconds for t in p.values()), float("nan")) for m, p in options.items()),
                         times=tuple(times), from_cache=hits == len(times))
+
+
+def settle(choice: KernelChoice, rest_s: dict[int, float]) -> KernelChoice:
+    """The choice at the torch thread count whose matmuls + rest of the step (`rest_s`: seconds per
+    count, timed by the engine) are fastest, each role's fastest kernel at that count."""
+    options = tuple((n, mm, rest_s.get(n, float("nan"))) for n, mm, _ in choice.options)
+    n, mm, rest = min(options, key=lambda o: o[1] + (o[2] if o[2] == o[2] else 0.0))
+    best = {r: min((t for t in choice.times if t.role == r and t.threads == n), key=lambda t: t.seconds)
+            for r, _ in choice.kernels}
+    return dataclasses.replace(choice, kernels=tuple((r, best[r].kernel) for r, _ in choice.kernels),
+                               step_threads=n, matmul_s=mm, rest_s=rest, options=options)

@@ -1,16 +1,18 @@
 /* memlab's GEMV kernels (memlab/core/ckernels.py compiles this file once per machine with
    -O3 -march=native -fopenmp). One activation row x (K floats) times every row of a weight matrix
    W (N x K): y[n] = sum_k x[k] * W[n][k]. Batch-1 decode is exactly this, so each kernel's speed
-   is how fast it streams W. Rows are split across OpenMP threads; each row is one dot product.
+   is how fast it streams W. Rows are split across `nt` OpenMP threads; each row is one dot product.
 
    1. gemv_f32   W fp32
    2. gemv_bf16  W bf16 (the top 16 bits of an fp32: widened by a shift)
    3. gemv_q8    W int8 codes, one bf16 scale per row: w = s * q
    4. gemv_q4    W 4-bit codes, a bf16 scale s and zero z per group of 32: w = (q - 8) * s + z
+                 (with AVX2: integer dot products against the activation rounded to int8 per group)
    With AVX2 + FMA the int8/int4 loops are written with intrinsics (the compiler does not
    vectorize the nibble unpacking well); elsewhere plain C loops that any compiler vectorizes. */
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define HAVE_AVX2 1
@@ -19,22 +21,22 @@ static inline float hsum(__m256 v){ __m128 a=_mm_add_ps(_mm256_castps256_ps128(v
 #endif
 static inline float bf16f(uint16_t h){ uint32_t u=(uint32_t)h<<16; float f; memcpy(&f,&u,4); return f; }
 
-void gemv_f32(const float* x, const float* w, float* y, int N, int K){
-  #pragma omp parallel for schedule(static)
+void gemv_f32(const float* x, const float* w, float* y, int N, int K, int nt){
+  #pragma omp parallel for schedule(static) num_threads(nt)
   for(int n=0;n<N;n++){ const float* r=w+(int64_t)n*K; float a=0.f;
     #pragma omp simd reduction(+:a)
     for(int k=0;k<K;k++) a+=x[k]*r[k];
     y[n]=a; }
 }
-void gemv_bf16(const float* x, const uint16_t* w, float* y, int N, int K){
-  #pragma omp parallel for schedule(static)
+void gemv_bf16(const float* x, const uint16_t* w, float* y, int N, int K, int nt){
+  #pragma omp parallel for schedule(static) num_threads(nt)
   for(int n=0;n<N;n++){ const uint16_t* r=w+(int64_t)n*K; float a=0.f;
     #pragma omp simd reduction(+:a)
     for(int k=0;k<K;k++) a+=x[k]*bf16f(r[k]);
     y[n]=a; }
 }
-void gemv_q8(const float* x, const int8_t* w, const uint16_t* s, float* y, int N, int K){
-  #pragma omp parallel for schedule(static)
+void gemv_q8(const float* x, const int8_t* w, const uint16_t* s, float* y, int N, int K, int nt){
+  #pragma omp parallel for schedule(static) num_threads(nt)
   for(int n=0;n<N;n++){ const int8_t* r=w+(int64_t)n*K; float a=0.f;
 #ifdef HAVE_AVX2
     __m256 a0=_mm256_setzero_ps(), a1=_mm256_setzero_ps(); int k=0;
@@ -51,22 +53,28 @@ void gemv_q8(const float* x, const int8_t* w, const uint16_t* s, float* y, int N
     y[n]=a*bf16f(s[n]); }
 }
 /* q4: codes (N, K/2): in group g (32 weights) byte j holds q[32g+j] (low nibble) and q[32g+16+j] (high);
-   sz (N, K/32, 2) bf16: scale s and zero z, w = (q - 8) * s + z; xs[g] = sum of x over group g */
-void gemv_q4(const float* x, const float* xs, const uint8_t* w, const uint16_t* sz, float* y, int N, int K){
+   sz (N, K/32, 2) bf16: scale s and zero z, w = (q - 8) * s + z. So y[n] = sum_g s*(q . x_g) + (z - 8s)*sum(x_g).
+   With AVX2 the activation is rounded to int8 per group (x ~ dx * xq, dx = max|x_g| / 127, as llama.cpp
+   does), so q . xq is an integer dot product of 32 bytes in two instructions (maddubs, madd); the
+   zero point's term keeps the exact float sum of x_g. */
+void gemv_q4(const float* x, const uint8_t* w, const uint16_t* sz, float* y, int N, int K, int nt){
   int G=K/32;
-  #pragma omp parallel for schedule(static)
+  float xs[G], dx[G];
+  int8_t xq[K] __attribute__((aligned(32)));
+  for(int g=0;g<G;g++){ float m=0.f, t=0.f;
+    for(int j=0;j<32;j++){ float v=x[32*g+j]; t+=v; m=fabsf(v)>m?fabsf(v):m; }
+    xs[g]=t; dx[g]=m/127.f; float inv=m>0.f?127.f/m:0.f;
+    for(int j=0;j<32;j++) xq[32*g+j]=(int8_t)lrintf(x[32*g+j]*inv); }
+  #pragma omp parallel for schedule(static) num_threads(nt)
   for(int n=0;n<N;n++){ const uint8_t* r=w+(int64_t)n*(K/2); const uint16_t* q=sz+(int64_t)n*G*2; float a=0.f;
 #ifdef HAVE_AVX2
-    __m256 acc=_mm256_setzero_ps(); const __m128i m4=_mm_set1_epi8(15);
-    for(int g=0;g<G;g++){ const float* xg=x+32*g;
+    __m256 acc=_mm256_setzero_ps(); const __m128i m4=_mm_set1_epi8(15); const __m256i ones=_mm256_set1_epi16(1);
+    for(int g=0;g<G;g++){
       __m128i b=_mm_loadu_si128((const __m128i*)(r+16*g));
-      __m128i lo=_mm_and_si128(b,m4), hi=_mm_and_si128(_mm_srli_epi16(b,4),m4);
-      __m256 d0=_mm256_mul_ps(_mm256_loadu_ps(xg),   _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)));
-      __m256 d1=_mm256_mul_ps(_mm256_loadu_ps(xg+8), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo,8))));
-      d0=_mm256_fmadd_ps(_mm256_loadu_ps(xg+16),_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)),d0);
-      d1=_mm256_fmadd_ps(_mm256_loadu_ps(xg+24),_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi,8))),d1);
+      __m256i codes=_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b,4),m4), _mm_and_si128(b,m4));
+      __m256i d=_mm256_madd_epi16(_mm256_maddubs_epi16(codes,_mm256_load_si256((const __m256i*)(xq+32*g))),ones);
       float s=bf16f(q[2*g]), z=bf16f(q[2*g+1]);
-      acc=_mm256_fmadd_ps(_mm256_set1_ps(s),_mm256_add_ps(d0,d1),acc);
+      acc=_mm256_fmadd_ps(_mm256_set1_ps(s*dx[g]),_mm256_cvtepi32_ps(d),acc);
       a+=(z-8.f*s)*xs[g]; }
     a+=hsum(acc);
 #else

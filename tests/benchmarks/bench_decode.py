@@ -62,9 +62,9 @@ def _roof(bw: float, rows) -> None:
         if not r.kernels:
             continue
         k = r.kernels
-        cells = [f"{t.role} {t.kernel}@{t.torch_threads} {t.gb_per_s:.1f}{'*' if d['chosen'] else ''}"
+        cells = [f"{t.role} {t.kernel}@{t.threads or 'own'} {t.gb_per_s:.1f}{'*' if d['chosen'] else ''}"
                  for t, d in zip(k.times, k.rows())]
-        print(f"  {r.variant:<10} torch threads {k.torch_threads}, matmuls {k.matmul_s * 1e3:.1f} ms: " + " | ".join(cells))
+        print(f"  {r.variant:<10} step on {k.step_threads} torch thread(s), matmuls {k.matmul_s * 1e3:.1f} ms: " + " | ".join(cells))
 
 
 def main(argv=None) -> int:

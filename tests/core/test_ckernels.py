@@ -24,9 +24,17 @@ def test_int8_and_int4_codes_equal_their_dequantized_matmul():
     ref8 = (q8.float() * s8.float()[:, None]) @ x
     torch.testing.assert_close(ckernels.gemv(x, "q8", q8, s8, out_features=N)[0], ref8, rtol=1e-4, atol=1e-3)
     q4, sz = torch.randint(0, 16, (N, K)), torch.randn(N, K // 32, 2).bfloat16()
-    w4 = (q4 - 8) * sz[..., 0].float().repeat_interleave(32, 1) + sz[..., 1].float().repeat_interleave(32, 1)
-    torch.testing.assert_close(ckernels.gemv(x, "q4", ckernels.pack_q4(q4), sz, out_features=N)[0], w4 @ x,
-                               rtol=1e-4, atol=1e-3)
+    s, z = (sz[..., i].float().repeat_interleave(32, 1) for i in (0, 1))
+    got = ckernels.gemv(x, "q4", ckernels.pack_q4(q4), sz, out_features=N)[0]
+    # with AVX2 the kernel rounds x to int8 per group of 32 (x ~ dx * xq, dx = max|x| / 127); the zero
+    # point's term keeps the float sum of x. Emulated here; without AVX2 it computes in float.
+    xg = x.view(-1, 32)
+    m = xg.abs().amax(1, keepdim=True)
+    xq = (torch.round(xg * (127 / m)) * (m / 127)).reshape(-1)  # as the C code rounds: x * (127 / max)
+    emulated = (q4 * s) @ xq + (z - 8 * s) @ x
+    exact = ((q4 - 8) * s + z) @ x
+    assert torch.allclose(got, emulated, rtol=1e-3, atol=1e-2) or torch.allclose(got, exact, rtol=1e-3, atol=1e-2)
+    assert (got - exact).norm() / exact.norm() < 0.03  # the int8 activation costs about 1 % here
 
 
 def test_pack_q4_puts_code_j_low_and_j_plus_16_high():
