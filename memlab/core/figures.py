@@ -32,8 +32,8 @@ def token_latency(result) -> Figure:
 def kernel_rates(choice, roof_gb_per_s: float, title: str = "") -> Figure:
     """Bars per decode-matmul role: the GB/s each candidate kernel streamed (`core.kernels`), the chosen
     one solid, beside the memory roof. Labs 01 (fp32) and 04 (every precision)."""
-    roles = [r for r, _, _ in choice.kernels]
-    chosen = {(r, k, n) for r, k, n in choice.kernels}
+    roles = [r for r, _ in choice.kernels]
+    chosen = {(r, k, choice.step_threads) for r, k in choice.kernels}
     cands = sorted({(t.kernel, t.threads) for t in choice.times})
     fig, ax = plt.subplots(figsize=(8, 3.8))
     width = 0.8 / max(len(cands), 1)
@@ -41,7 +41,7 @@ def kernel_rates(choice, roof_gb_per_s: float, title: str = "") -> Figure:
         rates = {t.role: t.gb_per_s for t in choice.times if (t.kernel, t.threads) == (kernel, threads)}
         xs = [i + j * width for i, r in enumerate(roles) if r in rates]
         bars = ax.bar(xs, [rates[r] for r in roles if r in rates], width,
-                      label=f"{kernel}, {threads or 'own'} thread{'s' if threads != 1 else ''}")
+                      label=f"{kernel}, {threads} torch thread{'s' if threads != 1 else ''}")
         for b, r in zip(bars, [r for r in roles if r in rates]):
             b.set_alpha(1.0 if (r, kernel, threads) in chosen else 0.3)
     ax.axhline(roof_gb_per_s, color="black", ls="--", label=f"memory roof {roof_gb_per_s:.1f} GB/s")

@@ -166,3 +166,12 @@ def test_the_compiled_step_gives_the_same_tokens(tiny):
     plain = fastpath.fast_generate(tiny.model, ids, 6)
     compiled = fastpath.fast_generate(tiny.model, ids, 6, compile=True)
     assert compiled.token_ids == plain.token_ids and compiled.compile_s > 0 and compiled.warmup_s > 0
+
+
+def test_the_kernel_figure_marks_the_choice(tiny):
+    import matplotlib
+    matplotlib.use("Agg")
+    choice = fastpath.FastLlama(tiny.model, max_len=8).kernels
+    fig = ml.figures.kernel_rates(choice, 10.0)
+    solid = [b for b in fig.axes[0].patches if b.get_alpha() == 1.0]
+    assert len(solid) == len(choice.kernels)  # one chosen bar per role
