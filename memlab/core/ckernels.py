@@ -39,10 +39,11 @@ def _build(out: Path) -> str:
     if not cc:
         return "no C compiler (cc, gcc or clang) on PATH"
     err = ""
-    for flags in (["-fopenmp"], []):  # macOS's clang has no OpenMP: then one thread
+    # macOS's clang has no OpenMP (then one thread), and some compilers refuse -march=native on arm64
+    for flags in (["-march=native", "-fopenmp"], ["-march=native"], ["-fopenmp"], []):
         with tempfile.TemporaryDirectory() as tmp:
             so = Path(tmp) / "gemv.so"
-            r = subprocess.run([cc, "-O3", "-march=native", "-ffast-math", "-shared", "-fPIC", *flags,
+            r = subprocess.run([cc, "-O3", "-ffast-math", "-shared", "-fPIC", *flags,
                                 str(src), "-o", str(so)], capture_output=True, text=True)
             if r.returncode == 0:
                 write_atomic(out, so.read_bytes())

@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         print(f"{r.variant:<10} {r.streamed_bytes / 1e6:9.1f} {by[r.variant].decode_tok_per_s:7.1f} "
               f"{r.decode_tok_per_s:7.1f} {r.bound_tok_per_s:7.1f} {r.of_bound:8.0%} {r.vs_fp32:7.2f}x "
               f"{r.byte_ratio:7.2f}x {r.of_byte_ratio:8.0%}  {r.same_tokens} (first divergence {r.first_divergence})")
-    for v, run, nbytes, _ in compiled:
+    for v, run, nbytes, *_ in compiled:
         print(f"compiled {v:<12} decode {run.decode_tok_per_s:7.1f} tok/s ({run.decode_tok_per_s * nbytes / bw:.0%} "
               f"of bound), compile {run.compile_s:.1f} s (paid once per process; inductor caches the kernels)")
     print(f"{'':<10} why below the bound: each step = matmuls on their own + the rest")
@@ -110,6 +110,11 @@ def main(argv=None) -> int:
         print(f"{r.variant:<10} step {1e3 / r.decode_tok_per_s:6.1f} ms = matmuls {r.matmul_s * 1e3:6.1f} ms (kernels stream "
               f"{r.matmul_gb_per_s:5.1f} GB/s, {r.matmul_gb_per_s * 1e9 / bw:.0%} of the read bandwidth) + the rest "
               f"{r.other_s * 1e3:5.1f} ms")
+    for r in rows:
+        k = r.kernels
+        print(f"{r.variant:<10} the choice predicted matmuls {k.matmul_s * 1e3:.1f} + rest {k.rest_s * 1e3:.1f} = "
+              f"{(k.matmul_s + k.rest_s) * 1e3:.1f} ms a step; measured {1e3 / r.decode_tok_per_s:.1f} ms "
+              f"({1e3 / r.decode_tok_per_s / ((k.matmul_s + k.rest_s) * 1e3):.2f}x: what the parts timed apart miss)")
     fast = {r.variant: r for r in rows}
     print(f"fp32 fast path, torch's F.linear everywhere: {linear_run.decode_tok_per_s:.1f} tok/s (matmuls {linear_mm * 1e3:.1f} ms, "
           f"{linear_bytes / linear_mm / 1e9:.1f} GB/s); with the chosen kernels {fast['fp32'].decode_tok_per_s:.1f} tok/s: "
@@ -132,7 +137,7 @@ def main(argv=None) -> int:
         print(f"llama.cpp Q4_1 decode {gguf.decode_tok_per_s:.1f} tok/s; memlab {best4.variant} fast path "
               f"{best4.decode_tok_per_s:.1f}: {best4.decode_tok_per_s / gguf.decode_tok_per_s:.2f}x "
               f"(aim >= 1.0: {_aim(best4.decode_tok_per_s >= gguf.decode_tok_per_s)})")
-        for v, run, _, _ in compiled:
+        for v, run, *_ in compiled:
             print(f"  compiled {v}: {run.decode_tok_per_s / gguf.decode_tok_per_s:.2f}x llama.cpp's decode")
         peer = gguf_reference.speed(gguf_reference.open_gguf(logits_all=False), question, 2, max(cfg.repeats, 3))
         print(f"TTFT of the bundled question ({len(question)} tokens): memlab {best4.variant} {memlab_ttft * 1e3:.1f} ms, "
@@ -142,7 +147,12 @@ def main(argv=None) -> int:
         print(f"llama.cpp: not run ({quantize.missing_reason(quantize.VARIANTS['gguf-q4_1']) or 'installed during the run'})")
         print(f"TTFT of the bundled question: memlab {best4.variant} {memlab_ttft * 1e3:.1f} ms (no llama.cpp to compare)")
     if not args.no_cold_start:
+        import sys
+        import time
         from memlab.ttft import latency
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True)
+        print(f"a fresh process that only imports torch: {time.perf_counter() - t0:.2f} s (the floor of any job's imports)")
         file = loading.checkpoint_file(ml.models.prepare(cfg.model))
         for strategy in ("resident", "mmap"):
             read = pagecache.measure_read_rate(file, cold=True)
