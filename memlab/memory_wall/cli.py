@@ -16,7 +16,8 @@ def _cmd_ceilings(args) -> int:
         print_json(c)
         return 0
     print(f"{c.host} ({c.mode}, {c.num_threads} threads, load avg {c.load_avg_1min:.1f}, measured {c.measured_at})")
-    print(f"memory  roof {c.bandwidth_bytes_per_s / 1e9:.1f} = the fastest of: read {c.read_gb_per_s:.1f} | copy {c.copy_gb_per_s:.1f} | scale {c.scale_gb_per_s:.1f} | "
+    reads = " (" + ", ".join(f"{k} {v:.1f}" for k, v in c.read_kernels) + ")" if c.read_kernels else ""
+    print(f"memory  roof {c.bandwidth_bytes_per_s / 1e9:.1f} = the fastest of: read {c.read_gb_per_s:.1f}{reads} | copy {c.copy_gb_per_s:.1f} | scale {c.scale_gb_per_s:.1f} | "
           f"add {c.add_gb_per_s:.1f} | triad {c.triad_gb_per_s:.1f} GB/s  ({fmt_bytes(c.array_bytes)} arrays)")
     print("matmul  " + " | ".join(f"{d} {fmt_flops(c.flop_per_s(d))}" for d in ("fp32", "bf16", "fp16")))
     if c.disk_file_bytes:

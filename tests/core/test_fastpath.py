@@ -61,7 +61,8 @@ def test_every_kernel_gives_the_same_tokens(tiny, kernel):
     assert list(ml.generate(tiny, ids, max_new_tokens=12, stop_at_eos=False).token_ids) == ref  # the model still works
 
 
-def test_a_measured_choice_is_shown_and_cached(tiny):
+def test_a_measured_choice_is_shown_and_cached(tiny, monkeypatch):
+    monkeypatch.setattr(ml.kernels, "busy", lambda: False)  # a busy machine's timings are not kept: not here
     fast = fastpath.FastLlama(tiny.model, max_len=8, kernels="auto")
     choice = fast.kernels
     assert {r for r, _ in choice.kernels} == {"qkv", "o", "gate_up", "down", "head"}
@@ -175,3 +176,13 @@ def test_the_kernel_figure_marks_the_choice(tiny):
     fig = ml.figures.kernel_rates(choice, 10.0)
     solid = [b for b in fig.axes[0].patches if b.get_alpha() == 1.0]
     assert len(solid) == len(choice.kernels)  # one chosen bar per role
+
+
+def test_a_busy_machine_keeps_no_kernel_timings(tiny, monkeypatch, tmp_path):
+    monkeypatch.setenv("MEMLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(ml.kernels, "busy", lambda: True)
+    assert fastpath.FastLlama(tiny.model, max_len=8).kernels is not None  # measured and used
+    assert not list((tmp_path / "kernels").glob("*.json"))  # but not kept
+    monkeypatch.setattr(ml.kernels, "busy", lambda: False)
+    fastpath.FastLlama(tiny.model, max_len=8)
+    assert list((tmp_path / "kernels").glob("*.json"))
