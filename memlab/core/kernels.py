@@ -40,6 +40,7 @@ from memlab.core import ckernels
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.measure import repeat
 from memlab.core.paths import write_atomic
+from memlab.core.tensors import tensor_bytes
 
 FLOAT_KERNELS = ("linear", "matmul-t", "blas", "c")
 
@@ -202,22 +203,22 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def _bytes(m) -> int:
-    tensors = [m] if isinstance(m, torch.Tensor) else list(m.state_dict().values())
-    return sum(t.numel() * t.element_size() for t in tensors)
+def _device(m) -> torch.device:
+    """Where a matrix lives: a tensor's device, or a quantized module's buffers'."""
+    return m.device if isinstance(m, torch.Tensor) else next(iter(m.buffers())).device
 
 
 @torch.inference_mode()
 def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5) -> KernelTime:
     """Time `kernel` with torch on `threads` threads over every matrix of `mats` (tensors (N, K), or
     quantized modules)."""
-    first = mats[0]
-    ops = [wrap(m, kernel).forward for m in mats]
+    first, dev = mats[0], _device(mats[0])
+    wrapped = [wrap(m, kernel) for m in mats]
+    ops = [w.forward for w in wrapped]
     if isinstance(first, torch.Tensor):
-        weights, shape, dtype, dev = str(first.dtype).removeprefix("torch."), tuple(first.shape), first.dtype, first.device
+        weights, shape, dtype = str(first.dtype).removeprefix("torch."), tuple(first.shape), first.dtype
     else:
-        weights, shape = type(first).__name__, (first.out_features, first.in_features)
-        dtype, dev = torch.float32, next(iter(first.buffers())).device
+        weights, shape, dtype = type(first).__name__, (first.out_features, first.in_features), torch.float32
     x = torch.randn(1, 1, shape[1], dtype=dtype, device=dev)
 
     def run():
@@ -225,14 +226,14 @@ def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5
             op(x)
     with torch_threads(threads):
         s = repeat(run, repeats, device=dev).median
-    nbytes = sum(_bytes(m if kernel == "aten" or isinstance(m, torch.Tensor) else QGemv(m)) for m in mats)
+    nbytes = tensor_bytes([t for w in wrapped for t in w.state_dict().values()])  # what the kernel reads
     return KernelTime(role, weights, shape, len(mats), kernel, threads, s, nbytes, nbytes / s / 1e9)
 
 
 def candidates(first) -> list[str]:
     """The kernels that can run a role whose first matrix is `first`."""
     if not isinstance(first, torch.Tensor):
-        dev = next(iter(first.buffers())).device
+        dev = _device(first)
         offers = getattr(first, "gemv_weights", lambda: None)() is not None
         return ["aten"] + (["c"] if offers and not reason("c", dev) else [])
     return [k for k in FLOAT_KERNELS if not reason(k, first.device, first.dtype)]
@@ -250,7 +251,7 @@ def _key(role: str, mats: list, kernel: str, threads: int) -> str:
     first = mats[0]
     shape = tuple(first.shape) if isinstance(first, torch.Tensor) else (first.out_features, first.in_features)
     what = str(first.dtype) if isinstance(first, torch.Tensor) else type(first).__name__
-    dev = first.device.type if isinstance(first, torch.Tensor) else next(iter(first.buffers())).device.type
+    dev = _device(first).type
     return f"{dev}|{what}|{role}|{shape[0]}x{shape[1]}x{len(mats)}|{kernel}|{threads}"
 
 
@@ -277,7 +278,7 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
     except ValueError:
         cache = {}  # unreadable: measure again
     first = next(iter(roles.values()))[0]
-    dev = first.device if isinstance(first, torch.Tensor) else next(iter(first.buffers())).device
+    dev = _device(first)
     times, hits = [], 0
     for role, mats in roles.items():
         for kernel in candidates(mats[0]):
