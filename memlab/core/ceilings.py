@@ -4,7 +4,7 @@ Lab 01 draws its roofline from these numbers rather than from a spec sheet.
 
 1. Memory bandwidth, STREAM-style, over arrays far larger than the last-level cache, with all
    of torch's threads, best of N (bytes counted as STREAM does, write-allocate not counted), and
-   the read alone by two codes (`read_rates`: torch's sum, numpy's BLAS GEMV), the faster kept:
+   the read alone by up to three codes (`read_rates`: torch's sum, a C loop, numpy's BLAS), the fastest kept:
    read  sum(a)         1 array
    copy  a = b          2 arrays moved      scale a = q*b       2 arrays
    add   c = a + b      3 arrays            triad a = b + q*c   3 arrays
@@ -18,8 +18,8 @@ Lab 01 draws its roofline from these numbers rather than from a spec sheet.
 4. With a CUDA GPU: HBM bandwidth, GPU matmul FLOP/s per dtype and host->device / device->host
    copies, pinned and pageable (`ceilings_gpu.py`; 0.0 in the record without one).
 
-`measure()` caches its record as JSON per machine in the memlab cache folder; `refresh=True`
-measures again.
+`measure()` caches its record as JSON per machine in the memlab cache folder (unless the machine
+was busy); `refresh=True` measures again.
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ import torch.nn.functional as F
 
 from memlab.core.ceilings_gpu import GPU_ABSENT, host_device_copies, on_device  # noqa: F401  (the GPU's, re-exported)
 from memlab.core.ceilings_gpu import rows as gpu_rows  # noqa: F401
-from memlab.core.measure import repeat
+from memlab.core.measure import busy, repeat
 from memlab.core.paths import write_atomic
 
 GB = 1e9
+PARK_S = 0.2  # seconds for numpy BLAS threads to stop spinning after a call (OpenBLAS parks them after ~0.1 s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,22 +113,34 @@ def read_rates(a: torch.Tensor, repeats: int = 5) -> dict[str, float]:
     """GB/s at which each read kernel reads the fp32 array `a` once (best of `repeats`).
 
     A roof must be the fastest rate anything reaches, so the read is timed by more than one code:
-    "sum" (torch's reduction) and, on a CPU with numpy, "blas" (numpy's BLAS computing ones @ A over
-    the same bytes seen as a matrix A; a GEMV, as a decode step's). On a Zen 4 EPYC and an AVX2 EPYC
-    the BLAS read ran 1.2-1.4x faster than the sum: a roof from the sum alone was beaten by decode."""
-    dev = a.device
-    out = {"sum": a.numel() * 4 / repeat(lambda: a.sum(), repeats, device=dev).min / GB}
-    if dev.type == "cpu":
-        try:
-            import numpy as np
-        except ImportError:
-            return out
+    "sum" (torch's reduction); on a CPU, "c" (memlab's C loop of 32 partial sums, `ckernels.read_sum`,
+    where a C compiler is found) and, with numpy, "blas" (numpy's BLAS computing ones @ A over the
+    same bytes seen as a matrix A; a GEMV, as a decode step's). On a Zen 4 EPYC and an AVX2 EPYC the
+    BLAS read ran 1.2-1.4x faster than the sum: a roof from the sum alone was beaten by decode.
+    numpy's BLAS keeps its own threads, which spin for a while after each call and slow whatever
+    torch runs next on the same cores: it is timed last, with a pause before and after."""
+    from memlab.core import ckernels
+    here = read_kernel_names() if a.device.type == "cpu" else {"sum"}
+    out = {"sum": a.numel() * 4 / repeat(lambda: a.sum(), repeats, device=a.device).min / GB}
+    if "c" in here:
+        out["c"] = a.numel() * 4 / repeat(lambda: ckernels.read_sum(a), repeats).min / GB
+    if "blas" in here:
+        import numpy as np
         cols = 65536 if a.numel() >= 16 * 65536 else 1024
-        rows = a.numel() // cols
-        m = a[:rows * cols].view(rows, cols).numpy()
-        ones = np.ones(rows, dtype=np.float32)
-        out["blas"] = rows * cols * 4 / repeat(lambda: ones @ m, repeats).min / GB
+        m = a[:a.numel() // cols * cols].view(-1, cols).numpy()
+        ones = np.ones(m.shape[0], dtype=np.float32)
+        time.sleep(PARK_S)
+        out["blas"] = m.size * 4 / repeat(lambda: ones @ m, repeats).min / GB
+        time.sleep(PARK_S)
     return out
+
+
+def read_kernel_names() -> set[str]:
+    """The read kernels `read_rates` times on this machine's CPU."""
+    from importlib.util import find_spec
+    from memlab.core import ckernels
+    have = {"sum": True, "c": ckernels.library() is not None, "blas": find_spec("numpy") is not None}
+    return {name for name, ok in have.items() if ok}
 
 
 def stream(array_bytes: int, repeats: int = 5, device: str = "cpu", read_only: bool = False) -> dict[str, float]:
@@ -229,12 +242,14 @@ def measure(quick: bool = False, refresh: bool = False, cache_dir: Path | str | 
                 try:
                     cached = json.loads(candidate.read_text())
                     gpu_missing = torch.cuda.is_available() and not cached.get("vram_gb_per_s")
-                    if cached.get("read_gb_per_s") and cached.get("read_kernels") and not gpu_missing:  # else (older record): measured again
+                    kernels = {row[0] for row in cached.get("read_kernels", ())}
+                    if cached.get("read_gb_per_s") and kernels >= read_kernel_names() and not gpu_missing:  # else (older record): measured again
                         return from_dict(cached)
                 except (ValueError, TypeError, KeyError):
                     pass  # unreadable or from an older version: measure again
     record = measure_now(quick=quick, disk_folder=folder if disk else None)
-    write_atomic(path, json.dumps(dataclasses.asdict(record), indent=1))
+    if not busy():  # a busy machine's ceilings are used now, but not kept for later runs
+        write_atomic(path, json.dumps(dataclasses.asdict(record), indent=1))
     return record
 
 

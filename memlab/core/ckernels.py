@@ -58,14 +58,18 @@ def cache_dir_kernels() -> Path:
     return cache_dir() / "kernels"
 
 
+def key() -> str:
+    """What the compiled library depends on (the source, the compiler, the CPU's flags), hashed."""
+    from memlab.core.hardware import cpu_features
+    return hashlib.sha256(data_path("gemv.c").read_bytes() + _compiler().encode()
+                          + " ".join(cpu_features()).encode()).hexdigest()[:16]
+
+
 def library():
     """The loaded kernels (ctypes.CDLL), compiled on first use; None where they cannot be built."""
     if "lib" in _LIB:
         return _LIB["lib"]
-    from memlab.core.hardware import cpu_features
-    key = hashlib.sha256(data_path("gemv.c").read_bytes() + _compiler().encode()
-                         + " ".join(cpu_features()).encode()).hexdigest()[:16]
-    path = cache_dir_kernels() / f"gemv-{key}.so"
+    path = cache_dir_kernels() / f"gemv-{key()}.so"
     _LIB["reason"] = "" if path.exists() else _build(path)
     lib = None
     if not _LIB["reason"]:
@@ -78,6 +82,7 @@ def library():
         for name, pointers in (("gemv_f32", 3), ("gemv_bf16", 3), ("gemv_q8", 4), ("gemv_q4", 4)):
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = [P] * pointers + [I, I, I], None
+        lib.read_f32.argtypes, lib.read_f32.restype = [P, ctypes.c_int64, I], ctypes.c_float
     _LIB["lib"] = lib
     return lib
 
@@ -112,3 +117,8 @@ def gemv(x: torch.Tensor, kind: str, *weights: torch.Tensor, out_features: int, 
     else:
         getattr(lib, f"gemv_{kind}")(x.data_ptr(), weights[0].data_ptr(), y.data_ptr(), out_features, K, nt)
     return y
+
+
+def read_sum(a: torch.Tensor, threads: int = 0) -> float:
+    """The sum of the contiguous fp32 CPU tensor `a`, by the C read kernel (every byte read once)."""
+    return library().read_f32(a.data_ptr(), a.numel(), threads or torch.get_num_threads())

@@ -19,7 +19,7 @@ idle OpenMP threads spin on the same cores for a while after each parallel op (m
 Each candidate is timed on all of a role's matrices (the 30 layers' q/k/v: past the caches, as in a
 step) at each thread count; the engine times the rest of a step at each (`FastLlama.rest_seconds`)
 and `settle` keeps the count whose matmuls + rest are fastest. Timings are cached
-per machine in the memlab cache (`kernels/<host>.json`), unless the machine was busy (`busy()`);
+per machine in the memlab cache (`kernels/<host>-<C code hash>.json`), unless the machine was busy (`busy()`);
 `refresh=True` measures again.
 """
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from contextlib import contextmanager
 import dataclasses
 from dataclasses import asdict, dataclass
@@ -37,8 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from memlab.core import ckernels
+from memlab.core.ceilings import PARK_S
 from memlab.core.errors import InvalidArgumentError
-from memlab.core.measure import repeat
+from memlab.core.measure import busy, repeat
 from memlab.core.paths import write_atomic
 from memlab.core.tensors import tensor_bytes
 
@@ -226,6 +228,8 @@ def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5
             op(x)
     with torch_threads(threads):
         s = repeat(run, repeats, device=dev).median
+    if kernel == "blas":  # numpy's threads spin a while after a call: let them park before the next timing
+        time.sleep(PARK_S)
     nbytes = tensor_bytes([t for w in wrapped for t in w.state_dict().values()])  # what the kernel reads
     return KernelTime(role, weights, shape, len(mats), kernel, threads, s, nbytes, nbytes / s / 1e9)
 
@@ -255,15 +259,9 @@ def _key(role: str, mats: list, kernel: str, threads: int) -> str:
     return f"{dev}|{what}|{role}|{shape[0]}x{shape[1]}x{len(mats)}|{kernel}|{threads}"
 
 
-def busy() -> bool:
-    """True when other work shares the cores now (1-minute load average above the core count): a
-    choice timed then is used, but not kept for later runs."""
-    return hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1)
-
-
 def _cache_file():
     from memlab.core.models import cache_dir
-    return cache_dir() / "kernels" / f"{socket.gethostname()}.json"
+    return cache_dir() / "kernels" / f"{socket.gethostname()}-{ckernels.key()[:8]}.json"  # new C code: timed again
 
 
 def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = False,

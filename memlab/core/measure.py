@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -145,3 +146,9 @@ def repeat(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
             fn()
         times.append(t.elapsed_s)
     return summarize(times)
+
+
+def busy() -> bool:
+    """True when other work shares the cores now (1-minute load average above the core count): what
+    is timed then is used, but not kept for later runs (`ceilings.measure`, `kernels.choose`)."""
+    return hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1)

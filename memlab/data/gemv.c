@@ -8,6 +8,9 @@
    3. gemv_q8    W int8 codes, one bf16 scale per row: w = s * q
    4. gemv_q4    W 4-bit codes, a bf16 scale s and zero z per group of 32: w = (q - 8) * s + z
                  (with AVX2: integer dot products against the activation rounded to int8 per group)
+   5. read_f32   no W: the sum of n floats, the memory roof's read kernel "c" (core/ceilings.py)
+   The float loops keep 32 partial sums so that the compiler's vectors run independent chains (one
+   accumulator waits on each FMA's latency and reads a cache no faster than DRAM).
    With AVX2 + FMA the int8/int4 loops are written with intrinsics (the compiler does not
    vectorize the nibble unpacking well); elsewhere plain C loops that any compiler vectorizes. */
 #include <stdint.h>
@@ -23,16 +26,20 @@ static inline float bf16f(uint16_t h){ uint32_t u=(uint32_t)h<<16; float f; memc
 
 void gemv_f32(const float* x, const float* w, float* y, int N, int K, int nt){
   #pragma omp parallel for schedule(static) num_threads(nt)
-  for(int n=0;n<N;n++){ const float* r=w+(int64_t)n*K; float a=0.f;
-    #pragma omp simd reduction(+:a)
-    for(int k=0;k<K;k++) a+=x[k]*r[k];
+  for(int n=0;n<N;n++){ const float* r=w+(int64_t)n*K; float s[32]={0}, a=0.f; int k=0;
+    for(;k+32<=K;k+=32)  /* 32 partial sums: four vectors' worth of independent FMA chains */
+      for(int i=0;i<32;i++) s[i]+=x[k+i]*r[k+i];
+    for(;k<K;k++) a+=x[k]*r[k];
+    for(int i=0;i<32;i++) a+=s[i];
     y[n]=a; }
 }
 void gemv_bf16(const float* x, const uint16_t* w, float* y, int N, int K, int nt){
   #pragma omp parallel for schedule(static) num_threads(nt)
-  for(int n=0;n<N;n++){ const uint16_t* r=w+(int64_t)n*K; float a=0.f;
-    #pragma omp simd reduction(+:a)
-    for(int k=0;k<K;k++) a+=x[k]*bf16f(r[k]);
+  for(int n=0;n<N;n++){ const uint16_t* r=w+(int64_t)n*K; float s[32]={0}, a=0.f; int k=0;
+    for(;k+32<=K;k+=32)
+      for(int i=0;i<32;i++) s[i]+=x[k+i]*bf16f(r[k+i]);
+    for(;k<K;k++) a+=x[k]*bf16f(r[k]);
+    for(int i=0;i<32;i++) a+=s[i];
     y[n]=a; }
 }
 void gemv_q8(const float* x, const int8_t* w, const uint16_t* s, float* y, int N, int K, int nt){
@@ -84,4 +91,16 @@ void gemv_q4(const float* x, const uint8_t* w, const uint16_t* sz, float* y, int
       a+=s*d+(z-8.f*s)*xs[g]; }
 #endif
     y[n]=a; }
+}
+
+float read_f32(const float* a, int64_t n, int nt){
+  float t=0.f; int64_t blocks=n/4096;
+  #pragma omp parallel for schedule(static) num_threads(nt) reduction(+:t)
+  for(int64_t b=0;b<blocks;b++){ const float* p=a+b*4096; float s[32]={0}, u=0.f;
+    for(int j=0;j<4096;j+=32)
+      for(int i=0;i<32;i++) s[i]+=p[j+i];
+    for(int i=0;i<32;i++) u+=s[i];
+    t+=u; }
+  for(int64_t k=blocks*4096;k<n;k++) t+=a[k];
+  return t;
 }

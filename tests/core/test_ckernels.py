@@ -10,10 +10,18 @@ pytestmark = pytest.mark.skipif(ckernels.reason() != "", reason=f"no C kernels h
 
 def test_float_kernels_equal_the_matmul():
     torch.manual_seed(0)
-    w, x = torch.randn(300, 96), torch.randn(96)
-    torch.testing.assert_close(ckernels.gemv(x, "f32", w, out_features=300)[0], w @ x, rtol=1e-4, atol=1e-4)
-    wb = w.bfloat16()
-    torch.testing.assert_close(ckernels.gemv(x, "bf16", wb, out_features=300)[0], wb.float() @ x, rtol=1e-4, atol=1e-4)
+    for k in (96, 100):  # a whole number of 32-float blocks, and a tail after them
+        w, x = torch.randn(300, k), torch.randn(k)
+        torch.testing.assert_close(ckernels.gemv(x, "f32", w, out_features=300)[0], w @ x, rtol=1e-4, atol=1e-4)
+        wb = w.bfloat16()
+        torch.testing.assert_close(ckernels.gemv(x, "bf16", wb, out_features=300)[0], wb.float() @ x, rtol=1e-4, atol=1e-4)
+
+
+def test_the_read_kernel_reads_every_float_once():
+    for n in (4096 * 3, 4096 * 5 + 7, 5):  # whole blocks, blocks and a tail, a tail only
+        a = torch.arange(n, dtype=torch.float32) % 7
+        assert ckernels.read_sum(a) == pytest.approx(float(a.double().sum()), rel=1e-6)
+        assert ckernels.read_sum(a, threads=1) == pytest.approx(float(a.double().sum()), rel=1e-6)
 
 
 def test_int8_and_int4_codes_equal_their_dequantized_matmul():
