@@ -17,10 +17,10 @@ idle OpenMP threads spin on the same cores for a while after each parallel op (m
 4 tok/s instead of 30), so it is only timed, and only run, with torch on one thread.
 
 Each candidate is timed on all of a role's matrices (the 30 layers' q/k/v: past the caches, as in a
-step) at each thread count; the engine times the rest of a step at each (`FastLlama.rest_seconds`)
-and `settle` keeps the count whose matmuls + rest are fastest. Timings are cached
-per machine in the memlab cache (`kernels/<host>-<C code hash>.json`), unless the machine was busy (`busy()`);
-`refresh=True` measures again.
+step) at each thread count, and the memory roof's read kernels beside them (`roof_gb_per_s`: a shared
+machine's bandwidth drifts, so a kernel is held to the roof of the same minute); the engine times the
+rest of a step at each count (`FastLlama.rest_seconds`) and `settle` keeps the fastest matmuls + rest.
+Cached per machine (`kernels/<host>-<C code hash>.json`) unless busy (`busy()`); `refresh=True` measures again.
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ import json
 import os
 import socket
 import time
-from contextlib import contextmanager
-import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +38,7 @@ from torch import nn
 from memlab.core import ckernels
 from memlab.core.ceilings import PARK_S
 from memlab.core.errors import InvalidArgumentError
-from memlab.core.measure import busy, repeat
+from memlab.core.measure import busy, repeat, torch_threads  # noqa: F401  (torch_threads: re-exported)
 from memlab.core.paths import write_atomic
 from memlab.core.tensors import tensor_bytes
 
@@ -75,6 +73,7 @@ class KernelChoice:
     options: tuple            # (threads, matmul_s, rest_s) of each thread count, the best kernels at each
     times: tuple              # every KernelTime measured (or read from the cache)
     from_cache: bool
+    roof_gb_per_s: float = float("nan")  # the best roof read (`ceilings.stream`) timed beside each role's `times`
 
     def rows(self) -> list[dict]:
         """One row per role and candidate: the table labs 01 and 04 show."""
@@ -194,26 +193,13 @@ def bind(mats: list, kernel: str, modules: list[list[nn.Linear]]) -> list:
     return held
 
 
-@contextmanager
-def torch_threads(n: int):
-    """Run the block with `n` torch threads (0 or the current count: unchanged)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n or before)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _device(m) -> torch.device:
-    """Where a matrix lives: a tensor's device, or a quantized module's buffers'."""
+def _device(m) -> torch.device:  # a tensor's device, or a quantized module's buffers'
     return m.device if isinstance(m, torch.Tensor) else next(iter(m.buffers())).device
 
 
 @torch.inference_mode()
 def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5) -> KernelTime:
-    """Time `kernel` with torch on `threads` threads over every matrix of `mats` (tensors (N, K), or
-    quantized modules)."""
+    """Time `kernel` with torch on `threads` threads over every matrix of `mats` (tensors, or quantized modules)."""
     first, dev = mats[0], _device(mats[0])
     wrapped = [wrap(m, kernel) for m in mats]
     ops = [w.forward for w in wrapped]
@@ -275,16 +261,18 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
         cache = {} if refresh or not path.exists() else json.loads(path.read_text())
     except ValueError:
         cache = {}  # unreadable: measure again
-    first = next(iter(roles.values()))[0]
-    dev = _device(first)
-    times, hits = [], 0
+    first_role, first_mats = next(iter(roles.items()))
+    dev, roof_key = _device(first_mats[0]), _key(first_role, first_mats, "roof", 0)
+    reuse = roof_key in cache  # kernel times without their roof are timed again, with it
+    times, hits, roofs = [], 0, [cache[roof_key]] if reuse else []
     for role, mats in roles.items():
+        timed = len(times) - hits
         for kernel in candidates(mats[0]):
             if torch_only and kernel in ("blas", "c"):
                 continue
             for threads in thread_counts(kernel, dev)[:1 if torch_only else None]:
                 key = _key(role, mats, kernel, threads)
-                if key in cache:
+                if reuse and key in cache:
                     hits += 1
                     row = cache[key]
                     times.append(KernelTime(**{**row, "shape": tuple(row["shape"])}))
@@ -292,6 +280,10 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
                 t = time_role(role, mats, kernel, threads, repeats)
                 cache[key] = asdict(t)
                 times.append(t)
+        if len(times) - hits > timed:  # the roof's read beside each role's timings; the best of them holds
+            from memlab.core import ceilings
+            roofs.append(ceilings.stream(ceilings.array_size(quick=True), 3, dev.type, read_only=True)["read"])
+    cache[roof_key] = max(roofs)
     if hits < len(times) and not busy():
         write_atomic(path, json.dumps(cache, indent=1))
     options = {}
@@ -304,7 +296,7 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
                         kernels=tuple((r, t.kernel) for r, t in pick.items()), step_threads=n,
                         matmul_s=sum(t.seconds for t in pick.values()), rest_s=float("nan"),
                         options=tuple((m, sum(t.seconds for t in p.values()), float("nan")) for m, p in options.items()),
-                        times=tuple(times), from_cache=hits == len(times))
+                        times=tuple(times), from_cache=hits == len(times), roof_gb_per_s=cache[roof_key])
 
 
 def settle(choice: KernelChoice, rest_s: dict[int, float]) -> KernelChoice:
@@ -314,5 +306,5 @@ def settle(choice: KernelChoice, rest_s: dict[int, float]) -> KernelChoice:
     n, mm, rest = min(options, key=lambda o: o[1] + (o[2] if o[2] == o[2] else 0.0))
     best = {r: min((t for t in choice.times if t.role == r and t.threads == n), key=lambda t: t.seconds)
             for r, _ in choice.kernels}
-    return dataclasses.replace(choice, kernels=tuple((r, best[r].kernel) for r, _ in choice.kernels),
+    return replace(choice, kernels=tuple((r, best[r].kernel) for r, _ in choice.kernels),
                                step_threads=n, matmul_s=mm, rest_s=rest, options=options)

@@ -14,6 +14,7 @@ import os
 import statistics
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -152,3 +153,14 @@ def busy() -> bool:
     """True when other work shares the cores now (1-minute load average above the core count): what
     is timed then is used, but not kept for later runs (`ceilings.measure`, `kernels.choose`)."""
     return hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1)
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the block with `n` torch threads (0 or the current count: unchanged)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

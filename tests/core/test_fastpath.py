@@ -73,7 +73,9 @@ def test_a_measured_choice_is_shown_and_cached(tiny, monkeypatch):
     assert sum(r["chosen"] for r in rows) == 5 and all(r["GB_per_s"] > 0 for r in rows)
     assert fast.rest_seconds(1) > 0 and fast.matmul is ml.fastpath.matmul  # the stub is put back
     assert all(r["threads"] == 1 for r in rows if r["kernel"] == "blas")  # numpy's pool beside one torch thread
-    assert fastpath.FastLlama(tiny.model, max_len=8).kernels.from_cache
+    again = fastpath.FastLlama(tiny.model, max_len=8).kernels
+    assert again.from_cache and 0.1 < choice.roof_gb_per_s < 10_000  # the roof's read, timed beside the kernels
+    assert again.roof_gb_per_s == choice.roof_gb_per_s  # cached with them: the same minute's roof
 
 
 def test_batched_rows_match_single(tiny):
