@@ -347,3 +347,16 @@ def test_a_shell_too_small_to_import_torch_gets_one_line():
             "from memlab import cli; sys.exit(cli.main(['info']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 1 and "ulimit -v" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_a_notebook_shows_a_memlab_error_in_one_line():
+    from IPython.core.interactiveshell import InteractiveShell
+    from memlab.core import exercises
+    shell = InteractiveShell.instance()
+    shown = []
+    shell._showtraceback = lambda etype, value, stb: shown.append(stb)
+    result = shell.run_cell("import memlab.core.exercises as ex\nex.lock('t-one-line', None)")
+    assert isinstance(result.error_in_exec, exercises.PredictionNeeded)  # the cell still fails
+    assert shown == [[f"PredictionNeeded: {result.error_in_exec}"]]  # in one line, no frames
+    result = shell.run_cell("1 / 0")  # anything else keeps its traceback
+    assert len(shown[-1]) > 1

@@ -8,6 +8,10 @@ without a traceback and a notebook shows one line instead of a stack of library 
 class MemlabError(Exception):
     """Base class: bad input or an environment problem the user can fix."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython / Jupyter show instead of the frames: one line (the cell still fails)."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class UnknownModelError(MemlabError, KeyError):
     """A model name that is not in the catalog, not a local folder and not reachable on the hub."""
@@ -48,3 +52,4 @@ class ContextTooLongError(MemlabError):
 class InvalidArgumentError(MemlabError, ValueError):
     """An argument outside what makes sense (a count < 1, a rate <= 0, a fraction outside [0, 1]);
     the message names the argument, its limit and the value given."""
+

@@ -162,7 +162,7 @@ class FastLlama:
         roles["head"] = [self.lm_head]
         if kernels == "auto":
             choice = kernel_choice.choose(roles, torch_only=torch_only, refresh=refresh)
-            if not torch_only and len(choice.options) > 1:
+            if not torch_only:  # the rest of a step, timed at each thread count (even one: labs predict a step from it)
                 choice = kernel_choice.settle(choice, {n: self.rest_seconds(n) for n, _, _ in choice.options})
             self.kernels, pairs = choice, choice.kernels
             self.threads = 0 if choice.step_threads == torch.get_num_threads() else choice.step_threads

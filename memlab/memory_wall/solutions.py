@@ -32,3 +32,19 @@ def batch_bound_tok_per_s(config, batch_size: int, bandwidth_bytes_per_s: float,
     memory_bound = batch_size * bandwidth_bytes_per_s / footprint.weights_bytes(config, "fp32")
     compute_bound = peak_flop_per_s / (2 * footprint.num_params(config))
     return min(memory_bound, compute_bound)
+
+
+# measured / predicted speed of the fast path that exercise 01-fast accepts. The parts were timed
+# alone (each matmul role's kernel, the rest with its matmuls stubbed out); in a step they share caches
+# and threads and the loop adds an argmax per token, so the measured speed lands somewhat below the sum's
+# (never far above it: nothing in a step is left out of it).
+FAST_STEP_BAND = (0.7, 1.15)
+
+
+def fast_step_tok_per_s(choice) -> float:
+    """A decode step is its matmuls plus the rest. Each matmul role takes its bytes over the rate of
+    the kernel chosen for it (the table's ms of each chosen row, at the step's thread count); the
+    rest (attention, norms, RoPE) was timed with the matmuls stubbed out. tok/s = 1 / (matmuls + rest)."""
+    chosen = dict(choice.kernels)
+    matmul_s = sum(t.seconds for t in choice.times if chosen.get(t.role) == t.kernel and t.threads == choice.step_threads)
+    return 1 / (matmul_s + choice.rest_s)

@@ -32,6 +32,41 @@ def test_the_solutions_path_fills_the_answer_and_fails_on_a_wrong_solution(monke
     assert exercises.grade("x", 500.0, 513.0, rel=0.01) is False  # a learner's own answer still only misses
 
 
+def test_a_band_grades_a_measured_time(capsys, monkeypatch):
+    monkeypatch.delenv("MEMLAB_SOLUTIONS", raising=False)
+    assert exercises.grade("t", 10.0, 9.0, band=(0.7, 1.15)) is True     # measured / predicted = 0.9
+    assert exercises.grade("t", 10.0, 12.0, band=(0.7, 1.15)) is False   # 1.2: the prediction left something out
+    assert exercises.grade("t", 20.0, 9.0, band=(0.7, 1.15)) is False    # 0.45: a wrong model
+    out = capsys.readouterr().out.splitlines()
+    assert "0.90" in out[0] and "needs 0.7 to 1.15" in out[1]
+    monkeypatch.setenv("MEMLAB_SOLUTIONS", "1")
+    with pytest.raises(checks.ClaimFailed, match="0.45"):
+        exercises.grade("t", None, 9.0, band=(0.7, 1.15), solution=lambda: 20.0)
+
+
+def test_the_lock_refuses_to_measure_before_a_prediction(monkeypatch, capsys):
+    monkeypatch.delenv("MEMLAB_SOLUTIONS", raising=False)
+    with pytest.raises(exercises.PredictionNeeded, match=r"predict first.*reveal\('t-lock'\)"):
+        exercises.lock("t-lock", None, solution=exercises.weights_mib, inputs=dict(num_params=2**20))
+    assert isinstance(exercises.PredictionNeeded("x"), ml.MemlabError)  # one line in a notebook, no traceback
+    exercises.lock("t-lock", 3.0)  # answered: the measurement runs
+    assert exercises.reveal("t-lock") == 4.0  # the door to the worked solution: its source and its value
+    assert "def weights_mib" in capsys.readouterr().out
+    with pytest.raises(ml.MemlabError, match="no worked solution"):
+        exercises.reveal("never-locked")
+    monkeypatch.setenv("MEMLAB_SOLUTIONS", "1")
+    exercises.lock("t-lock", None)  # the solutions path measures; grade then fills in the worked solution
+
+
+def test_every_lock_is_graded_and_every_band_locked():
+    for lab in sorted((ROOT / "labs").glob("*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(lab.read_text())["cells"] if c["cell_type"] == "code")
+        locked = set(re.findall(r'ml\.exercises\.lock\("([\w-]+)"', code))
+        banded = {ex for ex, call in re.findall(r'ml\.exercises\.grade\("([\w-]+)"(.*?)\)\n', code, re.S) if "band=" in call}
+        assert banded <= locked, f"{lab.name}: a measured time graded without its lock: {banded - locked}"
+        assert locked <= set(re.findall(r'ml\.exercises\.grade\("([\w-]+)"', code)), f"{lab.name}: a lock never graded"
+
+
 def test_worked_solutions_match_the_physics(tiny):
     cfg = tiny.config
     assert exercises.weights_mib(footprint.num_params(cfg)) * 2**20 == footprint.weights_bytes(cfg, "fp32")
@@ -66,7 +101,8 @@ def test_every_lab_exercise_has_a_worked_solution_and_a_tolerance():
         code = "\n".join("".join(c["source"]) for c in json.loads(lab.read_text())["cells"] if c["cell_type"] == "code")
         for call in code.split("ml.exercises.grade(")[1:]:
             call = call.split("\n\n")[0]
-            assert "solution=" in call and "rel=" in call, f"{lab.name}: an exercise without a worked solution: {call[:60]}"
+            assert "solution=" in call and ("rel=" in call or "band=" in call), \
+                f"{lab.name}: an exercise without a worked solution or a tolerance: {call[:60]}"
 
 
 def test_the_topic_solutions_match_what_the_code_counts(tiny):
