@@ -27,3 +27,25 @@ def kv_cache_bytes(config, batch_size: int, prompt_tokens: int) -> float:
     """After prefill, each of the B sequences holds a key and a value per layer, per KV head, per
     prompt token: B * T * 2 * L * K * D * 4 bytes in fp32 (the one KV formula, `footprint`)."""
     return footprint.kv_cache_bytes(config, prompt_tokens, batch_size, "fp32")
+
+
+# measured / predicted that 03-long-ttft accepts. The line through two measured prompts assumes the
+# prefill runs at one FLOP rate at every length, and a shared 2-core machine's TTFT at one length varies
+# by a fifth from minute to minute. On an AVX2 EPYC (2 vCPUs) the longest prompt landed 0.80-1.29x the line
+# in eleven runs (quick 128 -> 256 tokens, full 256 -> 1024). A prediction that forgets the growth (TTFT
+# flat: 2.8-4.7x) or scales TTFT with T^2 lands far outside the band. (One that scales TTFT with T alone
+# lands inside it at full mode's lengths: there the fixed part it overcounts and the T^2 it leaves out
+# nearly cancel.)
+LONG_TTFT_BAND = (0.7, 1.45)
+
+
+def long_prompt_ttft_s(config, points, prompt_tokens: int) -> float:
+    """TTFT = a fixed part (tokenizing, dispatch, the first sample) + the prefill's FLOPs / the rate it
+    runs at. The two longest prompts measured (`points`, TTFTPoint) give both: the line through their
+    (FLOPs, TTFT), evaluated at the new prompt's FLOPs. FLOPs from `roofline.prefill_workload`: the
+    weights' matmuls (2 per weight per token), the last position's lm_head and the attention scores,
+    which grow as T^2."""
+    from memlab.core import roofline
+    (t1, y1), (t2, y2) = [(p.prompt_tokens, p.ttft_s) for p in points[-2:]]
+    f1, f2, f = (roofline.prefill_workload(config, t).flops for t in (t1, t2, prompt_tokens))
+    return y2 + (f - f2) * (y2 - y1) / (f2 - f1)
