@@ -36,3 +36,23 @@ def server_crossover_tokens(config, flop_per_s: float, bytes_per_s: float, dtype
     kv_per_token = footprint.kv_bytes_per_token(config, dtype)
     threshold = (flop_per_s * kv_per_token / bytes_per_s - 2 * body) / (2 * L * H * D) - 1
     return 0.0 if threshold < 1 else float(math.floor(threshold) + 1)
+
+
+# measured / predicted that 09-recompute accepts. The line through two measured prefixes assumes one
+# FLOP rate at every length, and a shared 2-core machine's prefill time varies by a fifth from minute to
+# minute. On an AVX2 EPYC (2 vCPUs), five runs (quick 256 -> 512 prefix tokens, full 1024 -> 2048):
+# 1.00-1.23. A prediction that forgets the growth (the longest prefix costing what the one before did)
+# scored 1.93-2.53 on the same runs.
+RECOMPUTE_BAND = (0.7, 1.45)
+
+
+def recompute_prefix_s(config, runs, prefix_tokens: int) -> float:
+    """Recomputing a prefix is its prefill: a fixed part + its FLOPs / the rate the prefill runs at
+    (`reuse.prefix_flops`: 2 per body weight per token, plus the causal attention's P^2 term). The two
+    longest recomputed prefixes in `runs` give both: the line through their (FLOPs, prefix_s),
+    evaluated at the new prefix's FLOPs."""
+    from memlab.kv_cache.reuse import prefix_flops
+    rec = sorted((r for r in runs if r.way == "recompute"), key=lambda r: r.prefix_tokens)[-2:]
+    (p1, y1), (p2, y2) = [(r.prefix_tokens, r.prefix_s) for r in rec]
+    f1, f2, f = (prefix_flops(config, p) for p in (p1, p2, prefix_tokens))
+    return y2 + (f - f2) * (y2 - y1) / (f2 - f1)
