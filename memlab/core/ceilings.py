@@ -115,10 +115,10 @@ def read_rates(a: torch.Tensor, repeats: int = 5) -> dict[str, float]:
     A roof must be the fastest rate anything reaches, so the read is timed by more than one code:
     "sum" (torch's reduction); on a CPU, "c" (memlab's C loop of 32 partial sums, `ckernels.read_sum`,
     where a C compiler is found) and, with numpy, "blas" (numpy's BLAS computing ones @ A over the
-    same bytes seen as a matrix A; a GEMV, as a decode step's). On a Zen 4 EPYC and an AVX2 EPYC the
-    BLAS read ran 1.2-1.4x faster than the sum: a roof from the sum alone was beaten by decode.
-    numpy's BLAS keeps its own threads, which spin for a while after each call and slow whatever
-    torch runs next on the same cores: it is timed last, with a pause before and after."""
+    same bytes seen as a matrix A; a GEMV, as a decode step's). On a Zen 4 EPYC the BLAS read ran
+    faster than the sum, and a roof from the sum alone was beaten by decode. numpy's BLAS keeps its
+    own threads, which spin for a while after each call and slow whatever torch runs next on the
+    same cores: it is timed last, with a pause before and after."""
     from memlab.core import ckernels
     here = read_kernel_names() if a.device.type == "cpu" else {"sum"}
     out = {"sum": a.numel() * 4 / repeat(lambda: a.sum(), repeats, device=a.device).min / GB}

@@ -26,7 +26,6 @@ Cached per machine (`kernels/<host>-<C code hash>.json`) unless busy (`busy()`);
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from dataclasses import asdict, dataclass, replace
