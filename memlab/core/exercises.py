@@ -48,11 +48,15 @@ def is_right(prediction: float, expected: float, rel: float) -> bool:
     return math.isfinite(prediction) and abs(prediction - expected) <= rel * abs(expected)
 
 
+def _register(exercise_id: str, solution, inputs: dict | None) -> None:
+    if solution is not None:  # what `reveal` shows
+        _SOLUTIONS[exercise_id] = (solution, dict(inputs or {}))
+
+
 def lock(exercise_id: str, prediction, solution=None, inputs: dict | None = None) -> None:
     """Refuse to run the measurement `exercise_id` predicts until `prediction` is entered (not None),
     except under MEMLAB_SOLUTIONS=1. Registers the worked solution for `reveal`."""
-    if solution is not None:
-        _SOLUTIONS[exercise_id] = (solution, dict(inputs or {}))
+    _register(exercise_id, solution, inputs)
     if prediction is None and not solutions_mode():
         raise PredictionNeeded(f"[{exercise_id}] predict first: enter your prediction in the exercise cell above "
                                f"and run it, then this cell measures. Stuck? ml.exercises.reveal({exercise_id!r}) "
@@ -85,8 +89,7 @@ def grade(exercise_id: str, prediction, expected: float, rel: float = 0.10, unit
     time; `rel` is then unused). Under MEMLAB_SOLUTIONS=1 an unanswered prediction becomes
     `solution(**inputs)`, and a miss of the worked solution raises ClaimFailed."""
     solved = False
-    if solution is not None:
-        _SOLUTIONS[exercise_id] = (solution, dict(inputs or {}))
+    _register(exercise_id, solution, inputs)
     if prediction is None and solutions_mode() and solution is not None:
         prediction, solved = solution(**(inputs or {})), True
     u = f" {unit}" if unit else ""

@@ -34,14 +34,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memlab.core import ckernels
-from memlab.core.ceilings import PARK_S
+from memlab.core import ceilings, ckernels
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.measure import busy, repeat, torch_threads  # noqa: F401  (torch_threads: re-exported)
 from memlab.core.paths import write_atomic
 from memlab.core.tensors import tensor_bytes
 
 FLOAT_KERNELS = ("linear", "matmul-t", "blas", "c")
+# how far above `KernelChoice.roof_gb_per_s` a kernel past the caches may read before the roof probe is
+# called wrong: the two are timed seconds apart on a machine whose bandwidth moves that much (on an AVX2
+# EPYC, 2 vCPUs, the fastest such kernel read 0.60-1.12x the roof over ten fresh choices; a probe that
+# counts half the bytes puts kernels at 2x)
+ROOF_SLACK = 1.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +76,7 @@ class KernelChoice:
     options: tuple            # (threads, matmul_s, rest_s) of each thread count, the best kernels at each
     times: tuple              # every KernelTime measured (or read from the cache)
     from_cache: bool
-    roof_gb_per_s: float = float("nan")  # the best roof read (`ceilings.stream`) timed beside each role's `times`
+    roof_gb_per_s: float = float("nan")  # the best roof read (`ceilings.read_rates`) timed beside each role's `times`
 
     def rows(self) -> list[dict]:
         """One row per role and candidate: the table labs 01 and 04 show."""
@@ -214,7 +218,7 @@ def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5
     with torch_threads(threads):
         s = repeat(run, repeats, device=dev).median
     if kernel == "blas":  # numpy's threads spin a while after a call: let them park before the next timing
-        time.sleep(PARK_S)
+        time.sleep(ceilings.PARK_S)
     nbytes = tensor_bytes([t for w in wrapped for t in w.state_dict().values()])  # what the kernel reads
     return KernelTime(role, weights, shape, len(mats), kernel, threads, s, nbytes, nbytes / s / 1e9)
 
@@ -263,7 +267,7 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
     first_role, first_mats = next(iter(roles.items()))
     dev, roof_key = _device(first_mats[0]), _key(first_role, first_mats, "roof", 0)
     reuse = roof_key in cache  # kernel times without their roof are timed again, with it
-    times, hits, roofs = [], 0, [cache[roof_key]] if reuse else []
+    times, hits, roofs, array = [], 0, [cache[roof_key]] if reuse else [], None
     for role, mats in roles.items():
         timed = len(times) - hits
         for kernel in candidates(mats[0]):
@@ -280,8 +284,8 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
                 cache[key] = asdict(t)
                 times.append(t)
         if len(times) - hits > timed:  # the roof's read beside each role's timings; the best of them holds
-            from memlab.core import ceilings
-            roofs.append(ceilings.stream(ceilings.array_size(quick=True), 3, dev.type, read_only=True)["read"])
+            array = torch.ones(ceilings.array_size(quick=True) // 4, device=dev) if array is None else array
+            roofs.append(max(ceilings.read_rates(array, repeats).values()))
     cache[roof_key] = max(roofs)
     if hits < len(times) and not busy():
         write_atomic(path, json.dumps(cache, indent=1))

@@ -173,3 +173,9 @@ def growth_per_2_years(years, values) -> float:
     import numpy as np
     b, _ = np.polyfit(np.asarray(years, float), np.log(np.asarray(values, float)), 1)
     return float(np.exp(2 * b))
+
+
+def time_by_flops(flops_a: float, seconds_a: float, flops_b: float, seconds_b: float, flops: float) -> float:
+    """A prefill's time is a fixed part + its FLOPs / the rate it runs at: two measured (FLOPs, s)
+    points give both, and this is the line through them at `flops` (labs 03 and 09 predict with it)."""
+    return seconds_b + (flops - flops_b) * (seconds_b - seconds_a) / (flops_b - flops_a)

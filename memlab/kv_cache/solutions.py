@@ -52,7 +52,6 @@ def recompute_prefix_s(config, runs, prefix_tokens: int) -> float:
     longest recomputed prefixes in `runs` give both: the line through their (FLOPs, prefix_s),
     evaluated at the new prefix's FLOPs."""
     from memlab.kv_cache.reuse import prefix_flops
-    rec = sorted((r for r in runs if r.way == "recompute"), key=lambda r: r.prefix_tokens)[-2:]
-    (p1, y1), (p2, y2) = [(r.prefix_tokens, r.prefix_s) for r in rec]
-    f1, f2, f = (prefix_flops(config, p) for p in (p1, p2, prefix_tokens))
-    return y2 + (f - f2) * (y2 - y1) / (f2 - f1)
+    a, b = sorted((r for r in runs if r.way == "recompute"), key=lambda r: r.prefix_tokens)[-2:]
+    f = [prefix_flops(config, p) for p in (a.prefix_tokens, b.prefix_tokens, prefix_tokens)]
+    return roofline.time_by_flops(f[0], a.prefix_s, f[1], b.prefix_s, f[2])

@@ -46,6 +46,6 @@ def long_prompt_ttft_s(config, points, prompt_tokens: int) -> float:
     weights' matmuls (2 per weight per token), the last position's lm_head and the attention scores,
     which grow as T^2."""
     from memlab.core import roofline
-    (t1, y1), (t2, y2) = [(p.prompt_tokens, p.ttft_s) for p in points[-2:]]
-    f1, f2, f = (roofline.prefill_workload(config, t).flops for t in (t1, t2, prompt_tokens))
-    return y2 + (f - f2) * (y2 - y1) / (f2 - f1)
+    a, b = points[-2:]
+    f = [roofline.prefill_workload(config, t).flops for t in (a.prompt_tokens, b.prompt_tokens, prompt_tokens)]
+    return roofline.time_by_flops(f[0], a.ttft_s, f[1], b.ttft_s, f[2])
