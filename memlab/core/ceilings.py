@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from memlab.core.ceilings_gpu import GPU_ABSENT, host_device_copies, on_device  # noqa: F401  (the GPU's, re-exported)
 from memlab.core.ceilings_gpu import rows as gpu_rows  # noqa: F401
-from memlab.core.measure import busy, repeat
+from memlab.core.measure import busy, repeat, torch_threads
 from memlab.core.paths import write_atomic
 
 GB = 1e9
@@ -116,9 +116,8 @@ def read_rates(a: torch.Tensor, repeats: int = 5) -> dict[str, float]:
     "sum" (torch's reduction); on a CPU, "c" (memlab's C loop of 32 partial sums, `ckernels.read_sum`,
     where a C compiler is found) and, with numpy, "blas" (numpy's BLAS computing ones @ A over the
     same bytes seen as a matrix A; a GEMV, as a decode step's). On a Zen 4 EPYC the BLAS read ran
-    faster than the sum, and a roof from the sum alone was beaten by decode. numpy's BLAS keeps its
-    own threads, which spin for a while after each call and slow whatever torch runs next on the
-    same cores: it is timed last, with a pause before and after."""
+    faster than the sum, and a roof from the sum alone was beaten by decode. numpy's BLAS threads spin
+    after each call and slow what torch runs next: it is timed last, with a pause before and after."""
     from memlab.core import ckernels
     here = read_kernel_names() if a.device.type == "cpu" else {"sum"}
     out = {"sum": a.numel() * 4 / repeat(lambda: a.sum(), repeats, device=a.device).min / GB}
@@ -130,7 +129,8 @@ def read_rates(a: torch.Tensor, repeats: int = 5) -> dict[str, float]:
         m = a[:a.numel() // cols * cols].view(-1, cols).numpy()
         ones = np.ones(m.shape[0], dtype=np.float32)
         time.sleep(PARK_S)
-        out["blas"] = m.size * 4 / repeat(lambda: ones @ m, repeats).min / GB
+        with torch_threads(1):  # as decode runs it (`kernels`): beside two torch threads it read up to 1.7x slower
+            out["blas"] = m.size * 4 / repeat(lambda: ones @ m, repeats).min / GB
         time.sleep(PARK_S)
     return out
 
