@@ -93,13 +93,24 @@ def decode_workload(config: Any, batch_size: int = 1, context_tokens: int = 100,
     return Workload("decode", B, 1, C, flops, float(nbytes), dtype)
 
 
-def prefill_workload(config: Any, prompt_tokens: int, batch_size: int = 1, dtype: str = "fp32") -> Workload:
-    """Prefill of B prompts of T tokens, logits for the last position only."""
-    B, T = batch_size, prompt_tokens
+def prefill_flops_terms(config: Any) -> tuple[float, float, float]:
+    """The one prefill-FLOPs count, as (fixed, per token, per token^2): FLOPs(T) = fixed + a T + b T^2.
+
+    fixed = 2 V d (the lm_head, for the last position only); a = 2 per weight of the decoder layers'
+    matmuls + the causal attention's linear part; b = 2 L H D: query t attends to t keys, and QK^T
+    and AV cost 2 x 2 L H D FLOPs per key, so 4 L H D x (1 + ... + T) = 2 L H D (T^2 + T).
+    Every prefill in the course (TTFT, recompute, the simulator's spec profiles) counts with it."""
     vd = config_value(config, "vocab_size") * config_value(config, "hidden_size")
     body = matmul_params(config) - vd
-    attention = _attention_flops_per_token(config, 1) * T * (T + 1) / 2  # causal: query t sees t keys
-    flops = B * (2.0 * body * T + 2.0 * vd + attention)
+    quad = _attention_flops_per_token(config, 1) / 2
+    return 2.0 * vd, 2.0 * body + quad, quad
+
+
+def prefill_workload(config: Any, prompt_tokens: int, batch_size: int = 1, dtype: str = "fp32") -> Workload:
+    """Prefill of B prompts of T tokens, logits for the last position only (`prefill_flops_terms`)."""
+    B, T = batch_size, prompt_tokens
+    fixed, per_token, per_token2 = prefill_flops_terms(config)
+    flops = B * (fixed + per_token * T + per_token2 * T * T)
     nbytes = footprint.weights_bytes(config, dtype) + B * T * footprint.kv_bytes_per_token(config, dtype)
     return Workload("prefill", B, T, 0, flops, float(nbytes), dtype)
 

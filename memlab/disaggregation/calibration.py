@@ -7,8 +7,9 @@ Two ways to get a `simulator.Profile`, in the order the lab uses them:
        decode_step(B,C)= base + c B + d B C          (C = context tokens per sequence)
        transfer(bytes) = latency + bytes / bandwidth
   2. spec-derived: from a row of data/hardware.csv (peak FLOP/s, memory bandwidth) and a link row,
-       prefill per token = 2 * params / (peak * mfu), attention 4 * layers * heads * head_dim / (peak * mfu) per n^2,
-       decode step base  = weights_bytes / bandwidth, per token in the batch 2 * params / (peak * mfu),
+       prefill(n) = (fixed + a n + b n^2) / (peak * mfu), with (fixed, a, b) the course's one prefill-FLOPs
+       count (`roofline.prefill_flops_terms`: the lm_head, 2 per layer weight, attention's 2 L H D n^2),
+       decode step base  = weights_bytes / bandwidth, per sequence in the batch 2 * matmul params / (peak * mfu),
        per context token = kv_bytes_per_token / bandwidth,
      labelled "spec-derived" because nothing was run on that hardware.
 Validation: the same trace served for real (`serve.serve_trace`) and simulated with the measured

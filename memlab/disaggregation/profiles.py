@@ -108,17 +108,17 @@ def link_bytes_per_s(name: str, table_path=None) -> float:
 def spec_profile(device: str, config, link: str = "PCIe 4.0 x16", dtype: str = "bf16", mfu: float = 0.5,
                  step_overhead_s: float = 1e-3, link_latency_s: float = 10e-6, table_path=None) -> Profile:
     """A roofline-style profile for hardware that is not here (spec-derived, labelled so)."""
-    from memlab.core import footprint
+    from memlab.core import footprint, roofline
     row = devices.row(device, table_path)
     peak = float(row.get(f"{dtype}_tflop_per_s") or row.get("fp16_tflop_per_s") or row["fp32_tflop_per_s"]) * 1e12 * mfu
     bw = float(row["bandwidth_gb_per_s"]) * 1e9
-    params = footprint.num_params(config)
-    attn = 4 * config.num_hidden_layers * config.num_attention_heads * footprint.head_dim(config)
+    fixed, per_token, per_token2 = roofline.prefill_flops_terms(config)  # the course's one prefill count
     kv_tok = footprint.kv_bytes_per_token(config, dtype=dtype)
     return Profile(f"{device} ({dtype})", f"spec-derived: {device}, {link}, MFU {mfu:.0%} assumed",
-                   step_overhead_s, 2 * params / peak, attn / 2 / peak,
-                   max(step_overhead_s, footprint.weights_bytes(config, dtype) / bw), 2 * params / peak,
-                   kv_tok / bw, link_bytes_per_s(link, table_path), link_latency_s, kv_tok)
+                   step_overhead_s + fixed / peak, per_token / peak, per_token2 / peak,
+                   max(step_overhead_s, footprint.weights_bytes(config, dtype) / bw),
+                   2 * roofline.matmul_params(config) / peak, kv_tok / bw,
+                   link_bytes_per_s(link, table_path), link_latency_s, kv_tok)
 
 
 def fmt_profile(p: Profile) -> str:

@@ -41,6 +41,11 @@ def test_spec_profile_is_labelled(tmp_path):
     assert p.link_bytes_per_s == 31.5e9
     assert p.decode_per_ctx_token_s == pytest.approx(p.kv_bytes_per_token / 2000e9)
     assert profiles.link_bytes_per_s("400 Gb Ethernet") == 50e9
+    # the spec profile's prefill is the course's one prefill count at peak x MFU, whatever the length
+    from memlab.core import roofline
+    for n in (1, 100, 4096):
+        flops = roofline.prefill_workload(cfg, n).flops
+        assert p.prefill_s([n]) - 1e-3 == pytest.approx(flops / (400e12 * 0.5), rel=1e-9)
 
 
 def test_trace_at_utilization_sets_rate():
