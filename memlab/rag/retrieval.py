@@ -101,6 +101,14 @@ def build_prompt(question: str, texts: list[str] | tuple = ()) -> str:
     return f"Use this documentation to answer.\n\n{context}\n\n---\n\nQuestion: {question}"
 
 
+def prompt_tokens(loaded, question: str, store=None, embedder: Embedder | None = None, k: int = 3) -> int:
+    """Tokens `rag_ttft` would prefill for `question` with `k` chunks from `store`: retrieves and
+    counts, without running the model (a lab's prediction needs the length before the measurement)."""
+    from memlab.core.generation import encode
+    r = retrieve(store, question, embedder, k) if store is not None and k > 0 else None
+    return len(encode(loaded.tokenizer, build_prompt(question, r.top_texts if r else ())))
+
+
 def rag_ttft(loaded, question: str, store=None, embedder: Embedder | None = None, k: int = 3,
              cold: bool = False, max_new_tokens: int = 8) -> RagTTFT:
     """TTFT the user sees = retrieval_s (embed + search) + the model's TTFT on question + k chunks.

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import statistics
+
+from memlab.core import roofline
+
 
 def index_bytes(num_chunks: int, dim: int = 384) -> float:
     """One float32 embedding of `dim` values per chunk: N x D x 4 bytes."""
@@ -14,8 +18,23 @@ def ram_index_bytes(num_chunks: int, num_chars: int, dim: int = 384) -> float:
     return index_bytes(num_chunks, dim) + num_chars
 
 
-def retrieval_share(embed_s: float, search_s: float, llm_ttft_s: float) -> float:
-    """The user waits for the question's embedding, the search, then the model's own TTFT on the
-    longer prompt, one after the other: retrieval's share = (embed + search) / (embed + search + model TTFT)."""
-    retrieval_s = embed_s + search_s
-    return retrieval_s / (retrieval_s + llm_ttft_s)
+# measured / predicted that 06-ttft-k accepts: the line through two measured prompt lengths assumes the
+# prefill runs at one FLOP rate at every length (lab 03's 03-long-ttft, the same band and the same reason:
+# a shared 2-core machine's TTFT at one length varies by a fifth from minute to minute). Measured on an AVX2
+# EPYC (2 vCPUs): see the lab's printed ratio and tests/rag/test_solutions.py for what a wrong model gives.
+TTFT_K_BAND = (0.7, 1.45)
+
+
+def ttft_at_k_s(config, sweep, prompt_tokens: int) -> float:
+    """The model's TTFT = a fixed part (the chat template, tokenizing, the first sample) + the prefill's
+    FLOPs / the rate it runs at, and each retrieved chunk only lengthens the prompt. The two largest K
+    measured (`sweep`: RagTTFT runs, the median TTFT of each K's repeats) give both: the line through
+    their (prefill FLOPs, TTFT), at the new prompt's FLOPs (`roofline.prefill_workload`: 2 per weight
+    per token, the lm_head once, attention's T^2)."""
+    by_k: dict = {}
+    for r in sweep:
+        by_k.setdefault(r.top_k, []).append(r)
+    a, b = (by_k[k] for k in sorted(by_k)[-2:])
+    points = [(roofline.prefill_workload(config, runs[0].prompt_tokens).flops,
+               statistics.median(r.llm_ttft_s for r in runs)) for runs in (a, b)]
+    return roofline.time_by_flops(*points[0], *points[1], roofline.prefill_workload(config, prompt_tokens).flops)

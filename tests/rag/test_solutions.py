@@ -1,4 +1,4 @@
-"""Lab 06's new worked solutions (06-ram-bytes, 06-share) against what the store and rag_ttft count,
+"""Lab 06's new worked solutions (06-ram-bytes, 06-ttft-k) against what the store and rag_ttft count,
 and a wrong answer misses."""
 
 import numpy as np
@@ -32,13 +32,35 @@ class FakeEmbedder:
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def test_share_solution_is_what_rag_ttft_reports(tiny):
+def test_prompt_tokens_is_what_rag_ttft_prefills(tiny):
     chunks = rag.chunks.corpus(["with", "for", "while"], max_chunks_per_topic=1)
     emb = FakeEmbedder().encode([c.text for c in chunks])
-    r = rag.retrieval.rag_ttft(tiny, "What does with do?", rag.stores.RamIndex(chunks, emb), FakeEmbedder(),
-                               k=2, max_new_tokens=2)
-    share = ml.rag.solutions.retrieval_share(r.embed_s, r.search_s, r.llm_ttft_s)
-    assert share == pytest.approx(r.retrieval_s / r.ttft_s, rel=1e-12) and 0 < share < 1
+    store = rag.stores.RamIndex(chunks, emb)
+    for k in (0, 2):
+        r = rag.retrieval.rag_ttft(tiny, "What does with do?", store, FakeEmbedder(), k=k, max_new_tokens=2)
+        assert rag.retrieval.prompt_tokens(tiny, "What does with do?", store, FakeEmbedder(), k=k) == r.prompt_tokens
+
+
+def _sweep(config, ttft_of_tokens, tokens_by_k, repeats=3):
+    """RagTTFT-like runs whose TTFT is a function of the prompt length, `repeats` per K."""
+    from types import SimpleNamespace
+    return [SimpleNamespace(top_k=k, prompt_tokens=t, llm_ttft_s=ttft_of_tokens(t) * (1 + 0.01 * i))
+            for i in range(repeats) for k, t in tokens_by_k.items()]
+
+
+def test_ttft_at_k_is_exact_on_a_fixed_part_plus_flops_over_a_rate(tiny):
+    # a machine whose TTFT is 40 ms + prefill FLOPs / 2 GFLOP/s: the line through two K's gives any third
+    true = lambda t: 0.04 + ml.roofline.prefill_workload(tiny.config, t).flops / 2e9
+    sweep = _sweep(tiny.config, true, {0: 30, 1: 280, 2: 530})
+    assert ml.rag.solutions.ttft_at_k_s(tiny.config, sweep, 780) == pytest.approx(true(780) * 1.01, rel=1e-9)
+
+
+def test_a_forgotten_term_misses_the_band(tiny):
+    # TTFT flat in K (the retrieved tokens forgotten): the last K's TTFT is predicted as the previous K's
+    true = lambda t: 0.04 + ml.roofline.prefill_workload(tiny.config, t).flops / 2e9
+    flat = true(530)
+    lo, hi = ml.rag.solutions.TTFT_K_BAND
+    assert not lo <= true(1030) / flat <= hi
 
 
 def test_wrong_answers_are_misses(monkeypatch):
@@ -46,7 +68,3 @@ def test_wrong_answers_are_misses(monkeypatch):
     ram = ml.rag.solutions.ram_index_bytes(79, 59_000)
     assert exercises.grade("06-ram-bytes", 2 * ram, ram, rel=0.01) is False
     assert exercises.grade("06-ram-bytes", ml.rag.solutions.index_bytes(79), ram, rel=0.01) is False  # texts left out
-    share = ml.rag.solutions.retrieval_share(0.010, 0.002, 0.500)
-    assert exercises.grade("06-share", 2 * share, share, rel=0.01) is False
-    assert exercises.grade("06-share", 0.010 / 0.512, share, rel=0.01) is False  # the search left out
-    assert exercises.grade("06-share", 0.012 / 0.500, share, rel=0.01) is False  # divided by the model's TTFT only
