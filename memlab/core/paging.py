@@ -5,7 +5,7 @@ The machinery behind `loading.load_mmap` and the `paged` strategies, simplest fi
 1. `checkpoint.read_header`: where each tensor sits in a safetensors file (8-byte length, JSON, raw bytes).
 2. `checkpoint.map_checkpoint`: every tensor a view into one private mmap of the file; nothing is read
    until a page is touched (what gpt-fast does with `torch.load(mmap=True)` + `assign=True`).
-3. `LayerStreamer(prefetch=False)`: the model skeleton lives on the meta device; a forward
+3. `LayerStreamer(prefetch=False)`: each decoder layer's parameters hold empty tensors; a forward
    pre-hook reads a decoder layer's bytes with `pread` right before the layer runs, and a
    forward hook drops them afterwards (AirLLM, "LLM in a flash"). Per token, all layers are read.
 4. `LayerStreamer(prefetch=True)`: a background thread reads layer i+1 while layer i computes,
@@ -54,7 +54,7 @@ def layer_stack(model, layer_prefix: str = "model.layers"):
 class LayerStreamer:
     """Hooks that give each decoder layer its weights just in time and take them away after.
 
-    `layers` are modules on the meta device; `entries[i]` maps layer i's parameter names
+    `layers` are modules of a skeleton (on the meta device: their parameters become empty tensors); `entries[i]` maps layer i's parameter names
     (relative to the layer) to their place in the checkpoint at `path`.
     """
 
@@ -85,10 +85,27 @@ class LayerStreamer:
         self._lock = threading.Lock()
         self._reads = self._bytes = 0
         self._read_s = self._wait_s = 0.0
+        # Each layer's parameters become empty CPU (or device) tensors whose storage a hook swaps in and
+        # out: `param.data = tensor` costs microseconds, where load_state_dict + to("meta") per layer
+        # measured about 0.6 ms (a fifth of a 135M model's warm paged step, on 30 layers).
+        self._empty = torch.empty(0, device=self.device)
+        self._params = [self._bind(layer, entries[i]) for i, layer in enumerate(self.layers)]
         self._handles = []
         for i, layer in enumerate(self.layers):
             self._handles.append(layer.register_forward_pre_hook(self.make_pre_hook(i)))
             self._handles.append(layer.register_forward_hook(self.make_post_hook(i)))
+
+    def _bind(self, layer, names) -> list[tuple[str, torch.nn.Parameter]]:
+        """Give layer's parameters named in the checkpoint `names` empty storage; (name, parameter) pairs."""
+        bound = []
+        for name in names:
+            owner, _, attr = name.rpartition(".")
+            module = layer.get_submodule(owner) if owner else layer
+            if attr not in module._parameters:
+                raise ValueError(f"{name!r} is not a parameter of the decoder layer: it cannot be streamed")
+            module._parameters[attr] = p = torch.nn.Parameter(self._empty, requires_grad=False)
+            bound.append((name, p))
+        return bound
 
     def _issue(self, i: int):
         """Start reading layer i into the next buffer: in the background with prefetch, else now."""
@@ -121,7 +138,8 @@ class LayerStreamer:
                 fut = self._issue(i)
             tensors = fut.result() if self._pool is not None else fut
             self._wait_s += time.perf_counter() - t0
-            module.load_state_dict(tensors, strict=True, assign=True)
+            for name, p in self._params[i]:
+                p.data = tensors[name]
             if self._pool is not None:  # next layer, wrapping to layer 0 for the next token
                 nxt = (i + 1) % len(self.layers)
                 self._pending[nxt] = self._issue(nxt)
@@ -129,7 +147,8 @@ class LayerStreamer:
 
     def make_post_hook(self, i: int):
         def post_hook(module, args, output):
-            module.to("meta")  # drop the weights: this layer holds no memory until next use
+            for _, p in self._params[i]:  # drop the weights: this layer holds no memory until next use
+                p.data = self._empty
             if self.bigger_than_ram:
                 evict_range(self.fd, self.entries[i])
             return output

@@ -23,3 +23,18 @@ def paged_read_bytes(config, new_tokens: int) -> float:
     """Every forward pass reads every decoder layer once: the prefill (which yields the first token)
     plus one decode step for each of the other new_tokens - 1, so new_tokens passes in all."""
     return new_tokens * streamed_layer_bytes(config)
+
+
+# measured / predicted that 02-paged-tpot accepts. The prediction counts the copy of every layer out of
+# the page cache at the rate of section 1's warm read and the resident step's compute; it leaves out
+# what paging adds around them: a hook per layer that swaps its tensors in and out, and a copy whose
+# destination buffers (two layers) the compute then reads while the reader evicts it from the caches.
+# On an AVX2 EPYC (2 vCPUs) warm paged TPOT landed 1.2-1.6x the prediction (see the lab's note).
+# Forgetting the reads (paged = resident) gives 2-3x; counting them at the cold rate, far below 1.
+PAGED_TPOT_BAND = (0.8, 1.8)
+
+
+def paged_warm_tpot_s(resident_tpot_s: float, streamed_bytes: float, warm_read_bytes_per_s: float) -> float:
+    """Warm, `paged` computes what `resident` computes, and before each decoder layer copies its bytes
+    out of the page cache: per token, the resident step + streamed layer bytes / the warm read rate."""
+    return resident_tpot_s + streamed_bytes / warm_read_bytes_per_s

@@ -15,17 +15,15 @@ def _learner_mode(monkeypatch):
     monkeypatch.delenv("MEMLAB_SOLUTIONS", raising=False)  # a wrong answer only misses, never raises
 
 
-def test_split_tpot_is_the_decode_tpot_plus_the_transfer_over_the_gaps():
-    # the clocks of disagg.run_split: first token at t_first, cache rebuilt at t_rebuilt, last token at t_last
-    new_tokens, t_first, t_rebuilt, t_last = 8, 10.0, 10.05, 10.75
-    gaps = new_tokens - 1
-    measured_split_tpot = (t_last - t_first) / gaps          # SplitResult.split_tpot_s
-    decode_tpot, transfer = (t_last - t_rebuilt) / gaps, t_rebuilt - t_first
-    solved = solutions.split_tpot_s(decode_tpot, transfer, new_tokens)
-    assert solved == pytest.approx(measured_split_tpot, rel=1e-12)
-    assert exercises.grade("07-tpot", solved, measured_split_tpot, rel=0.01) is True
-    assert exercises.grade("07-tpot", decode_tpot, measured_split_tpot, rel=0.01) is False  # forgot the transfer
-    assert exercises.grade("07-tpot", 2 * solved, measured_split_tpot, rel=0.01) is False
+def test_transfer_is_exact_on_a_latency_plus_bytes_over_a_rate_link():
+    # a link of 0.3 ms + bytes / 1.5 GB/s: two measured sizes give any third; a wrong model misses the band
+    link = lambda nbytes: 3e-4 + nbytes / 1.5e9
+    sizes = (2_949_120, 5_898_240, 11_796_480)  # SmolLM2's fp32 cache at 64, 128, 256 tokens
+    solved = solutions.transfer_s([(b, link(b)) for b in sizes[:2]], sizes[2])
+    assert solved == pytest.approx(link(sizes[2]), rel=1e-9)
+    assert exercises.grade("07-transfer", solved, link(sizes[2]), band=solutions.TRANSFER_BAND) is True
+    at_memory_speed = 3e-4 + sizes[2] / 30e9  # the bytes at a DRAM read rate, not the loopback's
+    assert exercises.grade("07-transfer", at_memory_speed, link(sizes[2]), band=solutions.TRANSFER_BAND) is False
 
 
 def test_link_transfer_matches_the_simulators_transfer(tiny):
