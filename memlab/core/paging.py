@@ -79,7 +79,8 @@ class LayerStreamer:
         # layer that used read k-2 has run and dropped its weights. Reusing them saves a zero-filled
         # page fault per 4 KiB and an munmap per layer (which also stalls the compute threads).
         size = max(entries_bytes(e) for e in entries.values())
-        self._buffers = [torch.empty(size, dtype=torch.uint8) for _ in range(2)]
+        with torch.inference_mode(False):  # normal tensors: a model loaded under inference_mode still runs outside it
+            self._buffers = [torch.empty(size, dtype=torch.uint8) for _ in range(2)]
         self._num_issued = 0
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
@@ -88,8 +89,9 @@ class LayerStreamer:
         # Each layer's parameters become empty CPU (or device) tensors whose storage a hook swaps in and
         # out: `param.data = tensor` costs microseconds, where load_state_dict + to("meta") per layer
         # measured about 0.6 ms (a fifth of a 135M model's warm paged step, on 30 layers).
-        self._empty = torch.empty(0, device=self.device)
-        self._params = [self._bind(layer, entries[i]) for i, layer in enumerate(self.layers)]
+        with torch.inference_mode(False):
+            self._empty = torch.empty(0, device=self.device)
+            self._params = [self._bind(layer, entries[i]) for i, layer in enumerate(self.layers)]
         self._handles = []
         for i, layer in enumerate(self.layers):
             self._handles.append(layer.register_forward_pre_hook(self.make_pre_hook(i)))
@@ -117,9 +119,10 @@ class LayerStreamer:
 
     def _read(self, i: int, buffer: torch.Tensor) -> dict[str, torch.Tensor]:
         t0 = time.perf_counter()
-        tensors = read_tensors(self.fd, self.entries[i], into=buffer)
-        if self.device.type != "cpu":  # a blocking copy: the buffer is reused two reads later
-            tensors = {k: v.to(self.device) for k, v in tensors.items()}
+        with torch.inference_mode(False):  # views of the buffers, read in and out of inference mode alike
+            tensors = read_tensors(self.fd, self.entries[i], into=buffer)
+            if self.device.type != "cpu":  # a blocking copy: the buffer is reused two reads later
+                tensors = {k: v.to(self.device) for k, v in tensors.items()}
         with self._lock:
             self._reads += 1
             self._bytes += entries_bytes(self.entries[i])

@@ -162,3 +162,16 @@ def test_strategies_on_cuda_match_cpu(tiny_folder, reference, strategy):
     with torch.inference_mode():
         got = loaded.model(ids.cuda()).logits.cpu()
     torch.testing.assert_close(got, logits, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("strategy", ["paged", "paged-prefetch"])
+def test_a_model_streamed_under_inference_mode_runs_in_and_out_of_it(tiny_folder, strategy):
+    # lab 02 loads inside torch.inference_mode(): the streamer's buffers and parameters must still be
+    # normal tensors, or the first forward pass outside it (or on the reader thread) fails
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.inference_mode():
+        loaded = loading.load(str(tiny_folder), strategy)
+        inside = loaded.model(ids).logits
+    with torch.no_grad():
+        outside = loaded.model(ids).logits
+    assert torch.equal(inside, outside)
