@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 CORE = ("ceilings", "checkpoint", "checks", "devices", "dtypes", "errors", "exercises", "fastpath", "figures", "footprint",
         "generation", "guard", "hardware", "hierarchy", "kernels", "kv", "launch", "limits", "loading", "measure", "models", "pagecache", "paging",
-        "paths", "reference", "results", "roofline", "tensors", "text", "units")
+        "paths", "quantformat", "reference", "results", "roofline", "tensors", "text", "units")
 TOPICS = ("memory_wall", "ram_vs_disk", "ttft", "quantization", "sharding", "rag", "disaggregation",
           "memory_processing", "kv_cache")
 _NAMES = {"load": "loading", "LoadResult": "loading", "generate": "generation", "GenerationResult": "generation"}

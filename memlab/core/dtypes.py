@@ -5,7 +5,8 @@
     bf16   torch.bfloat16    2
     fp16   torch.float16     2
     int8   (quantized)       1     memlab.quantization packs these; no plain torch dtype loads them
-    int4   (quantized)       0.5
+    int4   (quantized)       0.5   (the code alone: a format's scales, zeros and unquantized parts are
+                                    counted by `quantformat`, tensor by tensor)
 
 A safetensors header names its dtypes in its own letters (F32, BF16, ...): `SAFETENSORS` maps them.
 The tables hold torch's names for its dtypes (`torch.float32` is `"float32"`), so reading them

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memlab.core import limits
+from memlab.core import limits, quantformat
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.dtypes import dtype_bytes
 
@@ -48,8 +48,12 @@ def num_params(config: Any) -> int:
     return total
 
 
-def weights_bytes(config: Any, dtype: str | float | torch.dtype = "fp32") -> int:
-    """Bytes of all weights: num_params * bytes per parameter."""
+def weights_bytes(config: Any, dtype: str | quantformat.QuantFormat | float | torch.dtype = "fp32", kept_dtype: str = "bf16") -> int:
+    """Bytes of all weights in `dtype`: a format of `quantformat.FORMATS` (fp32, bf16, int8, int4, GGUF's q4_0...) tensor
+    by tensor (`weights_bytes_by_part`: codes, scales, zeros, and what int8/int4 leave unquantized, embedding, lm_head
+    and norms, in `kept_dtype`); a torch dtype or a number of bytes per weight as num_params * bytes."""
+    if quantformat.lookup(dtype):
+        return sum(weights_bytes_by_part(config, dtype, kept_dtype).values())
     return int(num_params(config) * dtype_bytes(dtype))
 
 
@@ -63,53 +67,70 @@ def weights_bytes(config: Any, dtype: str | float | torch.dtype = "fp32") -> int
 PRECISIONS = ("fp32", "bf16", "int8", "int4")
 
 
-def _attention_params(config: Any) -> int:
-    d, H = config_value(config, "hidden_size"), config_value(config, "num_attention_heads")
-    if config_value(config, "kv_lora_rank"):                       # DeepSeek's multi-head latent attention
-        r_q, r_kv = config_value(config, "q_lora_rank"), config_value(config, "kv_lora_rank")
-        nope, rope, dv = (config_value(config, k) for k in ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"))
-        q = d * r_q + r_q + r_q * H * (nope + rope) if r_q else d * H * (nope + rope)
-        return q + d * (r_kv + rope) + r_kv + r_kv * H * (nope + dv) + H * dv * d
-    K, D = config_value(config, "num_key_value_heads") or H, head_dim(config)
-    bias = (H * D + 2 * K * D + d) if config_value(config, "attention_bias") else 0
-    return d * H * D + 2 * d * K * D + H * D * d + bias
-
-
 def _experts(config: Any) -> tuple[int, int, int]:
     """(E routed, k per token, S shared); (0, 0, 0) for a dense model."""
     E = config_value(config, "num_local_experts") or config_value(config, "n_routed_experts") or 0
     return E, (config_value(config, "num_experts_per_tok") or 0) if E else 0, config_value(config, "n_shared_experts") or 0
 
 
-def param_counts(config: Any) -> tuple[int, int]:
-    """(total, active per token) parameters, MoE and MLA aware (formulas above and in the module doc).
-
-    active = what one decode step reads: attention, router, the k routed + S shared experts,
-    lm_head; not the input embedding, of which a token reads one row.
-    """
+def weight_shapes(config: Any) -> list[tuple[str, int, int, int, int]]:
+    """Every weight tensor, MoE and MLA aware: (part, rows, row_len, count, active) for `count` tensors of
+    rows x row_len (out_features x in_features: quantization groups run along a row; a vector, norm or
+    bias, is one row), `active` of them read by one decode step (k + S of E + S experts; not an untied
+    input embedding). part: "matrix", "embedding", "lm_head" or "vector". `param_counts` sums this list."""
     d, f, L, V = (config_value(config, k) for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "vocab_size"))
-    E, k, S = _experts(config)
-    attn = _attention_params(config) + 2 * d
-    dense_mlp = 3 * d * f
-    total = active = 0
+    H, bias, (E, k, S) = config_value(config, "num_attention_heads"), config_value(config, "expert_bias"), _experts(config)
+    out: dict[tuple[str, int, int], list[int]] = {}
+
+    def add(part, rows, row_len, count=1, active=None):
+        c = out.setdefault((part, rows, row_len), [0, 0])
+        c[0], c[1] = c[0] + count, c[1] + (count if active is None else active)
     for layer in range(L):
+        if config_value(config, "kv_lora_rank"):                    # DeepSeek's multi-head latent attention
+            r_q, r_kv = config_value(config, "q_lora_rank"), config_value(config, "kv_lora_rank")
+            nope, rope, dv = (config_value(config, k) for k in ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"))
+            if r_q:                                                  # q_a and its norm, then q_b (or q)
+                add("matrix", r_q, d), add("vector", 1, r_q)
+            add("matrix", H * (nope + rope), r_q or d), add("matrix", r_kv + rope, d), add("vector", 1, r_kv)
+            add("matrix", H * (nope + dv), r_kv), add("matrix", d, H * dv)
+        else:
+            K, D = config_value(config, "num_key_value_heads") or H, head_dim(config)
+            add("matrix", H * D, d), add("matrix", K * D, d, 2), add("matrix", d, H * D)
+            if config_value(config, "attention_bias"):
+                add("vector", 1, H * D), add("vector", 1, K * D, 2), add("vector", 1, d)
+        add("vector", 1, d, 2)                                      # two RMSNorm weights
         if E and layer >= (config_value(config, "first_k_dense_replace") or 0):
             g = config_value(config, "moe_intermediate_size") or f
-            expert = 3 * d * g + ((2 * g + d) if config_value(config, "expert_bias") else 0)
-            router = d * E + (E if config_value(config, "expert_bias") else 0)
-            total += attn + router + (E + S) * expert
-            active += attn + router + (k + S) * expert
+            add("matrix", E, d), add("matrix", g, d, 2 * (E + S), 2 * (k + S)), add("matrix", d, g, E + S, k + S)
+            if bias:                                                  # router, then each expert's
+                add("vector", 1, E), add("vector", 1, g, 2 * (E + S), 2 * (k + S)), add("vector", 1, d, E + S, k + S)
         else:
-            total += attn + dense_mlp
-            active += attn + dense_mlp
-    # a token reads one row of the input embedding, so `active` counts only lm_head (+ final norm)
+            add("matrix", f, d, 2), add("matrix", d, f)
     tied = config_value(config, "tie_word_embeddings", False)
-    return total + V * d * (1 if tied else 2) + d, active + V * d + d
+    add("embedding", V, d, 1, 1 if tied else 0), add("lm_head", V, d, 0 if tied else 1)  # tied: read as lm_head
+    add("vector", 1, d)                                             # the final norm
+    return [(part, rows, row_len, c, a) for (part, rows, row_len), (c, a) in out.items() if c]
 
 
-def streamed_bytes(config: Any, dtype: str | float | torch.dtype = "fp32") -> int:
-    """Bytes of weights one batch-1 decode step reads: the active parameters of `param_counts` x bytes
-    per parameter (every weight but an untied input embedding, of which a token reads one row)."""
+def param_counts(config: Any) -> tuple[int, int]:
+    """(total, active per token) parameters, MoE and MLA aware: sums over `weight_shapes`. active = what
+    one decode step reads: attention, router, the k routed + S shared experts, lm_head; not the input
+    embedding, of which a token reads one row."""
+    shapes = weight_shapes(config)
+    return sum(r * n * c for _, r, n, c, _ in shapes), sum(r * n * a for _, r, n, _, a in shapes)
+
+
+def weights_bytes_by_part(config: Any, fmt: str = "int4", kept_dtype: str = "bf16", active: bool = False) -> dict[str, int]:
+    """Bytes of the weights stored in format `fmt`, per part ("matrices", "embedding", "vectors"), tensor
+    by tensor over `weight_shapes` (`quantformat.shapes_bytes`); `active=True`: those one decode step reads."""
+    return quantformat.shapes_bytes(weight_shapes(config), fmt, kept_dtype, active)
+
+
+def streamed_bytes(config: Any, dtype: str | float | torch.dtype = "fp32", kept_dtype: str = "bf16") -> int:
+    """Bytes of weights one batch-1 decode step reads: active parameters (`param_counts`) x bytes per parameter,
+    every weight but an untied input embedding (a token reads one row); a format is counted as `weights_bytes` does."""
+    if quantformat.lookup(dtype):
+        return sum(weights_bytes_by_part(config, dtype, kept_dtype, active=True).values())
     return int(param_counts(config)[1] * dtype_bytes(dtype))
 
 
@@ -227,14 +248,13 @@ class Footprint:
 
 def footprint(model: Any, precision: str = "bf16", context: int = 8192, batch_size: int = 1,
               name: str | None = None) -> Footprint:
-    """Weights + KV cache + activations of `model` at `precision` for one `context`-token sequence.
-
-    Quantized precisions (int8/int4) quantize weights only; KV and activations stay bf16.
-    """
+    """Weights + KV cache + activations of `model` at `precision` (`quantformat.FORMATS`) for one `context`-token
+    sequence. Weights are counted tensor by tensor in that format (`weights_bytes_by_part`); KV, activations and
+    what int8/int4 leave unquantized (embedding, lm_head, norms) stay bf16 (fp32 at fp32)."""
     config = resolve_config(model)
     total, active = param_counts(config)
     kv_dtype = "fp32" if precision == "fp32" else "bf16"
-    w = int(total * dtype_bytes(precision))
+    w = sum(weights_bytes_by_part(config, precision, kept_dtype=kv_dtype).values())
     limits.count(context, "context")
     limits.count(batch_size, "batch_size")
     kv = kv_cache_bytes(config, context, batch_size, kv_dtype)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from memlab.core import limits, models
+from memlab.core import limits, models, quantformat
 from memlab.core.cli import print_json
 from memlab.core.errors import ContextTooLongError, MemlabError
 from memlab.core.units import fmt_bytes
@@ -67,9 +67,14 @@ def _cmd_fits(args) -> int:
         print_json(footprint.fits_json(prints, table))
         return 0
     for f in prints:
-        print(f"{name} {f.precision:>5}: weights {fmt_bytes(f.weights_bytes)} + KV({args.context} tok) "
-              f"{fmt_bytes(f.kv_bytes)} + activations {fmt_bytes(f.activation_bytes)} = {fmt_bytes(f.total_bytes)}"
+        print(f"{name} {f.precision:>5} ({8 * f.weights_bytes / f.params:.2f} bits/weight on average): weights "
+              f"{fmt_bytes(f.weights_bytes)} + KV({args.context} tok) {fmt_bytes(f.kv_bytes)} + activations "
+              f"{fmt_bytes(f.activation_bytes)} = {fmt_bytes(f.total_bytes)}"
               f"   ({f.params / 1e9:.2f} B params, {f.active_params / 1e9:.2f} B read per token)")
+    for p in precisions:  # what each quantized format stores (memlab.core.quantformat)
+        fmt = quantformat.FORMATS[p]
+        if quantformat.is_quantized(fmt):
+            print(f"  {p}: {fmt.description}" + (" (bf16 here)" if fmt.embedding == "kept" else ""))
     grid = table.set_index(["device", "precision"])["fits"].unstack()
     grid = grid.loc[list(dict.fromkeys(table["device"])), list(precisions)]
     print("\nfits on one device (weights + KV + activations <= memory capacity):")
@@ -104,7 +109,9 @@ def register(sub) -> None:
     s = sub.add_parser("fits", help="bytes of weights, KV cache and activations, and which devices hold them")
     s.add_argument("model", help="a famous model (llama-3.1-8b, deepseek-v3, ...), a config.json or a folder")
     s.add_argument("--context", type=limits.COUNT, default=8192, help="tokens in the KV cache (default 8192)")
-    s.add_argument("--precisions", default="fp32,bf16,int8,int4")
+    s.add_argument("--precisions", default="fp32,bf16,int8,int4",
+                   help="comma-separated, from: " + ",".join(quantformat.FORMATS) + " (int8, int4: memlab's formats, "
+                        "scales and zeros counted; q8_0, q4_1, q4_0: GGUF's)")
     s.add_argument("--table", default=None, help="device table CSV (default data/hardware.csv)")
     s.add_argument("--json", action="store_true", help='{"footprints": [...], "fits": [...]}')
     s.set_defaults(func=_cmd_fits)

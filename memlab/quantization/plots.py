@@ -67,11 +67,10 @@ def quant_roofline(results, bandwidth_bytes_per_s: float) -> Figure:
 
 
 def fits_heatmap(table, precision: str | None = None) -> Figure:
-    """Models (rows) x devices (columns): the smallest precision of fp32/bf16/int8/int4 that fits,
-    from `footprint.fits_table`. Blank = does not fit even at 4 bits."""
+    """Models (rows) x devices (columns): the first of the table's precisions, in the order `footprint.fits_table`
+    was given them (widest first: fp32, bf16, int8, int4[, q4_0]), that fits. Blank = none fits."""
     import numpy as np
-    order = ["fp32", "bf16", "int8", "int4"]
-    order = [p for p in order if p in set(table["precision"])]
+    order = list(dict.fromkeys(table["precision"]))
     if precision is not None:
         order = [precision]
     models = list(dict.fromkeys(table["model"]))

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from memlab.core import footprint
+import dataclasses
+
+from memlab.core import footprint, quantformat
 
 
 def int4_bits_per_weight(group_size: int = 32, scale_bits: int = 16) -> float:
-    """b + (bits of scale and zero) / G: 4 bits per weight, plus a bf16 scale and a bf16 zero per group."""
-    return 4 + 2 * scale_bits / group_size
+    """b + (bits of scale and zero) / G: 4 bits per weight, plus a bf16 scale and a bf16 zero per group
+    (memlab's int4 format, `quantformat.FORMATS["int4"]`, on a grid of `group_size` and `scale_bits`)."""
+    fmt = dataclasses.replace(quantformat.FORMATS["int4"], group_size=group_size, scale_bits=scale_bits,
+                              zero_bits=scale_bits)
+    return fmt.bits_per_weight(group_size)
 
 
 def int8_bits_per_weight(in_features: int, scale_bits: int = 16) -> float:
-    """8 bits per weight plus one bf16 scale per row of `in_features` weights."""
-    return 8 + scale_bits / in_features
+    """8 bits per weight plus one bf16 scale per row of `in_features` weights (memlab's int8 format)."""
+    return dataclasses.replace(quantformat.FORMATS["int8"], scale_bits=scale_bits).bits_per_weight(in_features)
 
 
 def fp32_over_int4_bytes(config) -> float:
     """Bytes per token, fp32 / int4. int4 shrinks the linear layers to 5 bits per weight, but keeps the
-    tied embedding / lm_head (V x d) and the norms in fp32; all of it is read every token."""
-    total = footprint.num_params(config)
-    kept = config.vocab_size * config.hidden_size + (2 * config.num_hidden_layers + 1) * config.hidden_size
-    linear = total - kept
-    return 4 * total / (linear * int4_bits_per_weight() / 8 + 4 * kept)
+    tied embedding / lm_head (V x d) and the norms in fp32, the dtype the model was loaded in; all of it
+    is read every token. Both counted tensor by tensor (`footprint.streamed_bytes`)."""
+    return footprint.streamed_bytes(config, "fp32") / footprint.streamed_bytes(config, "int4", kept_dtype="fp32")
 
 
 def kv_crossover_tokens(config, weights_bytes: int, dtype_bytes: int = 4) -> float:

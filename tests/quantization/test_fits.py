@@ -101,13 +101,30 @@ def test_single_device_fits_reads_the_table():
     assert lines[0].startswith("llama-3.1-8b fits one GPU at bf16, int4;") and "small (22.4 GiB) at bf16" in lines[0]
     assert lines[1].startswith("llama-3.1-70b fits one GPU at int4 only;") and "big (74.5 GiB) at int4" in lines[1]
     assert lines[2] == "llama-3.1-405b fits no single GPU at bf16, int4"
-    # the same models against a bigger card: 405B at int4 now fits, read from the table, not typed
+    # the same models against a bigger card: 405B fits it at GGUF's q4_0 (4.5 bits) but not at memlab's int4
+    # (5 bits, and a bf16 embedding and lm_head), read from the table, not typed
     bigger = pd.concat([devices, pd.DataFrame({"name": ["huge"], "kind": ["gpu"], "capacity_gb": [256]})])
-    t = footprint.fits_table(["llama-3.1-405b"], ("bf16", "int4"), 8192, table=bigger)
-    assert footprint.single_device_fits(t) == ["llama-3.1-405b fits one GPU at int4 only; the smallest that holds "
-                                               "it: huge (238.4 GiB) at int4"]
+    t = footprint.fits_table(["llama-3.1-405b"], ("bf16", "int4", "q4_0"), 8192, table=bigger)
+    assert footprint.single_device_fits(t) == ["llama-3.1-405b fits one GPU at q4_0 only; the smallest that holds "
+                                               "it: huge (238.4 GiB) at q4_0"]
     with pytest.raises(Exception, match="no device of kind 'fpga'"):
         footprint.single_device_fits(t, kind="fpga")
+
+
+def test_the_fits_table_counts_weights_with_the_format_model():
+    """One model of bytes: the fits table's weights are `weights_bytes` in each format, int8/int4 keeping the
+    embedding, lm_head and norms in bf16; float precisions are every parameter at their width, as before."""
+    t = footprint.fits_table(["llama-3.1-8b"], ("fp32", "bf16", "int8", "int4", "q4_0"), 8192,
+                             table=pd.DataFrame({"name": ["g"], "kind": ["gpu"], "capacity_gb": [80]}))
+    cfg = footprint.famous_configs()["llama-3.1-8b"]
+    got = dict(zip(t["precision"], t["weights_bytes"]))
+    assert got == {p: footprint.weights_bytes(cfg, p) for p in got}
+    total = footprint.param_counts(cfg)[0]
+    assert got["fp32"] == 4 * total and got["bf16"] == 2 * total
+    d, V, matrices = 4096, 128256, total - 2 * 128256 * 4096 - (2 * 32 + 1) * 4096
+    assert got["int4"] == matrices * 5 // 8 + 2 * (2 * V * d + 65 * d)             # 5-bit matrices, bf16 rest
+    assert got["q4_0"] == (matrices + 2 * V * d) * 9 // 16 + 4 * 65 * d              # 4.5 bits, F32 norms
+    assert footprint.footprint(cfg, "q4_0").weights_bytes == got["q4_0"]
 
 
 @pytest.mark.parametrize("tied", [True, False])

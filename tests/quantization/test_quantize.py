@@ -172,6 +172,11 @@ def test_real_model_int4_reproduces_the_q4_1_weights_and_answers_like_fp32():
     ids = quality.eval_ids(loaded.tokenizer, 128)
     assert quality.perplexity(int4, ids) == pytest.approx(quality.perplexity(loaded.model, ids), rel=0.05)
     assert tensors.model_bytes(int4) < 0.4 * tensors.model_bytes(loaded.model)
+    # the format model predicts what `quantize` made, to the byte (+ RoPE's frequency tables, buffers)
+    rope = tensors.tensor_bytes(list(loaded.model.buffers()))
+    int8 = quantize.build(loaded.model, quantize.VARIANTS["int8"])
+    for name, model in (("fp32", loaded.model), ("int8", int8), ("int4", int4)):
+        assert tensors.model_bytes(model) == footprint.weights_bytes(loaded.config, name, kept_dtype="fp32") + rope, name
 
 
 def test_building_a_variant_leaves_the_base_unchanged_and_copies_no_fp32_weight(tiny):
