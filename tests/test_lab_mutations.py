@@ -41,6 +41,77 @@ MUTATIONS = {
         # kernel past the caches may read above the roof
         ("exercise 01-fast: the worked solution", "faster than the memory roof timed beside it"),
     ),
+    "02_ram_vs_disk": (
+        "the layer streamer counts half the bytes it reads",
+        "import dataclasses\n"
+        "import memlab.core.paging as p\n"
+        "_stats = p.LayerStreamer.stats\n"
+        "p.LayerStreamer.stats = lambda self: dataclasses.replace(_stats(self), read_bytes=_stats(self).read_bytes // 2)\n",
+        ("exercise 02-paged-reads", "read every decoder layer again for every forward pass"),
+    ),
+    "03_ttft": (
+        "the KV formula forgets grouped-query attention (a KV head per query head)",
+        "import memlab.core.footprint as f\n"
+        "_per_token = f.kv_bytes_per_token\n"
+        "def kv_bytes_per_token(config, dtype='fp32'):\n"
+        "    heads = f.config_value(config, 'num_attention_heads') / (f.config_value(config, 'num_key_value_heads') or 1)\n"
+        "    return int(_per_token(config, dtype) * heads)\n"
+        "f.kv_bytes_per_token = kv_bytes_per_token\n",
+        ("exercise 03-kv", "no batch beats its roofline bound"),
+    ),
+    "04_quantization": (
+        "int4's zero counted at 8 bits (a format model off by a field)",
+        "import dataclasses\n"
+        "import memlab.core.quantformat as q\n"
+        "q.FORMATS['int4'] = dataclasses.replace(q.FORMATS['int4'], zero_bits=8)\n",
+        ("int4: the bytes its tensors hold = section 2's prediction",),
+    ),
+    "05_sharding": (
+        "the pipeline split gives the last rank one layer more than the even split",
+        "import memlab.sharding.pipeline as p\n"
+        "_split = p.layer_split\n"
+        "def layer_split(num_layers, world_size):\n"
+        "    out = _split(num_layers, world_size)\n"
+        "    if world_size > 1:\n"
+        "        (a, b), (c, d) = out[-2], out[-1]\n"
+        "        out[-2:] = [(a, b - 1), (c - 1, d)]\n"
+        "    return out\n"
+        "p.layer_split = layer_split\n",
+        ("exercise 05-stage-bytes",),
+    ),
+    "06_rag": (
+        "the in-RAM store counts its embeddings and forgets the texts it keeps",
+        "import memlab.rag.stores as s\n"
+        "_init = s.RamIndex.__init__\n"
+        "def __init__(self, *args, **kwargs):\n"
+        "    _init(self, *args, **kwargs)\n"
+        "    self.index_bytes = self.embeddings.nbytes\n"
+        "s.RamIndex.__init__ = __init__\n",
+        ("exercise 06-ram-bytes",),
+    ),
+    "07_disaggregation": (
+        "the KV formula counts the keys and forgets the values",
+        "import memlab.core.footprint as f\n"
+        "_cache = f.kv_cache_bytes\n"
+        "f.kv_cache_bytes = lambda *args, **kwargs: _cache(*args, **kwargs) // 2\n",
+        ("KV bytes sent = the footprint formula", "exercise 07-kv"),
+    ),
+    "08_memory_processing": (
+        "the page index keeps one min/max pair per 32 tokens, not per page of 16",
+        "import memlab.memory_processing.mempipe as m\n"
+        "_build = m.build_index\n"
+        "m.build_index = lambda keys, page_tokens: _build(keys, 2 * page_tokens)\n",
+        ("exercise 08-index", "the index is 1 / page_tokens of the KV cache"),
+    ),
+    "09_kv_cache": (
+        "the prefix's FLOPs leave out attention's quadratic term",
+        "import memlab.kv_cache.reuse as r\n"
+        "import memlab.core.roofline as rf\n"
+        "def prefix_flops(config, prefix_tokens, dtype='fp32'):\n"
+        "    return 2.0 * (rf.matmul_params(config) - config.vocab_size * config.hidden_size) * prefix_tokens\n"
+        "r.prefix_flops = prefix_flops\n",
+        ("exercise 09-flops", "exercise 09-recompute"),
+    ),
 }
 
 
@@ -57,7 +128,8 @@ def test_a_planted_error_fails_its_lab(lab, tmp_path):
     (cache / model.name).symlink_to(model)
     env = dict(os.environ, PYTHONPATH=f"{plant}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                MEMLAB_CACHE=str(cache), MEMLAB_QUICK="1", MEMLAB_SOLUTIONS="1")
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+    # -x: stop at the first failing cell, which must be one of the claims (a later cell proves nothing more)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--nbval-lax",
                           str(ROOT / "labs" / f"{lab}.ipynb")], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=900)
     out = run.stdout + run.stderr

@@ -4,6 +4,7 @@ arXiv 2603.29002 recasts long-context methods as one pipeline f(M, x) run every 
   1. prep   Prepare Memory     M -> index I   (here: page-wise min/max of the cached keys, LServe/Quest)
   2. comp   Compute Relevancy  I, q -> S      score_p = sum_d max(q_d * min_pd, q_d * max_pd),
                                               an upper bound on q.k over page p; max over the GQA group
+                                              (computed as max_p . max(q, 0) + min_p . min(q, 0))
   3. ret    Retrieval          M, S -> M'     top-k pages per KV head, then gather their keys/values
   4. apply  Apply to Inference M', q -> O     attention over the selected pages + the current token
 Everything else in the step (norms, projections, RoPE, MLP, LM head) is "other".
@@ -12,7 +13,7 @@ Everything else in the step (norms, projections, RoPE, MLP, LM head) is "other".
 hand-written Llama decode step with a clock between the steps. prep per decode step is the
 incremental update of the last page's min/max (the full build runs once after prefill and is
 reported apart, `prep_build_s`). With top-k = every page the step equals dense attention (tested).
-`index_kernels` times comp + ret alone on synthetic index keys at paper-like scale (lab 08, roofline).
+`scoring.kernels` times comp + ret alone on synthetic index keys at paper-like scale (lab 08, roofline).
 Shapes: Hq query heads, Hkv KV heads, G = Hq / Hkv, T cached tokens, P pages, D head dim.
 """
 
@@ -102,9 +103,11 @@ def build_index(keys: torch.Tensor, page_tokens: int) -> tuple[torch.Tensor, tor
 
 def page_scores(q: torch.Tensor, kmin: torch.Tensor, kmax: torch.Tensor) -> torch.Tensor:
     """comp: upper bound of q.k per page, q (Hkv, G, D) vs (Hkv, P, D) -> (Hkv, P), max over G."""
-    lo = torch.einsum("hgd,hpd->hgpd", q, kmin)
-    hi = torch.einsum("hgd,hpd->hgpd", q, kmax)
-    return torch.maximum(lo, hi).sum(-1).amax(1)
+    # sum_d max(q_d min_pd, q_d max_pd): where q_d >= 0 the max is q_d max_pd, else q_d min_pd (min <= max),
+    # so the bound is two GEMVs over the index, each byte read once, with no (G, P, D) temporary
+    hi = torch.einsum("hgd,hpd->hgp", q.clamp(min=0), kmax)
+    lo = torch.einsum("hgd,hpd->hgp", q.clamp(max=0), kmin)
+    return (hi + lo).amax(1)
 
 
 def select_pages(scores: torch.Tensor, k: int, page_tokens: int, num_tokens: int):
@@ -232,77 +235,3 @@ def _profile_decode(loaded, context_tokens: int, cfg: PipeConfig) -> StepProfile
 def profile_contexts(loaded, contexts=(512, 1024, 2048, 4096), cfg: PipeConfig = PipeConfig()):
     """`profile_decode` at each context length, shortest first."""
     return [profile_decode(loaded, n, cfg) for n in sorted(contexts)]
-
-
-# --- the memory-processing kernels alone, at paper-like scale, on synthetic index keys -------------
-
-@dataclass(frozen=True, slots=True)
-class KernelPoint:
-    """One timed kernel with its FLOPs and bytes moved, ready for a roofline."""
-    name: str
-    num_keys: int
-    dim: int
-    flops: float
-    bytes_moved: float           # minimum DRAM traffic: every operand read once, the result written
-    time_s: float                # median
-
-    @property
-    def intensity_flop_per_byte(self) -> float:
-        return self.flops / self.bytes_moved
-
-    @property
-    def achieved_bytes_per_s(self) -> float:
-        return self.bytes_moved / self.time_s
-
-    @property
-    def achieved_flop_per_s(self) -> float:
-        return self.flops / self.time_s
-
-
-@torch.inference_mode()
-def index_kernels(num_keys: int = 262_144, dim: int = 128, top_k: int = 2048, page_tokens: int = 16,
-                  repeats: int = 5, seed: int = 0, num_threads: int = 1) -> list[KernelPoint]:
-    """comp and ret at scale on random fp32 index keys (N, D): the bytes and FLOPs they need.
-
-    token scoring   s = K q              2 N D FLOP,   4 (N D + N) bytes  -> ~0.5 FLOP/B
-    page scoring    max(q*min, q*max)    4 (N/p) D FLOP, 4 (2 (N/p) D + N/p) bytes
-    top-k           over N scores        ~N compares (counted as N ops), 4 N bytes read
-    """
-    with threads(num_threads):
-        return _index_kernels(num_keys, dim, top_k, page_tokens, repeats, seed)
-
-
-def _index_kernels(num_keys, dim, top_k, page_tokens, repeats, seed) -> list[KernelPoint]:
-    g = torch.Generator().manual_seed(seed)
-    keys = torch.randn(num_keys, dim, generator=g)
-    q = torch.randn(dim, generator=g)
-    scores = keys @ q
-    kmin, kmax = build_index(keys[None], page_tokens)
-    kmin, kmax, qp = kmin[0], kmax[0], q[None]
-    pages = kmin.shape[0]
-    b = 4
-    return [
-        KernelPoint("comp: token scores K q", num_keys, dim, 2.0 * num_keys * dim,
-                    b * (num_keys * dim + num_keys + dim), measure.repeat(lambda: keys @ q, repeats).median),
-        KernelPoint("comp: page min/max scores", num_keys, dim, 4.0 * pages * dim,
-                    b * (2 * pages * dim + pages + dim),
-                    measure.repeat(lambda: torch.maximum(qp * kmin, qp * kmax).sum(-1), repeats).median),
-        KernelPoint(f"ret: top-{top_k} of token scores", num_keys, dim, float(num_keys),
-                    b * num_keys + 8 * top_k, measure.repeat(lambda: scores.topk(top_k), repeats).median),
-    ]
-
-
-@torch.inference_mode()
-def cpu_ceilings(num_bytes: int | None = None, matmul_n: int = 1024, repeats: int = 5,
-                 num_threads: int = 1) -> tuple[float, float]:
-    """Ceilings of this CPU at `num_threads`, measured now: (read bandwidth bytes/s, fp32 matmul FLOP/s).
-
-    bandwidth: `memlab.core.ceilings.stream`'s read kernel (the index kernels only read their keys);
-    FLOP/s = 2 n^3 / t(n x n matmul), median of `repeats`. On as many threads as the kernels.
-    """
-    from memlab.core import ceilings
-    with threads(num_threads):
-        bw = ceilings.stream(num_bytes or ceilings.array_size(), repeats, read_only=True)["read"] * 1e9  # DRAM, not L3
-        m = torch.randn(matmul_n, matmul_n)
-        fl = 2.0 * matmul_n**3 / measure.repeat(lambda: m @ m, repeats).median
-    return bw, fl

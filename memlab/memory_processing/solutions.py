@@ -41,3 +41,17 @@ def break_even_speedup(work_s: float, pcie_s: float) -> float:
     """Offloading work W seconds to a device r times faster costs W / r + PCIe instead of W:
     W / r + P = W  ->  r* = W / (W - P) (no r is enough when P >= W)."""
     return work_s / (work_s - pcie_s) if work_s > pcie_s else math.inf
+
+
+# measured / predicted that 08-page-time accepts: both kernels are GEMVs over fp32 rows, timed from a cold
+# cache, but the index has a few thousand short rows where the keys have many, and torch's GEMV streams
+# short and long matrices at somewhat different rates. On an AVX2 EPYC (2 vCPUs): see the lab's note.
+# Predicting the same time as token scoring (page scoring as costly as reading every key) lands far below.
+PAGE_TIME_BAND = (0.6, 1.6)
+
+
+def page_scoring_s(token_scoring_s: float, token_over_page_bytes: float) -> float:
+    """Both comp kernels stream their operands once from DRAM through the same kind of kernel (a GEMV),
+    so they run at the same bytes per second: page scoring takes token scoring's time / (token bytes /
+    page bytes), the ratio of exercise 08-page-bytes."""
+    return token_scoring_s / token_over_page_bytes

@@ -57,28 +57,38 @@ def streamed_bytes(fast: fastpath.FastLlama) -> int:
                                                           if isinstance(h, torch.nn.Module) else [h])])
 
 
-def measure(model, prompt_ids: list[int], new_tokens: int, variant: str, repeats: int = 3,
-            compile: bool = False, kernels: str = "auto") -> tuple[fastpath.FastDecodeResult, int, float, object]:
-    """Median-of-`repeats` fast-path run of `variant` on `model` (fp32 for int8/int4, the variant's
-    dtype for fp32/bf16); returns the median run by decode speed, the bytes a step reads and the
-    seconds its matmuls take on their own (`matmul_seconds`) and the kernel choice (`kernels`: "auto",
-    measured per machine, or "linear": torch's F.linear everywhere)."""
+def engine(model, prompt_ids: list[int], new_tokens: int, variant: str, compile: bool = False,
+           kernels: str = "auto") -> fastpath.FastLlama:
+    """The fast path of `variant` on `model`, sized for the prompt and the new tokens: its kernels are
+    chosen (`.kernels`) before anything decodes, so a lab can show them and ask for a prediction first."""
     if variant not in LINEARS:
         raise InvalidArgumentError(f"the fast path runs {', '.join(LINEARS)}; got {variant!r}")
     linear, head = LINEARS[variant]
-    ids = torch.tensor([prompt_ids])
-    fast = fastpath.FastLlama(model, len(prompt_ids) + new_tokens, linear=linear, lm_head=head, compile=compile,
+    return fastpath.FastLlama(model, len(prompt_ids) + new_tokens, linear=linear, lm_head=head, compile=compile,
                               kernels=kernels)
+
+
+def measure(model, prompt_ids: list[int], new_tokens: int, variant: str, repeats: int = 3,
+            compile: bool = False, kernels: str = "auto",
+            fast: fastpath.FastLlama | None = None) -> tuple[fastpath.FastDecodeResult, int, float, object]:
+    """Median-of-`repeats` fast-path run of `variant` on `model` (fp32 for int8/int4, the variant's
+    dtype for fp32/bf16); returns the median run by decode speed, the bytes a step reads and the
+    seconds its matmuls take on their own (`matmul_seconds`) and the kernel choice (`kernels`: "auto",
+    measured per machine, or "linear": torch's F.linear everywhere). `fast`: an `engine` built already."""
+    fast = fast or engine(model, prompt_ids, new_tokens, variant, compile, kernels)
+    ids = torch.tensor([prompt_ids])
     runs = sorted((fastpath.fast_generate(model, ids, new_tokens, fast=fast) for _ in range(repeats)),
                   key=lambda r: r.decode_tok_per_s)
     return runs[len(runs) // 2], streamed_bytes(fast), matmul_seconds(fast), fast.kernels
 
 
 def compare(base, results, bandwidth_bytes_per_s: float, cfg, variants=tuple(LINEARS),
-            repeats: int | None = None, compile: bool = False, progress: bool = True) -> list[FastRow]:
+            repeats: int | None = None, compile: bool = False, progress: bool = True,
+            engines: dict | None = None) -> list[FastRow]:
     """Each of `variants` through the fast path, on the prompt `quantcompare.compare` timed (`cfg`),
     its tokens checked against that variant's eager tokens in `results` (QuantResult list).
-    `base`: the loaded fp32 model (lab 04's); bf16 is loaded in its own dtype and released."""
+    `base`: the loaded fp32 model (lab 04's); bf16 is loaded in its own dtype and released.
+    `engines`: variant -> an `engine` built already (its kernels shown before it ran)."""
     from tqdm.auto import tqdm
 
     from memlab.core.loading import load
@@ -91,7 +101,8 @@ def compare(base, results, bandwidth_bytes_per_s: float, cfg, variants=tuple(LIN
     for v in tqdm(names, desc="fast path", disable=not progress):
         dtype = quantize.VARIANTS[v].load_dtype
         model = base.model if dtype == "fp32" else load(cfg.model, dtype=dtype, device=cfg.device).model
-        run, nbytes, mm_s, choice = measure(model, prompt, cfg.new_tokens, v, repeats or cfg.repeats, compile)
+        run, nbytes, mm_s, choice = measure(model, prompt, cfg.new_tokens, v, repeats or cfg.repeats, compile,
+                                            fast=(engines or {}).get(v))
         fp32 = fp32 or (run, nbytes)
         bound = roofline.decode_tok_per_s_bound(nbytes, bandwidth_bytes_per_s)
         vs = run.decode_tok_per_s / fp32[0].decode_tok_per_s

@@ -28,3 +28,19 @@ def last_stage_weights_bytes(config, world_size: int = 2, dtype_bytes: int = 4) 
     per_layer = 2 * H * config.num_attention_heads * D + 2 * H * config.num_key_value_heads * D + 3 * H * I + 2 * H
     num_layers = config.num_hidden_layers // world_size   # the remainder goes to the first ranks
     return dtype_bytes * (num_layers * per_layer + H + config.vocab_size * H)
+
+
+# measured / predicted that 05-micro-step accepts. The prediction assumes each micro-batch costs a stage
+# what a whole batch cost it (decode streams the stage's weights once per micro-batch, and a batch of a
+# few sequences adds little arithmetic) and leaves out the messages' latency, which grows with M.
+# On an AVX2 EPYC (2 vCPUs): see the lab's note. A prediction that the step shrinks with the bubble
+# ((R-1)/(M+R-1) of idle time removed from a fixed amount of work) lands far below the band.
+MICRO_STEP_BAND = (0.75, 1.35)
+
+
+def micro_batched_step_s(step_s: float, micro_batches: int, measured_micro_batches: int, world_size: int = 2) -> float:
+    """GPipe's schedule: a step of M micro-batches lasts M + R - 1 slots, and on a CPU a slot (one
+    micro-batch on one stage) costs about what a whole batch did, because each stage streams its
+    weights once per micro-batch. So step(M) = step(M0) x (M + R - 1) / (M0 + R - 1), from a step
+    measured at M0 micro-batches."""
+    return step_s * (micro_batches + world_size - 1) / (measured_micro_batches + world_size - 1)

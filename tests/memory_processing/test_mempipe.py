@@ -9,8 +9,10 @@ from dataclasses import replace
 import pytest
 import torch
 
+from memlab.core.errors import InvalidArgumentError
 from memlab.memory_processing import mempipe as mp
 from memlab.memory_processing import offload as ob
+from memlab.memory_processing import scoring
 
 
 def test_full_budget_sparse_step_equals_dense(tiny):
@@ -46,9 +48,21 @@ def test_page_score_is_an_upper_bound_on_q_dot_k():
 
 
 def test_index_kernels_account_bytes():
-    pts = mp.index_kernels(num_keys=4096, dim=16, top_k=32, repeats=1)
+    pts = scoring.kernels(num_keys=4096, dim=16, top_k=32, repeats=1)
+    assert [p.name.split(":")[0] for p in pts] == ["comp", "comp", "comp", "ret"]
     assert pts[0].flops == 2 * 4096 * 16 and pts[0].intensity_flop_per_byte < 1
     assert all(p.time_s > 0 for p in pts)
+    assert scoring.kernels(num_keys=1024, dim=16, top_k=8, repeats=1, kinds=("page",))[0].name.startswith("comp: page")
+    with pytest.raises(InvalidArgumentError, match="unknown kernel kinds"):
+        scoring.kernels(num_keys=1024, dim=16, repeats=1, kinds=("flash",))
+
+
+def test_page_scores_as_two_gemvs_equal_the_elementwise_bound():
+    # sum_d max(q_d min_pd, q_d max_pd) = max_p . max(q, 0) + min_p . min(q, 0), for every sign of q
+    keys, q = torch.randn(2, 96, 8), torch.randn(2, 3, 8)
+    kmin, kmax = mp.build_index(keys, 16)
+    elementwise = torch.maximum(torch.einsum("hgd,hpd->hgpd", q, kmin), torch.einsum("hgd,hpd->hgpd", q, kmax)).sum(-1).amax(1)
+    assert torch.allclose(mp.page_scores(q, kmin, kmax), elementwise, atol=1e-5)
 
 
 def test_pcie_model_is_continuous():
@@ -91,7 +105,7 @@ def test_plots_draw_from_records(tiny):
     from memlab.memory_processing import plots
     profiles = mp.profile_contexts(tiny, (32, 64), mp.PipeConfig(repeats=1))
     assert plots.step_shares(profiles).axes
-    pts = mp.index_kernels(num_keys=1024, dim=16, top_k=8, repeats=1)
+    pts = scoring.kernels(num_keys=1024, dim=16, top_k=8, repeats=1)
     assert plots.kernel_roofline(pts, 1e10, 1e11).axes
     assert plots.offload_model(ob.sweep(contexts=(4096,))).axes
 

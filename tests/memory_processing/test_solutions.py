@@ -26,7 +26,8 @@ def test_index_bytes_equal_the_index_tensors(tiny, context_tokens):
 
 
 def test_page_scoring_reads_about_half_a_page_fewer_bytes():
-    points = mempipe.index_kernels(num_keys=4096, dim=32, top_k=64, page_tokens=16, repeats=1)
+    from memlab.memory_processing import scoring
+    points = scoring.kernels(num_keys=4096, dim=32, top_k=64, page_tokens=16, repeats=1, kinds=("token", "page"))
     counted = points[0].bytes_moved / points[1].bytes_moved
     solved = solutions.token_over_page_scoring_bytes(4096, dim=32, page_tokens=16)
     assert solved == pytest.approx(counted, rel=1e-12)

@@ -35,6 +35,13 @@ def test_measure_runs_and_counts(tiny):
     assert run.decode_tok_per_s > 0 and run.prefill_s > 0
 
 
+def test_measure_runs_the_engine_it_is_given(tiny):
+    # lab 04 shows an engine's kernels before it decodes: the run must be that engine's, not a new one
+    built = fastcompare.engine(tiny.model, [1, 2, 3, 4], 5, "int4")
+    run, _, _, choice = fastcompare.measure(tiny.model, [1, 2, 3, 4], 5, "int4", repeats=1, fast=built)
+    assert choice is built.kernels and run.weights == "Int4Linear"
+
+
 @pytest.mark.slow
 def test_compare_on_the_real_model(real):
     from memlab.quantization import quantcompare, records
