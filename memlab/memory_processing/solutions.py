@@ -45,7 +45,8 @@ def break_even_speedup(work_s: float, pcie_s: float) -> float:
 
 # measured / predicted that 08-page-time accepts: both kernels are GEMVs over fp32 rows, timed from a cold
 # cache, but the index has a few thousand short rows where the keys have many, and torch's GEMV streams
-# short and long matrices at somewhat different rates. On an AVX2 EPYC (2 vCPUs): see the lab's note.
+# short and long matrices at somewhat different rates. On an AVX2 EPYC (2 vCPUs), 262144 keys, nine repeats:
+# 1.01-1.23 (with 65536 keys and two repeats, a sub-millisecond kernel's noise reached 3.3).
 # Predicting the same time as token scoring (page scoring as costly as reading every key) lands far below.
 PAGE_TIME_BAND = (0.6, 1.6)
 
@@ -55,3 +56,10 @@ def page_scoring_s(token_scoring_s: float, token_over_page_bytes: float) -> floa
     so they run at the same bytes per second: page scoring takes token scoring's time / (token bytes /
     page bytes), the ratio of exercise 08-page-bytes."""
     return token_scoring_s / token_over_page_bytes
+
+
+def offload_ceiling(step_s: float, work_s: float, pcie_s: float) -> float:
+    """However fast the FPGA, the moved steps still cost their PCIe transfers, and the rest of the step
+    stays as it was (Amdahl): home-only step T, moved work W, transfers P; with r -> infinity the step
+    takes T - W + P, so the end-to-end speed-up is at most T / (T - W + P)."""
+    return step_s / (step_s - work_s + pcie_s)

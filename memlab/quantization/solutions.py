@@ -32,3 +32,11 @@ def kv_crossover_tokens(config, weights_bytes: int, dtype_bytes: int = 4) -> flo
     token of context adds 2 (key and value) x layers x KV heads x head dim x bytes to each step's reads."""
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     return weights_bytes / (2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * dtype_bytes)
+
+
+# measured / predicted that 04-int4-fast accepts: the prediction is 01-fast's (memory_wall.solutions.
+# fast_step_tok_per_s) on int4's kernel choice, whose times are cached per machine from the minute they were
+# measured, while the step runs now: a shared 2-core machine's bandwidth drifts by a third between the two.
+# On an AVX2 EPYC (2 vCPUs), quick mode: 0.86-1.30 in four runs. The bound alone (int4's bytes over the roof)
+# as the prediction lands near 0.3, the matmuls without the rest of the step near 0.5.
+INT4_FAST_BAND = (0.7, 1.45)

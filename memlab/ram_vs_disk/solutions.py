@@ -29,7 +29,8 @@ def paged_read_bytes(config, new_tokens: int) -> float:
 # the page cache at the rate of section 1's warm read and the resident step's compute; it leaves out
 # what paging adds around them: a hook per layer that swaps its tensors in and out, and a copy whose
 # destination buffers (two layers) the compute then reads while the reader evicts it from the caches.
-# On an AVX2 EPYC (2 vCPUs) warm paged TPOT landed 1.2-1.6x the prediction (see the lab's note).
+# On an AVX2 EPYC (2 vCPUs), quick mode, quiet: 1.15-1.29 (1.76 before the hooks swapped storage instead of
+# calling load_state_dict, a fifth of the step).
 # Forgetting the reads (paged = resident) gives 2-3x; counting them at the cold rate, far below 1.
 PAGED_TPOT_BAND = (0.8, 1.8)
 

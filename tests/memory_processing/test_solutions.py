@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -60,3 +61,18 @@ def test_break_even_solution_matches_the_measured_model():
     assert exercises.grade("08-break-even", solved, expected, rel=0.01) is True
     assert exercises.grade("08-break-even", 5e-3 / pcie, expected, rel=0.01) is False  # W / P, not W / (W - P)
     assert exercises.grade("08-break-even", 1.0, expected, rel=0.01) is False  # forgot the PCIe time
+
+
+def test_offload_ceiling_is_the_measured_models_step_with_an_infinitely_fast_fpga():
+    from memlab.memory_processing import measured
+    times = {"prep": 1e-4, "comp": 3e-3, "ret": 2e-3, "apply": 1e-3}
+    s = measured.MeasuredSteps(offload.LLAMA31_8B, 4096, "gpu", {"gpu": times}, 0.01)
+    home = s.assignment(("gpu",) * 4).total_s
+    fast = s.with_device("fpga", {"prep": 1.0, "comp": math.inf, "ret": math.inf, "apply": 1.0})
+    expected = home / fast.assignment(("gpu", "fpga", "fpga", "gpu")).total_s
+    pcie = offload.transfer_s(("gpu", "fpga", "fpga", "gpu"), s.shape, 4096)
+    solved = solutions.offload_ceiling(home, 5e-3, pcie)
+    assert solved == pytest.approx(expected, rel=1e-9)
+    assert exercises.grade("08-ceiling", solved, expected, rel=0.01) is True
+    assert exercises.grade("08-ceiling", home / (home - 5e-3), expected, rel=0.01) is False  # forgot the PCIe
+    assert exercises.grade("08-ceiling", solutions.break_even_speedup(5e-3, pcie), expected, rel=0.01) is False
