@@ -101,14 +101,17 @@ MUTATIONS = {
         "import memlab.memory_processing.mempipe as m\n"
         "_build = m.build_index\n"
         "m.build_index = lambda keys, page_tokens: _build(keys, 2 * page_tokens)\n",
-        ("exercise 08-index", "the index is 1 / page_tokens of the KV cache"),
+        # the sparse step selects pages of 16 from an index of 32-token pages: its tokens drift from dense attention
+        ("exercise 08-index", "the index is 1 / page_tokens of the KV cache", "the sparse step picks the dense step's token"),
     ),
     "09_kv_cache": (
         "the prefix's FLOPs leave out attention's quadratic term",
         "import memlab.kv_cache.reuse as r\n"
         "import memlab.core.roofline as rf\n"
+        "from memlab.core.footprint import config_value as v\n"
         "def prefix_flops(config, prefix_tokens, dtype='fp32'):\n"
-        "    return 2.0 * (rf.matmul_params(config) - config.vocab_size * config.hidden_size) * prefix_tokens\n"
+        "    body = rf.matmul_params(config) - v(config, 'vocab_size') * v(config, 'hidden_size')\n"
+        "    return 2.0 * body * prefix_tokens\n"
         "r.prefix_flops = prefix_flops\n",
         ("exercise 09-flops", "exercise 09-recompute"),
     ),
