@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from memlab.core.checkpoint import TensorEntry, entries_bytes, evict_range, read_tensors
+from memlab.core.errors import MemlabError
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +55,9 @@ def layer_stack(model, layer_prefix: str = "model.layers"):
 class LayerStreamer:
     """Hooks that give each decoder layer its weights just in time and take them away after.
 
-    `layers` are modules of a skeleton (on the meta device: their parameters become empty tensors); `entries[i]` maps layer i's parameter names
-    (relative to the layer) to their place in the checkpoint at `path`.
+    `layers` are modules of a skeleton (on the meta device; their parameters become empty tensors);
+    `entries[i]` maps layer i's parameter names (relative to the layer) to their place in the
+    checkpoint at `path`.
     """
 
     def __init__(self, layers, entries: dict[int, dict[str, TensorEntry]], path: str | Path,
@@ -104,7 +106,7 @@ class LayerStreamer:
             owner, _, attr = name.rpartition(".")
             module = layer.get_submodule(owner) if owner else layer
             if attr not in module._parameters:
-                raise ValueError(f"{name!r} is not a parameter of the decoder layer: it cannot be streamed")
+                raise MemlabError(f"{name!r} is not a parameter of the decoder layer: it cannot be streamed")
             module._parameters[attr] = p = torch.nn.Parameter(self._empty, requires_grad=False)
             bound.append((name, p))
         return bound

@@ -74,7 +74,7 @@ class SplitResult:
     device: str                        # "cpu" or "cuda": where both workers ran
     d2h_s: float                       # rank 0: cache GPU -> pinned host memory (0.0 on cpu)
     h2d_s: float                       # rank 1: received cache host -> GPU (0.0 on cpu)
-    transfer_median_s: float = float("nan")  # median of TRANSFER_REPEATS gloo sends of the same cache, transfer_s's first
+    transfer_median_s: float = float("nan")  # median of TRANSFER_REPEATS gloo sends (the first: transfer_s)
 
 
 TRANSFER_REPEATS = 5  # one transfer on a shared 2-core machine varies by a factor; the median of five much less

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from memlab.core import measure
+from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import last_level_cache_bytes
 from memlab.memory_processing.mempipe import build_index, page_scores, threads
 
@@ -68,7 +69,6 @@ def kernels(num_keys: int = 262_144, dim: int = 128, top_k: int = 2048, page_tok
     """The `kinds` of comp and ret kernels (module doc) on random fp32 keys (N, D), timed from a cold cache."""
     unknown = set(kinds) - set(KINDS)
     if unknown:
-        from memlab.core.errors import InvalidArgumentError
         raise InvalidArgumentError(f"unknown kernel kinds {sorted(unknown)}: use {', '.join(KINDS)}")
     g = torch.Generator().manual_seed(seed)
     keys = torch.randn(num_keys, dim, generator=g)
@@ -89,8 +89,8 @@ def kernels(num_keys: int = 262_144, dim: int = 128, top_k: int = 2048, page_tok
                  lambda: scores.topk(top_k)),
     }
     with threads(num_threads):
-        return [KernelPoint(table[k][0], num_keys, dim, table[k][1], table[k][2], cold_median_s(table[k][3], repeats, evict))
-                for k in kinds]
+        return [KernelPoint(name, num_keys, dim, flops, nbytes, cold_median_s(fn, repeats, evict))
+                for name, flops, nbytes, fn in (table[k] for k in kinds)]
 
 
 @torch.inference_mode()

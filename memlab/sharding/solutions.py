@@ -31,12 +31,13 @@ def last_stage_weights_bytes(config, world_size: int = 2, dtype_bytes: int = 4) 
 
 
 # measured / predicted that 05-micro-step accepts. The prediction assumes each micro-batch costs a stage
-# what a whole batch cost it (decode streams the stage's weights once per micro-batch, and a batch of a
-# few sequences adds little arithmetic) and leaves out the messages' latency, which grows with M.
-# On an AVX2 EPYC (2 vCPUs), quick mode, quiet: 0.87-1.12 in three runs (1.40 beside another lab running).
-# A prediction that the step shrinks with the bubble
-# ((R-1)/(M+R-1) of idle time removed from a fixed amount of work) lands far below the band.
-MICRO_STEP_BAND = (0.75, 1.35)
+# what the whole batch cost it (decode streams the stage's weights once per micro-batch) and leaves out
+# the messages' latency, which grows with M. It is an upper estimate where the per-sequence work is not
+# negligible: a 135M model's slot of one sequence costs a CPU less than a slot of four, so the step grows
+# less than M + R - 1. On an AVX2 EPYC (2 vCPUs), quiet: quick (M = 1 -> 2) 0.87-1.12 in three runs (1.40
+# beside another lab running); full (M = 1 -> 4, slots of one sequence) 0.58 and 0.60. Predicting no
+# change (step(M) = step(1)) gave 1.45 (full) and 1.66 (quick), a step that shrinks with the bubble more.
+MICRO_STEP_BAND = (0.5, 1.35)
 
 
 def micro_batched_step_s(step_s: float, micro_batches: int, measured_micro_batches: int, world_size: int = 2) -> float:
