@@ -135,14 +135,17 @@ def summarize(values: Iterable[float]) -> Stats:
 
 
 def repeat(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
-           device: str | torch.device = "cpu") -> Stats:
-    """Seconds per call of `fn`: `warmup` untimed calls, then `repeats` timed ones."""
+           device: str | torch.device = "cpu", before: Callable[[], object] | None = None) -> Stats:
+    """Seconds per call of `fn`: `warmup` untimed calls, then `repeats` timed ones, each after an
+    untimed call of `before` when given (e.g. a read that empties the caches of fn's data)."""
     if repeats < 1:
         raise InvalidArgumentError(f"repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         with Timer(device) as t:
             fn()
         times.append(t.elapsed_s)

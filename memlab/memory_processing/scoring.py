@@ -15,7 +15,6 @@ larger than any cache would, and a kernel's time is its bytes over the rate it r
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +22,7 @@ import torch
 from memlab.core import measure
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import last_level_cache_bytes
-from memlab.memory_processing.mempipe import build_index, page_scores, threads
+from memlab.memory_processing.mempipe import build_index, page_scores
 
 KINDS = ("token", "page", "page-elementwise", "topk")
 
@@ -51,18 +50,6 @@ class KernelPoint:
         return self.flops / self.time_s
 
 
-def cold_median_s(fn, repeats: int, evict: torch.Tensor) -> float:
-    """Median seconds of `fn`, each of `repeats` calls after reading `evict` (caches emptied of fn's data)."""
-    fn()  # warm-up: allocations, first-call dispatch
-    times = []
-    for _ in range(repeats):
-        evict.sum()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
-
-
 @torch.inference_mode()
 def kernels(num_keys: int = 262_144, dim: int = 128, top_k: int = 2048, page_tokens: int = 16,
             repeats: int = 5, seed: int = 0, num_threads: int = 1, kinds=KINDS) -> list[KernelPoint]:
@@ -88,8 +75,8 @@ def kernels(num_keys: int = 262_144, dim: int = 128, top_k: int = 2048, page_tok
         "topk": (f"ret: top-{top_k} of token scores", float(num_keys), b * num_keys + 8 * top_k,
                  lambda: scores.topk(top_k)),
     }
-    with threads(num_threads):
-        return [KernelPoint(name, num_keys, dim, flops, nbytes, cold_median_s(fn, repeats, evict))
+    with measure.torch_threads(num_threads):
+        return [KernelPoint(name, num_keys, dim, flops, nbytes, measure.repeat(fn, repeats, before=evict.sum).median)
                 for name, flops, nbytes, fn in (table[k] for k in kinds)]
 
 
@@ -102,7 +89,7 @@ def cpu_ceilings(num_bytes: int | None = None, matmul_n: int = 1024, repeats: in
     FLOP/s = 2 n^3 / t(n x n matmul), median of `repeats`. On as many threads as the kernels.
     """
     from memlab.core import ceilings
-    with threads(num_threads):
+    with measure.torch_threads(num_threads):
         bw = ceilings.stream(num_bytes or ceilings.array_size(), repeats, read_only=True)["read"] * 1e9  # DRAM, not L3
         m = torch.randn(matmul_n, matmul_n)
         fl = 2.0 * matmul_n**3 / measure.repeat(lambda: m @ m, repeats).median
