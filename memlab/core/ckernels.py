@@ -2,8 +2,8 @@
 
 Batch-1 decode multiplies one activation row by every weight matrix, so its speed is how fast a
 kernel streams the weights. The kernels in `memlab/data/gemv.c` (fp32, bf16, int8, int4; open it)
-are compiled here with `-march=native`, so each machine gets code for its own vector units, and
-loaded with ctypes. `core.kernels` times them beside torch's and numpy's and keeps whichever streams
+and the whole decode step of `memlab/data/step.c` (`core.cstep`), which includes them, are compiled
+here with `-march=native`, so each machine gets code for its own vector units, and loaded with ctypes. `core.kernels` times them beside torch's and numpy's and keeps whichever streams
 fastest. They split rows over OpenMP threads, torch's count unless a call asks otherwise (loaded
 after torch, the library binds to torch's own OpenMP runtime: one pool, no second set of threads
 spinning). Without a C compiler (or where it fails) `reason()` says why and they are not offered.
@@ -34,8 +34,8 @@ def _compiler() -> str:
 
 
 def _build(out: Path) -> str:
-    """Compile gemv.c into `out`; "" on success, else the compiler's first error line."""
-    cc, src = _compiler(), data_path("gemv.c")
+    """Compile step.c (which includes gemv.c) into `out`; "" on success, else the compiler's first error line."""
+    cc, src = _compiler(), data_path("step.c")
     if not cc:
         return "no C compiler (cc, gcc or clang) on PATH"
     err = ""
@@ -44,7 +44,7 @@ def _build(out: Path) -> str:
         with tempfile.TemporaryDirectory() as tmp:
             so = Path(tmp) / "gemv.so"
             r = subprocess.run([cc, "-O3", "-ffast-math", "-shared", "-fPIC", *flags,
-                                str(src), "-o", str(so)], capture_output=True, text=True)
+                                str(src), "-o", str(so), "-lm"], capture_output=True, text=True)
             if r.returncode == 0:
                 write_atomic(out, so.read_bytes())
                 return ""
@@ -61,7 +61,7 @@ def cache_dir_kernels() -> Path:
 def key() -> str:
     """What the compiled library depends on (the source, the compiler, the CPU's flags), hashed."""
     from memlab.core.hardware import cpu_features
-    return hashlib.sha256(data_path("gemv.c").read_bytes() + _compiler().encode()
+    return hashlib.sha256(data_path("gemv.c").read_bytes() + data_path("step.c").read_bytes() + _compiler().encode()
                           + " ".join(cpu_features()).encode()).hexdigest()[:16]
 
 

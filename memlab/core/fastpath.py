@@ -12,7 +12,9 @@ fewer, larger operations per token:
    constructors nn.Linear -> module (memlab's int8/int4 kernels, `memlab.quantization.quantize`).
 3. Each matmul through the kernel that streams its bytes fastest on this machine, chosen by
    measurement (`memlab.core.kernels`); `kernels="linear"` keeps torch's F.linear everywhere.
-4. `compile=True`: the decode step with fixed shapes (attention over the whole static cache under a
+4. `step="c"` (or "auto" where it measures faster): the whole batch-1 step in one C call over the same
+   weights and cache (`memlab.core.cstep`), so what lies between the matmuls costs no Python dispatch.
+5. `compile=True`: the decode step with fixed shapes (attention over the whole static cache under a
    position mask), traced once per cache length by `torch.compile`; compile time apart (`compile_s`).
 
 Shapes: B batch, T tokens in this call, H query heads, K kv heads, D head dim, C cache length.
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from memlab.core import cstep
 from memlab.core import kernels as kernel_choice
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import compile_reason  # noqa: F401  (labs ask ml.fastpath whether compile can run)
@@ -98,9 +101,11 @@ class FastLlama:
 
     def __init__(self, model, max_len: int, batch_size: int = 1, *, linear: Callable | None = None,
                  lm_head: Callable | None = None, compile: bool = False, kernels: str = "auto",
-                 refresh_kernels: bool = False):
+                 refresh_kernels: bool = False, step: str = "auto"):
         """`kernels`: "auto" picks each matmul's kernel by measurement (cached per machine,
-        `refresh_kernels` measures again), or one of `kernels.FLOAT_KERNELS` runs everywhere."""
+        `refresh_kernels` measures again), or one of `kernels.FLOAT_KERNELS` runs everywhere.
+        `step`: "c" runs the whole step in one C call (`core.cstep`), "torch" through torch's
+        operators, "auto" (with kernels="auto") whichever measures faster."""
         kernel_choice.check_request(kernels, compile)
         t0 = time.perf_counter()
         cfg, inner = model.config, model.model
@@ -115,6 +120,7 @@ class FastLlama:
             self.layers = [self._layer(layer, linear) for layer in inner.layers]
             self.lm_head = lm_head(model.lm_head) if lm_head else model.lm_head.weight
         self.kernels, self.threads = None, 0  # the measured KernelChoice ("auto"); torch's threads (0: as set)
+        self.cstep = None  # a cstep.CStep where the whole step runs in C
         self.embed, self.final_norm = inner.embed_tokens.weight, inner.norm.weight
         # (L, B, K, C, D), written in place at each position; self.k[i] is layer i's view
         shape = (len(self.layers), batch_size, self.num_kv_heads, max_len, self.head_dim)
@@ -130,9 +136,9 @@ class FastLlama:
         self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype) * sign
         self.positions = torch.arange(max_len, device=self.device)
         self.matmul = matmul  # what decoder_layer calls (`rest_seconds` swaps it for a stub)
-        if kernels != "linear":
+        if kernels != "linear" or step == "c":
             with torch.no_grad():
-                self._choose_kernels(model, kernels, torch_only=compile, refresh=refresh_kernels)
+                cstep.install(self, model, kernels, step, torch_only=compile, refresh=refresh_kernels)
         self.compiled = torch.compile(self.static_step, dynamic=False, fullgraph=True) if compile else None
         self.compile_s = 0.0
         self.setup_s = time.perf_counter() - t0
@@ -153,30 +159,6 @@ class FastLlama:
                 return repeat(lambda: self.forward_tokens(ids, self.max_len // 2), repeats, device=self.device).median
         finally:
             self.matmul = matmul
-
-    def _choose_kernels(self, model, kernels: str, torch_only: bool, refresh: bool) -> None:
-        """Measure (or read from the cache) each role's fastest kernel, or take `kernels` for all; hold
-        the float matrices in its layout and point the model's own modules at views of those bytes
-        (no byte held twice)."""
-        roles = {r: [w[r] for w in self.layers] for r in ("qkv", "o", "gate_up", "down")}
-        roles["head"] = [self.lm_head]
-        if kernels == "auto":
-            choice = kernel_choice.choose(roles, torch_only=torch_only, refresh=refresh)
-            if not torch_only:  # the rest of a step, timed at each thread count (even one: labs predict a step from it)
-                choice = kernel_choice.settle(choice, {n: self.rest_seconds(n) for n, _, _ in choice.options})
-            self.kernels, pairs = choice, choice.kernels
-            self.threads = 0 if choice.step_threads == torch.get_num_threads() else choice.step_threads
-        else:
-            pairs, self.threads = kernel_choice.fixed(roles, kernels), int(kernels == "blas")
-        for role, kernel in pairs:
-            if kernel != "aten":
-                mods = [[model.lm_head]] if role == "head" else [w["mods"][role] for w in self.layers]
-                held = kernel_choice.bind(roles[role], kernel, mods)
-                if role == "head":
-                    self.lm_head = held[0]
-                else:
-                    for w, g in zip(self.layers, held):
-                        w[role] = g
 
     @staticmethod
     def _layer(layer, linear) -> dict:
@@ -251,6 +233,8 @@ class FastLlama:
             return self._step(ids, position)
 
     def _step(self, ids: torch.Tensor, position: int) -> torch.Tensor:
+        if self.cstep is not None and ids.shape[0] == 1:
+            return self.cstep(ids, position)
         if self.compiled is None:
             return self.forward_tokens(ids, position)
         if ids.shape[0] != self.batch_size:

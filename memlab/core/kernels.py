@@ -19,7 +19,8 @@ idle OpenMP threads spin on the same cores for a while after each parallel op (m
 Each candidate is timed on all of a role's matrices (the 30 layers' q/k/v: past the caches, as in a
 step) at each thread count, and the memory roof's read kernels beside them (`roof_gb_per_s`: a shared
 machine's bandwidth drifts, so a kernel is held to the roof of the same minute); the engine times the
-rest of a step at each count (`FastLlama.rest_seconds`) and `settle` keeps the fastest matmuls + rest.
+rest of a step at each count (`FastLlama.rest_seconds`) and `settle` keeps the fastest matmuls + rest
+(`core.cstep` then weighs the whole step in C against it).
 Cached per machine (`kernels/<host>-<C code hash>.json`) unless busy (`busy()`); `refresh=True` measures again.
 """
 
@@ -77,6 +78,8 @@ class KernelChoice:
     times: tuple              # every KernelTime measured (or read from the cache)
     from_cache: bool
     roof_gb_per_s: float = float("nan")  # the best roof read (`ceilings.read_rates`) timed beside each role's `times`
+    step: str = "torch"       # what runs between the matmuls: torch's operators, or "c": the whole step in C (`core.cstep`)
+    c_options: tuple = ()     # (threads, matmul_s, rest_s) of the C step at each count (none where it cannot run)
 
     def rows(self) -> list[dict]:
         """One row per role and candidate: the table labs 01 and 04 show."""

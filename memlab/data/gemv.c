@@ -1,7 +1,8 @@
-/* memlab's GEMV kernels (memlab/core/ckernels.py compiles this file once per machine with
-   -O3 -march=native -fopenmp). One activation row x (K floats) times every row of a weight matrix
-   W (N x K): y[n] = sum_k x[k] * W[n][k]. Batch-1 decode is exactly this, so each kernel's speed
-   is how fast it streams W. Rows are split across `nt` OpenMP threads; each row is one dot product.
+/* memlab's GEMV kernels (memlab/core/ckernels.py compiles them once per machine with -O3 -march=native
+   -fopenmp, together with step.c, which includes this file). One activation row x (K floats) times every
+   row of a weight matrix W (N x K): y[n] = sum_k x[k] * W[n][k]. Batch-1 decode is exactly this, so each
+   kernel's speed is how fast it streams W. Each kernel is one row's dot product (dot_*); gemv_* split the
+   rows over `nt` OpenMP threads, and step.c calls the same dot products inside one whole decode step.
 
    1. gemv_f32   W fp32
    2. gemv_bf16  W bf16 (the top 16 bits of an fp32: widened by a shift)
@@ -24,73 +25,89 @@ static inline float hsum(__m256 v){ __m128 a=_mm_add_ps(_mm256_castps256_ps128(v
 #endif
 static inline float bf16f(uint16_t h){ uint32_t u=(uint32_t)h<<16; float f; memcpy(&f,&u,4); return f; }
 
-void gemv_f32(const float* x, const float* w, float* y, int N, int K, int nt){
-  #pragma omp parallel for schedule(static) num_threads(nt)
-  for(int n=0;n<N;n++){ const float* r=w+(int64_t)n*K; float s[32]={0}, a=0.f; int k=0;
-    for(;k+32<=K;k+=32)  /* 32 partial sums: four vectors' worth of independent FMA chains */
-      for(int i=0;i<32;i++) s[i]+=x[k+i]*r[k+i];
-    for(;k<K;k++) a+=x[k]*r[k];
-    for(int i=0;i<32;i++) a+=s[i];
-    y[n]=a; }
+static inline float dot_f32(const float* x, const float* r, int K){
+  float s[32]={0}, a=0.f; int k=0;
+  for(;k+32<=K;k+=32)  /* 32 partial sums: four vectors' worth of independent FMA chains */
+    for(int i=0;i<32;i++) s[i]+=x[k+i]*r[k+i];
+  for(;k<K;k++) a+=x[k]*r[k];
+  for(int i=0;i<32;i++) a+=s[i];
+  return a;
 }
-void gemv_bf16(const float* x, const uint16_t* w, float* y, int N, int K, int nt){
-  #pragma omp parallel for schedule(static) num_threads(nt)
-  for(int n=0;n<N;n++){ const uint16_t* r=w+(int64_t)n*K; float s[32]={0}, a=0.f; int k=0;
-    for(;k+32<=K;k+=32)
-      for(int i=0;i<32;i++) s[i]+=x[k+i]*bf16f(r[k+i]);
-    for(;k<K;k++) a+=x[k]*bf16f(r[k]);
-    for(int i=0;i<32;i++) a+=s[i];
-    y[n]=a; }
+static inline float dot_bf16(const float* x, const uint16_t* r, int K){
+  float s[32]={0}, a=0.f; int k=0;
+  for(;k+32<=K;k+=32)
+    for(int i=0;i<32;i++) s[i]+=x[k+i]*bf16f(r[k+i]);
+  for(;k<K;k++) a+=x[k]*bf16f(r[k]);
+  for(int i=0;i<32;i++) a+=s[i];
+  return a;
 }
-void gemv_q8(const float* x, const int8_t* w, const uint16_t* s, float* y, int N, int K, int nt){
-  #pragma omp parallel for schedule(static) num_threads(nt)
-  for(int n=0;n<N;n++){ const int8_t* r=w+(int64_t)n*K; float a=0.f;
+static inline float dot_q8(const float* x, const int8_t* r, uint16_t scale, int K){
+  float a=0.f; int k=0;
 #ifdef HAVE_AVX2
-    __m256 a0=_mm256_setzero_ps(), a1=_mm256_setzero_ps(); int k=0;
-    for(;k+16<=K;k+=16){
-      __m128i b=_mm_loadu_si128((const __m128i*)(r+k));
-      __m256 w0=_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
-      __m256 w1=_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b,8)));
-      a0=_mm256_fmadd_ps(_mm256_loadu_ps(x+k),w0,a0); a1=_mm256_fmadd_ps(_mm256_loadu_ps(x+k+8),w1,a1); }
-    a=hsum(_mm256_add_ps(a0,a1));
-    for(;k<K;k++) a+=x[k]*(float)r[k];
-#else
-    for(int k=0;k<K;k++) a+=x[k]*(float)r[k];
+  __m256 a0=_mm256_setzero_ps(), a1=_mm256_setzero_ps();
+  for(;k+16<=K;k+=16){
+    __m128i b=_mm_loadu_si128((const __m128i*)(r+k));
+    __m256 w0=_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+    __m256 w1=_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b,8)));
+    a0=_mm256_fmadd_ps(_mm256_loadu_ps(x+k),w0,a0); a1=_mm256_fmadd_ps(_mm256_loadu_ps(x+k+8),w1,a1); }
+  a=hsum(_mm256_add_ps(a0,a1));
 #endif
-    y[n]=a*bf16f(s[n]); }
+  for(;k<K;k++) a+=x[k]*(float)r[k];
+  return a*bf16f(scale);
 }
 /* q4: codes (N, K/2): in group g (32 weights) byte j holds q[32g+j] (low nibble) and q[32g+16+j] (high);
    sz (N, K/32, 2) bf16: scale s and zero z, w = (q - 8) * s + z. So y[n] = sum_g s*(q . x_g) + (z - 8s)*sum(x_g).
-   With AVX2 the activation is rounded to int8 per group (x ~ dx * xq, dx = max|x_g| / 127, as llama.cpp
-   does), so q . xq is an integer dot product of 32 bytes in two instructions (maddubs, madd); the
-   zero point's term keeps the exact float sum of x_g. */
-void gemv_q4(const float* x, const uint8_t* w, const uint16_t* sz, float* y, int N, int K, int nt){
-  int G=K/32;
-  float xs[G], dx[G];
-  int8_t xq[K] __attribute__((aligned(32)));
-  for(int g=0;g<G;g++){ float m=0.f, t=0.f;
+   With AVX2 the activation is rounded to int8 per group once per GEMV (q4_prep: x ~ dx * xq,
+   dx = max|x_g| / 127, as llama.cpp does), so q . xq is an integer dot product of 32 bytes in two
+   instructions (maddubs, madd); the zero point's term keeps the exact float sum xs of x_g. */
+static void q4_prep(const float* x, int K, int8_t* xq, float* dx, float* xs){
+  for(int g=0;g<K/32;g++){ float m=0.f, t=0.f;
     for(int j=0;j<32;j++){ float v=x[32*g+j]; t+=v; m=fabsf(v)>m?fabsf(v):m; }
     xs[g]=t; dx[g]=m/127.f; float inv=m>0.f?127.f/m:0.f;
     for(int j=0;j<32;j++) xq[32*g+j]=(int8_t)lrintf(x[32*g+j]*inv); }
-  #pragma omp parallel for schedule(static) num_threads(nt)
-  for(int n=0;n<N;n++){ const uint8_t* r=w+(int64_t)n*(K/2); const uint16_t* q=sz+(int64_t)n*G*2; float a=0.f;
+}
+static inline float dot_q4(const float* x, const int8_t* xq, const float* dx, const float* xs,
+                           const uint8_t* r, const uint16_t* q, int K){
+  int G=K/32; float a=0.f;
 #ifdef HAVE_AVX2
-    __m256 acc=_mm256_setzero_ps(); const __m128i m4=_mm_set1_epi8(15); const __m256i ones=_mm256_set1_epi16(1);
-    for(int g=0;g<G;g++){
-      __m128i b=_mm_loadu_si128((const __m128i*)(r+16*g));
-      __m256i codes=_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b,4),m4), _mm_and_si128(b,m4));
-      __m256i d=_mm256_madd_epi16(_mm256_maddubs_epi16(codes,_mm256_load_si256((const __m256i*)(xq+32*g))),ones);
-      float s=bf16f(q[2*g]), z=bf16f(q[2*g+1]);
-      acc=_mm256_fmadd_ps(_mm256_set1_ps(s*dx[g]),_mm256_cvtepi32_ps(d),acc);
-      a+=(z-8.f*s)*xs[g]; }
-    a+=hsum(acc);
+  (void)x;
+  __m256 acc=_mm256_setzero_ps(); const __m128i m4=_mm_set1_epi8(15); const __m256i ones=_mm256_set1_epi16(1);
+  for(int g=0;g<G;g++){
+    __m128i b=_mm_loadu_si128((const __m128i*)(r+16*g));
+    __m256i codes=_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b,4),m4), _mm_and_si128(b,m4));
+    __m256i d=_mm256_madd_epi16(_mm256_maddubs_epi16(codes,_mm256_loadu_si256((const __m256i*)(xq+32*g))),ones);
+    float s=bf16f(q[2*g]), z=bf16f(q[2*g+1]);
+    acc=_mm256_fmadd_ps(_mm256_set1_ps(s*dx[g]),_mm256_cvtepi32_ps(d),acc);
+    a+=(z-8.f*s)*xs[g]; }
+  a+=hsum(acc);
 #else
-    for(int g=0;g<G;g++){ const uint8_t* b=r+16*g; const float* xg=x+32*g; float d=0.f;
-      for(int j=0;j<16;j++) d+=xg[j]*(float)(b[j]&15)+xg[j+16]*(float)(b[j]>>4);
-      float s=bf16f(q[2*g]), z=bf16f(q[2*g+1]);
-      a+=s*d+(z-8.f*s)*xs[g]; }
+  (void)xq; (void)dx;
+  for(int g=0;g<G;g++){ const uint8_t* b=r+16*g; const float* xg=x+32*g; float d=0.f;
+    for(int j=0;j<16;j++) d+=xg[j]*(float)(b[j]&15)+xg[j+16]*(float)(b[j]>>4);
+    float s=bf16f(q[2*g]), z=bf16f(q[2*g+1]);
+    a+=s*d+(z-8.f*s)*xs[g]; }
 #endif
-    y[n]=a; }
+  return a;
+}
+
+void gemv_f32(const float* x, const float* w, float* y, int N, int K, int nt){
+  #pragma omp parallel for schedule(static) num_threads(nt)
+  for(int n=0;n<N;n++) y[n]=dot_f32(x, w+(int64_t)n*K, K);
+}
+void gemv_bf16(const float* x, const uint16_t* w, float* y, int N, int K, int nt){
+  #pragma omp parallel for schedule(static) num_threads(nt)
+  for(int n=0;n<N;n++) y[n]=dot_bf16(x, w+(int64_t)n*K, K);
+}
+void gemv_q8(const float* x, const int8_t* w, const uint16_t* s, float* y, int N, int K, int nt){
+  #pragma omp parallel for schedule(static) num_threads(nt)
+  for(int n=0;n<N;n++) y[n]=dot_q8(x, w+(int64_t)n*K, s[n], K);
+}
+void gemv_q4(const float* x, const uint8_t* w, const uint16_t* sz, float* y, int N, int K, int nt){
+  int G=K/32; float xs[G], dx[G];
+  int8_t xq[K] __attribute__((aligned(32)));
+  q4_prep(x, K, xq, dx, xs);
+  #pragma omp parallel for schedule(static) num_threads(nt)
+  for(int n=0;n<N;n++) y[n]=dot_q4(x, xq, dx, xs, w+(int64_t)n*(K/2), sz+(int64_t)n*G*2, K);
 }
 
 float read_f32(const float* a, int64_t n, int nt){

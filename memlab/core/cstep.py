@@ -1,0 +1,175 @@
+"""How a fast decode step runs: each matmul's kernel, and torch's operators or one C call between them
+(labs 01 and 04, `memlab bench`).
+
+A batch-1 decode step is its matmuls (the weights' bytes over a kernel's rate: `core.kernels`) plus
+the rest: per layer a few dozen small operations (norms, RoPE, the cache write, attention, SiLU,
+residual adds), each of which costs torch microseconds of Python and dispatch whatever its size. On
+a fast CPU the rest is small beside the matmuls; on a slow one it can match them. `memlab/data/step.c`
+does the whole step (the same arithmetic, fp32 activations and KV cache, batch 1) in one call over
+the same weights, with memlab's C kernels (`core.ckernels`) for the matmuls, so its rest costs what
+its bytes and FLOPs cost.
+
+`install` picks for a `FastLlama`: each role's fastest kernel and torch thread count (`kernels.choose`,
+`kernels.settle`, the rest timed by the engine), and, where the C step can run, the C step when its
+matmuls (the C kernels' own times) + its rest (the step with its matmuls left out, timed here)
+predict a shorter step. The choice says which (`KernelChoice.step`, `c_options`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import replace
+
+import torch
+
+from memlab.core import ckernels
+from memlab.core import kernels as kernel_choice
+from memlab.core.errors import InvalidArgumentError
+from memlab.core.measure import repeat
+
+STEPS = ("auto", "torch", "c")
+_KINDS = {"f32": 0, "bf16": 1, "q8": 2, "q4": 3}
+P, I, Fl = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+
+
+class _Mat(ctypes.Structure):
+    _fields_ = [("kind", I), ("N", I), ("K", I), ("w", P), ("s", P)]
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [("qkv", _Mat), ("o", _Mat), ("gate_up", _Mat), ("down", _Mat), ("ln1", P), ("ln2", P),
+                ("eps1", Fl), ("eps2", Fl), ("kc", P), ("vc", P)]
+
+
+class _Model(ctypes.Structure):
+    _fields_ = [("L", I), ("d", I), ("H", I), ("KV", I), ("D", I), ("F", I), ("C", I), ("embed", P), ("norm", P),
+                ("cos", P), ("sin", P), ("erow", ctypes.c_int64), ("ecol", ctypes.c_int64), ("eps", Fl), ("layers", ctypes.POINTER(_Layer)), ("head", _Mat)]
+
+
+def reason(fast) -> str:
+    """Why the C step cannot run this FastLlama ("" when it can)."""
+    if fast.device.type != "cpu" or fast.dtype != torch.float32:
+        return "the C step runs fp32 activations on a CPU only"
+    if fast.batch_size != 1:
+        return f"the C step decodes batch 1, not {fast.batch_size}"
+    mats = [w[r] for w in fast.layers for r in ("qkv", "o", "gate_up", "down")] + [fast.lm_head]
+    if any("c" not in kernel_choice.candidates(m) for m in mats):
+        return "memlab's C kernels cannot run every matrix here: " + (ckernels.reason() or "a quantized layer offers no C layout")
+    return ""
+
+
+def _mat(held, shape=None) -> _Mat:
+    """A held matrix (`kernels.Gemv` with kernel "c", `kernels.QGemv`) as the C struct; `shape` (N, K)
+    alone: no weights (a step with its matmuls left out reads none)."""
+    if shape is not None:
+        return _Mat(0, shape[0], shape[1], None, None)
+    if isinstance(held, kernel_choice.QGemv):
+        codes, scales = list(held.buffers())
+        return _Mat(_KINDS[held.kind], held.out_features, held.in_features, codes.data_ptr(), scales.data_ptr())
+    if not (isinstance(held, kernel_choice.Gemv) and held.kernel == "c"):
+        raise InvalidArgumentError(f"the C step reads matrices held for kernel 'c', not {type(held).__name__}")
+    kind = "f32" if held.weight.dtype == torch.float32 else "bf16"
+    return _Mat(_KINDS[kind], held.out_features, held.in_features, held.weight.data_ptr(), None)
+
+
+def _shape(m) -> tuple:
+    return tuple(m.shape) if isinstance(m, torch.Tensor) else (m.out_features, m.in_features)
+
+
+class CStep:
+    """One FastLlama's decode step as one call of `step_f32` (memlab/data/step.c). `bare=True`: the
+    matrices' shapes only, to time the step with its matmuls left out (`rest_seconds`). Built where
+    `reason(fast)` found nothing against it; with `bare=False`, after each matrix is held for "c"."""
+
+    def __init__(self, fast, bare: bool = False):
+        self.lib, self.fast = ckernels.library(), fast
+        self.lib.step_f32.argtypes = [ctypes.POINTER(_Model), ctypes.c_int64, I, P, I, I]
+        self.lib.step_f32.restype = I
+
+        def mat(m):
+            return _mat(None, _shape(m)) if bare else _mat(m)
+        self.layers = (_Layer * len(fast.layers))(*[
+            _Layer(mat(w["qkv"]), mat(w["o"]), mat(w["gate_up"]), mat(w["down"]), w["ln1"].data_ptr(),
+                   w["ln2"].data_ptr(), w["eps1"], w["eps2"], kc.data_ptr(), vc.data_ptr())
+            for w, kc, vc in zip(fast.layers, fast.k, fast.v)])
+        for t in (fast.cos, fast.sin, fast.cache_k, fast.cache_v):
+            if not t.is_contiguous():
+                raise InvalidArgumentError("the C step needs contiguous RoPE tables and cache")
+        self.model = _Model(len(fast.layers), fast.embed.shape[1], fast.num_heads, fast.num_kv_heads, fast.head_dim,
+                            fast.layers[0]["ffn"], fast.max_len, fast.embed.data_ptr(), fast.final_norm.data_ptr(),
+                            fast.cos.data_ptr(), fast.sin.data_ptr(), *fast.embed.stride(), fast.eps, self.layers,
+                            mat(fast.lm_head))
+        self.vocab = _shape(fast.lm_head)[0]
+
+    def __call__(self, ids: torch.Tensor, position: int, threads: int = 0, skip_matmuls: bool = False) -> torch.Tensor:
+        """Logits (1, V) of the token ids (1, 1) at `position`; its k and v are written into the cache."""
+        if not 0 <= position < self.fast.max_len:
+            raise InvalidArgumentError(f"position {position} is outside the cache's {self.fast.max_len} positions")
+        logits = torch.empty(1, self.vocab)
+        rc = self.lib.step_f32(ctypes.byref(self.model), int(ids.reshape(-1)[0]), position, logits.data_ptr(),
+                               threads or torch.get_num_threads(), int(skip_matmuls))
+        if rc:
+            raise MemoryError("the C step could not allocate its scratch space")
+        return logits
+
+
+def rest_seconds(fast, threads: int, repeats: int = 7) -> float:
+    """The C step's time with its matmuls left out, on `threads` threads, halfway through the cache."""
+    step, ids = CStep(fast, bare=True), torch.zeros(1, 1, dtype=torch.long)
+    return repeat(lambda: step(ids, fast.max_len // 2, threads, skip_matmuls=True), repeats).median
+
+
+def consider(choice: kernel_choice.KernelChoice, rest_s: dict[int, float],
+             force: bool = False) -> kernel_choice.KernelChoice:
+    """The choice with the C step where its matmuls (every role's "c" kernel at a thread count) + its
+    rest (`rest_s` per count) are faster than the torch step's (or always: `force`), at its fastest
+    count; `c_options` records each count as (threads, matmul_s, rest_s)."""
+    options = []
+    for n, rest in rest_s.items():
+        c = {t.role: t for t in choice.times if t.kernel == "c" and t.threads == n}
+        if {r for r, _ in choice.kernels} <= set(c):
+            options.append((n, sum(t.seconds for t in c.values()), rest))
+    choice = replace(choice, c_options=tuple(options))
+    if not options:
+        return choice
+    n, mm, rest = min(options, key=lambda o: o[1] + o[2])
+    torch_s = choice.matmul_s + (choice.rest_s if choice.rest_s == choice.rest_s else 0.0)
+    if mm + rest >= torch_s and not force:
+        return choice
+    return replace(choice, step="c", kernels=tuple((r, "c") for r, _ in choice.kernels), step_threads=n,
+                   matmul_s=mm, rest_s=rest)
+
+
+def install(fast, model, kernels: str, step: str, torch_only: bool, refresh: bool) -> None:
+    """Measure (or read from the cache) each role's fastest kernel, or take `kernels` for all; hold the
+    float matrices in its layout, pointing the model's own modules at views of those bytes (no byte
+    held twice); and run the step in C where `step` asks for it or ("auto") where it measures faster.
+    `torch_only`: a compiled step (torch's kernels at torch's thread count, no C)."""
+    if step not in STEPS:
+        raise InvalidArgumentError(f"step must be one of {', '.join(STEPS)}, got {step!r}")
+    why = "a compiled step runs torch's kernels only" if torch_only else reason(fast)
+    if step == "c" and (why or kernels not in ("auto", "c")):
+        raise InvalidArgumentError(f"step='c': {why or 'its matmuls run memlab C kernels: kernels=auto or c'}")
+    roles = {r: [w[r] for w in fast.layers] for r in ("qkv", "o", "gate_up", "down")}
+    roles["head"] = [fast.lm_head]
+    if kernels == "auto":
+        choice = kernel_choice.choose(roles, torch_only=torch_only, refresh=refresh)
+        if not torch_only:  # the rest of a step, timed at each thread count (even one: labs predict a step from it)
+            choice = kernel_choice.settle(choice, {n: fast.rest_seconds(n) for n, _, _ in choice.options})
+            if not why and step != "torch":
+                choice = consider(choice, {n: rest_seconds(fast, n) for n, _, _ in choice.options}, step == "c")
+        fast.kernels, pairs = choice, choice.kernels
+        fast.threads = 0 if choice.step_threads == torch.get_num_threads() else choice.step_threads
+    else:
+        pairs, fast.threads = kernel_choice.fixed(roles, kernels), int(kernels == "blas")
+    for role, kernel in pairs:
+        if kernel != "aten":
+            mods = [[model.lm_head]] if role == "head" else [w["mods"][role] for w in fast.layers]
+            held = kernel_choice.bind(roles[role], kernel, mods)
+            if role == "head":
+                fast.lm_head = held[0]
+            else:
+                for w, g in zip(fast.layers, held):
+                    w[role] = g
+    if step == "c" or (fast.kernels is not None and fast.kernels.step == "c"):
+        fast.cstep = CStep(fast)

@@ -1,0 +1,127 @@
+/* One whole batch-1 decode step of a Llama-family model in one call (memlab/core/cstep.py drives it;
+   compiled with gemv.c, whose dot products it calls). The same arithmetic as the fast path's torch step
+   (memlab/core/fastpath.py): per layer RMSNorm, the fused q/k/v matmul, RoPE on q and k, the new k and v
+   written into the static KV cache, attention of each query head over its kv head's cached positions,
+   the o projection, RMSNorm, the fused gate/up matmul, SiLU(gate) * up, the down projection, and at
+   the end the final norm and the LM head. Activations and the KV cache are fp32.
+
+   Why in C: between its matmuls a step runs a few dozen small operations per layer, each of which
+   costs torch microseconds of Python and dispatch whatever its size; here they cost what their bytes
+   and FLOPs cost. The whole step runs in one OpenMP parallel region: the matmuls and the attention
+   split rows and heads over the threads, the small serial parts run on one thread (`omp single`), and
+   a barrier separates each part from the next. `skip_mm` leaves every matmul out (the step's rest alone,
+   for timing it). */
+#include <stdlib.h>
+#include "gemv.c"
+
+enum { F32 = 0, BF16 = 1, Q8 = 2, Q4 = 3 };
+typedef struct { int kind, N, K; const void* w; const uint16_t* s; } mat_t;  /* s: q8 scales, q4 scales+zeros */
+typedef struct { mat_t qkv, o, gate_up, down; const float *ln1, *ln2; float eps1, eps2; float *kc, *vc; } layer_t;
+typedef struct {
+  int L, d, H, KV, D, F, C;       /* layers, hidden, query heads, kv heads, head dim, ffn, cache positions */
+  const float *embed, *norm, *cos, *sin;  /* embed (V, d); cos, sin (C, D), sin signed as the fast path's */
+  int64_t erow, ecol;                     /* embed's strides (another engine may hold its bytes transposed) */
+  float eps; const layer_t* layers; mat_t head;
+} model_t;
+typedef struct { float *x, *h, *qkv, *att, *gu, *tmp, *scores, *dx, *xs; int8_t* xq; } work_t;
+
+/* y = W x, called by every thread of the region: rows split by `omp for` (its barrier ends it) */
+static void mv(const mat_t* m, const float* x, float* y, work_t* w, int skip){
+  if(skip) return;
+  int N=m->N, K=m->K;
+  if(m->kind==Q4){
+    #pragma omp single
+    q4_prep(x, K, w->xq, w->dx, w->xs);
+  }
+  #pragma omp for schedule(static)
+  for(int n=0;n<N;n++){
+    switch(m->kind){
+      case F32:  y[n]=dot_f32(x, (const float*)m->w+(int64_t)n*K, K); break;
+      case BF16: y[n]=dot_bf16(x, (const uint16_t*)m->w+(int64_t)n*K, K); break;
+      case Q8:   y[n]=dot_q8(x, (const int8_t*)m->w+(int64_t)n*K, m->s[n], K); break;
+      default:   y[n]=dot_q4(x, w->xq, w->dx, w->xs, (const uint8_t*)m->w+(int64_t)n*(K/2), m->s+(int64_t)n*(K/32)*2, K);
+    }
+  }
+}
+
+static void rms_norm(const float* x, const float* g, float eps, float* y, int d){
+  float ss=0.f;
+  for(int i=0;i<d;i++) ss+=x[i]*x[i];
+  float r=1.f/sqrtf(ss/(float)d+eps);
+  for(int i=0;i<d;i++) y[i]=g[i]*(x[i]*r);
+}
+
+/* x*cos + roll(x, D/2)*sin on one head's D values at position `pos` */
+static void rope(float* v, const float* cos, const float* sin, int D){
+  float t[D]; int half=D/2;
+  for(int i=0;i<D;i++) t[i]=v[i]*cos[i]+v[(i+D-half)%D]*sin[i];
+  memcpy(v, t, sizeof(float)*D);
+}
+
+/* query head `hq` over positions 0..pos of its kv head's cache; out (D) */
+static void attend(const float* q, const float* kc, const float* vc, float* sc, float* out, int pos, int C, int D){
+  float mx=-INFINITY, sum=0.f, scale=1.f/sqrtf((float)D);
+  for(int t=0;t<=pos;t++){ sc[t]=dot_f32(q, kc+(int64_t)t*D, D)*scale; mx=sc[t]>mx?sc[t]:mx; }
+  for(int t=0;t<=pos;t++){ sc[t]=expf(sc[t]-mx); sum+=sc[t]; }
+  for(int i=0;i<D;i++) out[i]=0.f;
+  for(int t=0;t<=pos;t++){ const float* v=vc+(int64_t)t*D; float p=sc[t]/sum;
+    for(int i=0;i<D;i++) out[i]+=p*v[i]; }
+  (void)C;
+}
+
+static int step_scratch(const model_t* m, work_t* w){
+  int QKV=(m->H+2*m->KV)*m->D, mx=m->d>m->F?m->d:m->F;
+  mx=mx>m->H*m->D?mx:m->H*m->D;
+  w->x=calloc(m->d,4); w->h=calloc(mx,4); w->qkv=calloc(QKV,4); w->att=calloc(m->H*m->D,4);
+  w->gu=calloc(2*m->F,4); w->tmp=calloc(m->head.N>mx?m->head.N:mx,4); w->scores=calloc((size_t)m->H*m->C,4);
+  w->dx=calloc(mx/32+1,4); w->xs=calloc(mx/32+1,4); w->xq=calloc(mx+32,1);
+  return w->x&&w->h&&w->qkv&&w->att&&w->gu&&w->tmp&&w->scores&&w->dx&&w->xs&&w->xq;
+}
+static void step_free(work_t* w){
+  free(w->x); free(w->h); free(w->qkv); free(w->att); free(w->gu); free(w->tmp); free(w->scores);
+  free(w->dx); free(w->xs); free(w->xq);
+}
+
+/* the logits (V) of `token` at position `pos`; 0, or -1 where the scratch could not be allocated */
+int step_f32(const model_t* m, int64_t token, int pos, float* logits, int nt, int skip_mm){
+  work_t w; int H=m->H, KV=m->KV, D=m->D, d=m->d, F=m->F, C=m->C, group=H/KV;
+  if(!step_scratch(m, &w)){ step_free(&w); return -1; }
+  for(int i=0;i<d;i++) w.x[i]=m->embed[token*m->erow+i*m->ecol];
+  const float *cos=m->cos+(int64_t)pos*D, *sin=m->sin+(int64_t)pos*D;
+  #pragma omp parallel num_threads(nt)
+  {
+    for(int l=0;l<m->L;l++){
+      const layer_t* ly=&m->layers[l];
+      #pragma omp single
+      rms_norm(w.x, ly->ln1, ly->eps1, w.h, d);
+      mv(&ly->qkv, w.h, w.qkv, &w, skip_mm);
+      #pragma omp for schedule(static)
+      for(int j=0;j<H+2*KV;j++){  /* RoPE on q and k heads; k and v into the cache at pos */
+        float* v=w.qkv+(int64_t)j*D;
+        if(j<H+KV) rope(v, cos, sin, D);
+        if(j>=H) memcpy((j<H+KV?ly->kc+(int64_t)(j-H)*C*D:ly->vc+(int64_t)(j-H-KV)*C*D)+(int64_t)pos*D, v, sizeof(float)*D);
+      }
+      #pragma omp for schedule(static)
+      for(int hq=0;hq<H;hq++){
+        int kv=hq/group;
+        attend(w.qkv+(int64_t)hq*D, ly->kc+(int64_t)kv*C*D, ly->vc+(int64_t)kv*C*D, w.scores+(int64_t)hq*C,
+               w.att+(int64_t)hq*D, pos, C, D);
+      }
+      mv(&ly->o, w.att, w.tmp, &w, skip_mm);
+      #pragma omp single
+      { for(int i=0;i<d;i++) w.x[i]+=w.tmp[i];
+        rms_norm(w.x, ly->ln2, ly->eps2, w.h, d); }
+      mv(&ly->gate_up, w.h, w.gu, &w, skip_mm);
+      #pragma omp for schedule(static)
+      for(int i=0;i<F;i++){ float g=w.gu[i]; w.h[i]=g/(1.f+expf(-g))*w.gu[F+i]; }
+      mv(&ly->down, w.h, w.tmp, &w, skip_mm);
+      #pragma omp single
+      for(int i=0;i<d;i++) w.x[i]+=w.tmp[i];
+    }
+    #pragma omp single
+    rms_norm(w.x, m->norm, m->eps, w.h, d);
+    mv(&m->head, w.h, logits, &w, skip_mm);
+  }
+  step_free(&w);
+  return 0;
+}

@@ -1,0 +1,112 @@
+"""The whole decode step in C (memlab/data/step.c through core.cstep) computes what torch's step does."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import memlab as ml
+from memlab.core import ckernels, cstep, fastpath, kernels
+from memlab.core.errors import InvalidArgumentError
+
+pytestmark = pytest.mark.skipif(bool(ckernels.reason()), reason="no C compiler here")
+
+
+def _steps(model, fast, ids, positions):
+    """(eager logits, fast logits) at each decode position after prefilling `ids` in both."""
+    out = []
+    with torch.inference_mode():
+        cache = ml.generation.new_cache(model)
+        ref = ml.generation.prefill(model, ids, cache)
+        fast.prefill(ids)
+        tok = ref.argmax(-1, keepdim=True)
+        for pos in positions:
+            ref = ml.generation.decode_step(model, tok, cache)
+            out.append((ref, fast.step(tok, pos)))
+            tok = ref.argmax(-1, keepdim=True)
+    return out
+
+
+def test_the_c_step_gives_the_eager_logits(tiny):
+    fast = fastpath.FastLlama(tiny.model, max_len=24, step="c")
+    assert fast.cstep is not None
+    assert {k for _, k in fast.kernels.kernels} == {"c"} and fast.kernels.step == "c"
+    for ref, got in _steps(tiny.model, fast, torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]]), range(8, 20)):
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)  # later steps read the k, v the C step wrote
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4", "int4+int8 head"])
+def test_quantized_c_step_equals_the_torch_step_over_the_same_kernels(tiny, kind):
+    from memlab.quantization import quantize
+    make = quantize.Int8Linear if kind == "int8" else quantize.Int4Linear
+    head = quantize.Int8Linear if "head" in kind else None
+    ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    a = fastpath.FastLlama(tiny.model, max_len=16, linear=make, lm_head=head, kernels="c", step="torch")
+    b = fastpath.FastLlama(tiny.model, max_len=16, linear=make, lm_head=head, kernels="c", step="c")
+    assert a.cstep is None and b.cstep is not None
+    # int4's kernel rounds each activation group to int8: a last-bit difference in the norm before it
+    # can move a value across a rounding edge (one step of max|x|/127), so int4 gets the quantized tolerance
+    tol = dict(rtol=1e-4, atol=1e-4) if kind == "int8" else dict(rtol=2e-2, atol=2e-2)
+    with torch.inference_mode():
+        torch.testing.assert_close(b.prefill(ids), a.prefill(ids))
+        tok = a.prefill(ids).argmax(-1, keepdim=True)
+        for pos in range(8, 12):
+            want = a.step(tok, pos)
+            torch.testing.assert_close(b.step(tok, pos), want, **tol)
+            tok = want.argmax(-1, keepdim=True)
+
+
+def test_the_choice_times_the_c_step_and_keeps_the_faster(tiny, monkeypatch):
+    monkeypatch.setattr(ml.kernels, "busy", lambda: False)
+    fast = fastpath.FastLlama(tiny.model, max_len=8)
+    choice = fast.kernels
+    assert choice.c_options and all(mm > 0 and rest > 0 for _, mm, rest in choice.c_options)
+    assert (fast.cstep is not None) == (choice.step == "c")
+    torch_s = fastpath.FastLlama(tiny.model, max_len=8, step="torch").kernels
+    assert torch_s.step == "torch" and not torch_s.c_options
+    best_c = min(mm + rest for _, mm, rest in choice.c_options)
+    assert (choice.step == "c") == (best_c < torch_s.matmul_s + torch_s.rest_s)
+
+
+def _choice(c_mm: float, c_rest: float) -> kernels.KernelChoice:
+    t = [kernels.KernelTime(r, "float32", (4, 4), 1, k, 2, s, 64, 1.0)
+         for r in ("qkv", "head") for k, s in (("linear", 0.010), ("c", c_mm / 2))]
+    return kernels.KernelChoice("float32", (("qkv", "linear"), ("head", "linear")), 2, 0.020, 0.005,
+                                ((2, 0.020, 0.005),), tuple(t), False)
+
+
+def test_consider_picks_the_c_step_only_where_it_predicts_a_shorter_step():
+    fast = cstep.consider(_choice(0.010, 0.001), {2: 0.001})
+    assert fast.step == "c" and dict(fast.kernels) == {"qkv": "c", "head": "c"} and fast.rest_s == 0.001
+    slow = cstep.consider(_choice(0.030, 0.001), {2: 0.001})
+    assert slow.step == "torch" and slow.c_options == ((2, 0.030, 0.001),)
+    assert cstep.consider(_choice(0.030, 0.001), {2: 0.001}, force=True).step == "c"
+    assert dataclasses.replace(slow, c_options=()) == _choice(0.030, 0.001)  # nothing else changed
+
+
+def test_the_rest_alone_reads_no_weight(tiny):
+    fast = fastpath.FastLlama(tiny.model, max_len=16, kernels="linear")
+    assert cstep.rest_seconds(fast, 1) > 0  # a bare step holds no weight pointer: it would crash if it read one
+
+
+def test_what_the_c_step_cannot_run_is_refused_in_one_line(tiny):
+    with pytest.raises(InvalidArgumentError, match="batch 1"):
+        fastpath.FastLlama(tiny.model, max_len=8, batch_size=2, step="c")
+    with pytest.raises(InvalidArgumentError, match="compiled"):
+        fastpath.FastLlama(tiny.model, max_len=8, step="c", compile=True)
+    with pytest.raises(InvalidArgumentError, match="kernels=auto or c"):
+        fastpath.FastLlama(tiny.model, max_len=8, step="c", kernels="linear")
+    with pytest.raises(InvalidArgumentError, match="step must be"):
+        fastpath.FastLlama(tiny.model, max_len=8, step="fortran")
+    fast = fastpath.FastLlama(tiny.model, max_len=8, step="c")
+    with pytest.raises(InvalidArgumentError, match="outside the cache"):
+        fast.cstep(torch.tensor([[1]]), 8)
+    assert fastpath.FastLlama(tiny.model, max_len=8, batch_size=2).cstep is None  # auto: torch's step
+
+
+@pytest.mark.slow
+def test_real_model_c_step_same_tokens(real):
+    ids = ml.generation.encode(real.tokenizer, "What is the capital of France?")
+    ref = list(ml.generate(real, ids, max_new_tokens=16, stop_at_eos=False).token_ids)
+    fast = fastpath.FastLlama(real.model, max_len=len(ids) + 16, step="c")
+    assert list(fastpath.fast_generate(real.model, torch.tensor([ids]), 16, fast=fast).token_ids) == ref
