@@ -83,8 +83,48 @@ def library():
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = [P] * pointers + [I, I, I], None
         lib.read_f32.argtypes, lib.read_f32.restype = [P, ctypes.c_int64, I], ctypes.c_float
+        lib.gemv_all.argtypes, lib.gemv_all.restype = [ctypes.POINTER(Mat), I, P, P, I], I
     _LIB["lib"] = lib
     return lib
+
+
+class Mat(ctypes.Structure):
+    """One matrix as step.c reads it: kind (KINDS), N x K, the weights or codes, and the bf16 scales
+    (q8: one per row; q4: scale and zero per group of 32)."""
+    _fields_ = [("kind", ctypes.c_int), ("N", ctypes.c_int), ("K", ctypes.c_int), ("w", ctypes.c_void_p),
+                ("s", ctypes.c_void_p)]
+
+
+KINDS = {"f32": 0, "bf16": 1, "q8": 2, "q4": 3}
+
+
+def mat(held=None, shape: tuple | None = None) -> Mat:
+    """A matrix held for kernel "c" (`kernels.Gemv` or `kernels.QGemv`) as the C struct; `shape` (N, K)
+    alone: no weights (for a step that reads none)."""
+    if shape is not None:
+        return Mat(0, shape[0], shape[1], None, None)
+    if getattr(held, "kind", None) in ("q8", "q4"):  # a QGemv: codes and scales
+        codes, scales = list(held.buffers())
+        return Mat(KINDS[held.kind], held.out_features, held.in_features, codes.data_ptr(), scales.data_ptr())
+    if getattr(held, "kernel", None) != "c":
+        raise ValueError(f"memlab's C code reads matrices held for kernel 'c', not {type(held).__name__}")
+    kind = "f32" if held.weight.dtype == torch.float32 else "bf16"
+    return Mat(KINDS[kind], held.out_features, held.in_features, held.weight.data_ptr(), None)
+
+
+class Batch:
+    """Matrices of one shape (held for kernel "c"), each applied to one row in turn, in one C call."""
+
+    def __init__(self, held: list):
+        self.held, self.mats = held, (Mat * len(held))(*[mat(h) for h in held])
+        self.y = torch.empty(held[0].out_features)
+
+    def __call__(self, x: torch.Tensor, threads: int = 0) -> torch.Tensor:
+        x = x.reshape(-1).float().contiguous()
+        if library().gemv_all(self.mats, len(self.held), x.data_ptr(), self.y.data_ptr(),
+                              threads or torch.get_num_threads()):
+            raise MemoryError("memlab's C kernels could not allocate their scratch space")
+        return self.y
 
 
 def reason() -> str:

@@ -28,22 +28,18 @@ from memlab.core.errors import InvalidArgumentError
 from memlab.core.measure import repeat
 
 STEPS = ("auto", "torch", "c")
-_KINDS = {"f32": 0, "bf16": 1, "q8": 2, "q4": 3}
 P, I, Fl = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
 
 
-class _Mat(ctypes.Structure):
-    _fields_ = [("kind", I), ("N", I), ("K", I), ("w", P), ("s", P)]
-
-
 class _Layer(ctypes.Structure):
-    _fields_ = [("qkv", _Mat), ("o", _Mat), ("gate_up", _Mat), ("down", _Mat), ("ln1", P), ("ln2", P),
-                ("eps1", Fl), ("eps2", Fl), ("kc", P), ("vc", P)]
+    _fields_ = [("qkv", ckernels.Mat), ("o", ckernels.Mat), ("gate_up", ckernels.Mat), ("down", ckernels.Mat),
+                ("ln1", P), ("ln2", P), ("eps1", Fl), ("eps2", Fl), ("kc", P), ("vc", P)]
 
 
 class _Model(ctypes.Structure):
     _fields_ = [("L", I), ("d", I), ("H", I), ("KV", I), ("D", I), ("F", I), ("C", I), ("embed", P), ("norm", P),
-                ("cos", P), ("sin", P), ("erow", ctypes.c_int64), ("ecol", ctypes.c_int64), ("eps", Fl), ("layers", ctypes.POINTER(_Layer)), ("head", _Mat)]
+                ("cos", P), ("sin", P), ("erow", ctypes.c_int64), ("ecol", ctypes.c_int64), ("eps", Fl),
+                ("layers", ctypes.POINTER(_Layer)), ("head", ckernels.Mat)]
 
 
 def reason(fast) -> str:
@@ -56,20 +52,6 @@ def reason(fast) -> str:
     if any("c" not in kernel_choice.candidates(m) for m in mats):
         return "memlab's C kernels cannot run every matrix here: " + (ckernels.reason() or "a quantized layer offers no C layout")
     return ""
-
-
-def _mat(held, shape=None) -> _Mat:
-    """A held matrix (`kernels.Gemv` with kernel "c", `kernels.QGemv`) as the C struct; `shape` (N, K)
-    alone: no weights (a step with its matmuls left out reads none)."""
-    if shape is not None:
-        return _Mat(0, shape[0], shape[1], None, None)
-    if isinstance(held, kernel_choice.QGemv):
-        codes, scales = list(held.buffers())
-        return _Mat(_KINDS[held.kind], held.out_features, held.in_features, codes.data_ptr(), scales.data_ptr())
-    if not (isinstance(held, kernel_choice.Gemv) and held.kernel == "c"):
-        raise InvalidArgumentError(f"the C step reads matrices held for kernel 'c', not {type(held).__name__}")
-    kind = "f32" if held.weight.dtype == torch.float32 else "bf16"
-    return _Mat(_KINDS[kind], held.out_features, held.in_features, held.weight.data_ptr(), None)
 
 
 def _shape(m) -> tuple:
@@ -87,7 +69,7 @@ class CStep:
         self.lib.step_f32.restype = I
 
         def mat(m):
-            return _mat(None, _shape(m)) if bare else _mat(m)
+            return ckernels.mat(shape=_shape(m)) if bare else ckernels.mat(m)
         self.layers = (_Layer * len(fast.layers))(*[
             _Layer(mat(w["qkv"]), mat(w["o"]), mat(w["gate_up"]), mat(w["down"]), w["ln1"].data_ptr(),
                    w["ln2"].data_ptr(), w["eps1"], w["eps2"], kc.data_ptr(), vc.data_ptr())

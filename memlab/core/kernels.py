@@ -10,6 +10,7 @@ it was near the roof). So the fast path times the candidates here, on the model'
 3. "blas":     numpy's BLAS (OpenBLAS in numpy's wheels) on W_t; fp32 on a CPU only.
 4. "c":        memlab's C kernels (`core.ckernels`, `memlab/data/gemv.c`) compiled here: fp32, bf16,
                int8/int4 codes (offered by a module's `gemv_weights()`); a prefill goes to torch's.
+               Timed as the C step runs them: a role's matrices in one call (no Python between them).
 Quantized matrices also run torch's own kernel for memlab's Int8Linear / Int4Linear ("aten").
 A whole step runs with one torch thread count: as set, or one. "c" uses as many (loaded after torch,
 it binds to torch's own OpenMP runtime: one pool). "blas" keeps numpy's pool, and beside it torch's
@@ -208,7 +209,7 @@ def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5
     """Time `kernel` with torch on `threads` threads over every matrix of `mats` (tensors, or quantized modules)."""
     first, dev = mats[0], _device(mats[0])
     wrapped = [wrap(m, kernel) for m in mats]
-    ops = [w.forward for w in wrapped]
+    ops = [ckernels.Batch(wrapped)] if kernel == "c" else [w.forward for w in wrapped]
     if isinstance(first, torch.Tensor):
         weights, shape, dtype = str(first.dtype).removeprefix("torch."), tuple(first.shape), first.dtype
     else:

@@ -125,3 +125,15 @@ int step_f32(const model_t* m, int64_t token, int pos, float* logits, int nt, in
   step_free(&w);
   return 0;
 }
+
+/* every matrix of `m` (count, one shape) applied to x in turn, in one parallel region as the step runs
+   them: the C kernels' time without a Python call per matrix (core.kernels times kernel "c" with it) */
+int gemv_all(const mat_t* m, int count, const float* x, float* y, int nt){
+  int K=m[0].K; work_t w={0};
+  w.dx=calloc(K/32+1,4); w.xs=calloc(K/32+1,4); w.xq=calloc(K+32,1);
+  if(!(w.dx&&w.xs&&w.xq)){ free(w.dx); free(w.xs); free(w.xq); return -1; }
+  #pragma omp parallel num_threads(nt)
+  for(int i=0;i<count;i++) mv(&m[i], x, y, &w, 0);
+  free(w.dx); free(w.xs); free(w.xq);
+  return 0;
+}

@@ -60,17 +60,18 @@ def profile_decode_step(step, label: str = "", top: int = 12) -> StepProfile:
 
 @torch.inference_mode()
 def profile_both(model, input_ids: torch.Tensor) -> tuple[StepProfile, StepProfile]:
-    """Profile one warmed-up decode step of transformers' eager model and of `FastLlama`."""
+    """Profile one warmed-up decode step of transformers' eager model and of `FastLlama` with torch's
+    F.linear for every matmul and torch's operators between them: every kernel an aten op the profiler sees."""
     from memlab.core.generation import decode_step, new_cache, prefill
     T = input_ids.shape[1]
     cache = new_cache(model)
     tok = prefill(model, input_ids, cache).argmax(-1, keepdim=True)  # (B, 1)
     decode_step(model, tok, cache)  # warm-up
     eager = profile_decode_step(lambda: decode_step(model, tok, cache), "eager (transformers modules)")
-    fast = FastLlama(model, max_len=T + 4, batch_size=input_ids.shape[0])
+    fast = FastLlama(model, max_len=T + 4, batch_size=input_ids.shape[0], kernels="linear")
     tok = fast.prefill(input_ids).argmax(-1, keepdim=True)
     fast.step(tok, T)  # warm-up
-    return eager, profile_decode_step(lambda: fast.step(tok, T + 1), "fast path (fused, static cache)")
+    return eager, profile_decode_step(lambda: fast.step(tok, T + 1), "fast path through torch (fused, static cache, F.linear)")
 
 
 def profile_table(*profiles: StepProfile):

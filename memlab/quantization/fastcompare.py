@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from memlab.core import fastpath, kernels, roofline, tensors
+from memlab.core import ckernels, fastpath, kernels, roofline, tensors
 from memlab.core.errors import InvalidArgumentError
 from memlab.quantization import quality, quantize
 
@@ -58,24 +58,26 @@ def streamed_bytes(fast: fastpath.FastLlama) -> int:
 
 
 def engine(model, prompt_ids: list[int], new_tokens: int, variant: str, compile: bool = False,
-           kernels: str = "auto") -> fastpath.FastLlama:
-    """The fast path of `variant` on `model`, sized for the prompt and the new tokens: its kernels are
-    chosen (`.kernels`) before anything decodes, so a lab can show them and ask for a prediction first."""
+           kernels: str = "auto", step: str = "auto") -> fastpath.FastLlama:
+    """The fast path of `variant` on `model`, sized for the prompt and the new tokens: its kernels (and
+    whether the step runs in C: `core.cstep`) are chosen (`.kernels`) before anything decodes, so a lab
+    can show them and ask for a prediction first."""
     if variant not in LINEARS:
         raise InvalidArgumentError(f"the fast path runs {', '.join(LINEARS)}; got {variant!r}")
     linear, head = LINEARS[variant]
     return fastpath.FastLlama(model, len(prompt_ids) + new_tokens, linear=linear, lm_head=head, compile=compile,
-                              kernels=kernels)
+                              kernels=kernels, step=step)
 
 
 def measure(model, prompt_ids: list[int], new_tokens: int, variant: str, repeats: int = 3,
-            compile: bool = False, kernels: str = "auto",
-            fast: fastpath.FastLlama | None = None) -> tuple[fastpath.FastDecodeResult, int, float, object]:
+            compile: bool = False, kernels: str = "auto", fast: fastpath.FastLlama | None = None,
+            step: str = "auto") -> tuple[fastpath.FastDecodeResult, int, float, object]:
     """Median-of-`repeats` fast-path run of `variant` on `model` (fp32 for int8/int4, the variant's
     dtype for fp32/bf16); returns the median run by decode speed, the bytes a step reads and the
     seconds its matmuls take on their own (`matmul_seconds`) and the kernel choice (`kernels`: "auto",
-    measured per machine, or "linear": torch's F.linear everywhere). `fast`: an `engine` built already."""
-    fast = fast or engine(model, prompt_ids, new_tokens, variant, compile, kernels)
+    measured per machine, or "linear": torch's F.linear everywhere; `step`: as `FastLlama`'s).
+    `fast`: an `engine` built already."""
+    fast = fast or engine(model, prompt_ids, new_tokens, variant, compile, kernels, step)
     ids = torch.tensor([prompt_ids])
     runs = sorted((fastpath.fast_generate(model, ids, new_tokens, fast=fast) for _ in range(repeats)),
                   key=lambda r: r.decode_tok_per_s)
@@ -121,7 +123,8 @@ def compare(base, results, bandwidth_bytes_per_s: float, cfg, variants=tuple(LIN
 def matmul_seconds(fast: fastpath.FastLlama, repeats: int = 5) -> float:
     """Seconds one token's matmuls take on their own: every matrix of `fast` (its layers' fused q/k/v,
     o, gate/up, down and the lm_head) applied in turn to one activation row, median of `repeats`.
-    A decode step minus this is what the rest of the step costs (attention, norms, RoPE, dispatch)."""
+    A decode step minus this is what the rest of the step costs (attention, norms, RoPE, dispatch).
+    A step in C runs each role's matrices in one C call (`ckernels.Batch`): so are they timed here."""
     from memlab.core.measure import repeat
     d = fast.embed.shape[1]
     x = torch.randn(1, 1, d, dtype=fast.dtype, device=fast.device)
@@ -129,8 +132,12 @@ def matmul_seconds(fast: fastpath.FastLlama, repeats: int = 5) -> float:
     inputs = {"o": torch.randn(1, 1, fast.num_heads * fast.head_dim, dtype=fast.dtype, device=fast.device),
               "down": torch.randn(1, 1, fast.layers[0]["ffn"], dtype=fast.dtype, device=fast.device)}
 
+    if fast.cstep is not None:
+        mats = [(ckernels.Batch([layer[k] for layer in fast.layers]), k) for k in ("qkv", "o", "gate_up", "down")]
+        mats.append((ckernels.Batch([fast.lm_head]), "head"))
+
     def run():
         for w, k in mats:
-            fastpath.matmul(inputs.get(k, x), w)
+            w(inputs.get(k, x)) if isinstance(w, ckernels.Batch) else fastpath.matmul(inputs.get(k, x), w)
     with kernels.torch_threads(fast.threads):  # as the step runs them
         return repeat(run, repeats, device=fast.device).median

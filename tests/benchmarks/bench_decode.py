@@ -17,7 +17,9 @@ In one run on one machine (nothing here asserts a time; ratios are what carry ac
      cold read of the checkpoint + the in-process time to the first token;
   5. bigger-than-RAM paged-prefetch decode against its overlap floor max(disk, compute), both from
      this run: the time its own layer reads took per forward pass, and the resident decode step.
-  6. the fp32 fast path with torch's F.linear everywhere (no kernel choice) against the chosen kernels.
+  6. the fp32 fast path with torch's F.linear everywhere (no kernel choice) against the chosen kernels;
+     fp32 and int4-fast with torch's operators between the chosen kernels against the step as chosen
+     (in C where `core.cstep` measured it faster), and the rest of a step in each.
 Aims (issue 30): fp32 >= 0.7 of its bound; memlab's fastest int4 >= 1.0x llama.cpp's Q4_1; every quantized path
 >= 0.7 of its byte ratio; cold start <= 1.3x and paging <= 1.2x their floors. Each line says whether this run met it.
 """
@@ -64,7 +66,8 @@ def _roof(bw: float, rows) -> None:
         k = r.kernels
         cells = [f"{t.role} {t.kernel}@{t.threads or 'own'} {t.gb_per_s:.1f}{'*' if d['chosen'] else ''}"
                  for t, d in zip(k.times, k.rows())]
-        print(f"  {r.variant:<10} step on {k.step_threads} torch thread(s), matmuls {k.matmul_s * 1e3:.1f} ms: " + " | ".join(cells))
+        print(f"  {r.variant:<10} step {'in C' if k.step == 'c' else 'through torch'} on {k.step_threads} thread(s), "
+              f"matmuls {k.matmul_s * 1e3:.1f} ms: " + " | ".join(cells))
 
 
 def main(argv=None) -> int:
@@ -86,8 +89,11 @@ def main(argv=None) -> int:
     base = loading.load(cfg.model)
     eager = quantcompare.compare(cfg, progress=False, base=base)
     rows = fastcompare.compare(base, eager, bw, cfg, repeats=cfg.repeats, progress=False)
+    prompt = quality.eval_ids(base.tokenizer, cfg.prompt_tokens)
     linear_run, linear_bytes, linear_mm, _ = fastcompare.measure(
-        base.model, quality.eval_ids(base.tokenizer, cfg.prompt_tokens), cfg.new_tokens, "fp32", cfg.repeats, kernels="linear")
+        base.model, prompt, cfg.new_tokens, "fp32", cfg.repeats, kernels="linear")
+    torch_steps = {v: fastcompare.measure(base.model, prompt, cfg.new_tokens, v, cfg.repeats, step="torch")
+                   for v in ("fp32", "int4-fast")}
     compiled = []
     if args.compile:
         compiled = [(v, *fastcompare.measure(base.model, quality.eval_ids(base.tokenizer, cfg.prompt_tokens),
@@ -116,6 +122,13 @@ def main(argv=None) -> int:
               f"{(k.matmul_s + k.rest_s) * 1e3:.1f} ms a step; measured {1e3 / r.decode_tok_per_s:.1f} ms "
               f"({1e3 / r.decode_tok_per_s / ((k.matmul_s + k.rest_s) * 1e3):.2f}x: what the parts timed apart miss)")
     fast = {r.variant: r for r in rows}
+    for v, (run, _, _, k) in torch_steps.items():
+        c = fast[v].kernels
+        print(f"{v:<10} the rest of a step: torch's operators {k.rest_s * 1e3:.2f} ms, the step in C "
+              f"{min((o[2] for o in c.c_options), default=float('nan')) * 1e3:.2f} ms; decode through torch "
+              f"{run.decode_tok_per_s:.1f} tok/s, as chosen ({'in C' if c.step == 'c' else 'through torch'}) "
+              f"{fast[v].decode_tok_per_s:.1f} tok/s: {fast[v].decode_tok_per_s / run.decode_tok_per_s:.2f}x, "
+              f"same tokens: {tuple(run.token_ids) == tuple(fast[v].tokens)}")
     print(f"fp32 fast path, torch's F.linear everywhere: {linear_run.decode_tok_per_s:.1f} tok/s (matmuls {linear_mm * 1e3:.1f} ms, "
           f"{linear_bytes / linear_mm / 1e9:.1f} GB/s); with the chosen kernels {fast['fp32'].decode_tok_per_s:.1f} tok/s: "
           f"{fast['fp32'].decode_tok_per_s / linear_run.decode_tok_per_s:.2f}x, same tokens: "
