@@ -7,7 +7,7 @@ from memlab.memory_wall import profiling
 
 
 def test_profile_counts_ops(tiny):
-    fast = fastpath.FastLlama(tiny.model, max_len=8)
+    fast = fastpath.FastLlama(tiny.model, max_len=8, step="torch")  # torch operators: what a profiler counts
     ids = torch.tensor([[1, 2, 3]])
     fast.prefill(ids)
     prof = profiling.profile_decode_step(lambda: fast.step(ids[:, :1], 3), "fast")
