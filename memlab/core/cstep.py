@@ -5,9 +5,10 @@ A batch-1 decode step is its matmuls (the weights' bytes over a kernel's rate: `
 the rest: per layer a few dozen small operations (norms, RoPE, the cache write, attention, SiLU,
 residual adds), each of which costs torch microseconds of Python and dispatch whatever its size. On
 a fast CPU the rest is small beside the matmuls; on a slow one it can match them. `memlab/data/step.c`
-does the whole step (the same arithmetic, fp32 activations and KV cache, batch 1) in one call over
-the same weights, with memlab's C kernels (`core.ckernels`) for the matmuls, so its rest costs what
-its bytes and FLOPs cost.
+does the whole step (the same arithmetic, batch 1) in one call over the same weights and cache, with
+memlab's C kernels (`core.ckernels`) for the matmuls, so its rest costs what its bytes and FLOPs cost.
+Its activations are fp32 (a bf16 model's weights, norms and cache stay bf16, widened as they are read),
+so a bf16 model's logits differ from torch's bf16 step, which rounds every activation to bf16.
 
 `install` picks for a `FastLlama`: each role's fastest kernel and torch thread count (`kernels.choose`,
 `kernels.settle`, the rest timed by the engine), and, where the C step can run, the C step when its
@@ -39,13 +40,13 @@ class _Layer(ctypes.Structure):
 class _Model(ctypes.Structure):
     _fields_ = [("L", I), ("d", I), ("H", I), ("KV", I), ("D", I), ("F", I), ("C", I), ("embed", P), ("norm", P),
                 ("cos", P), ("sin", P), ("erow", ctypes.c_int64), ("ecol", ctypes.c_int64), ("eps", Fl),
-                ("layers", ctypes.POINTER(_Layer)), ("head", ckernels.Mat)]
+                ("layers", ctypes.POINTER(_Layer)), ("head", ckernels.Mat), ("half", I)]
 
 
 def reason(fast) -> str:
     """Why the C step cannot run this FastLlama ("" when it can)."""
-    if fast.device.type != "cpu" or fast.dtype != torch.float32:
-        return "the C step runs fp32 activations on a CPU only"
+    if fast.device.type != "cpu" or fast.dtype not in (torch.float32, torch.bfloat16):
+        return "the C step runs fp32 or bf16 models on a CPU only"
     if fast.batch_size != 1:
         return f"the C step decodes batch 1, not {fast.batch_size}"
     mats = [w[r] for w in fast.layers for r in ("qkv", "o", "gate_up", "down")] + [fast.lm_head]
@@ -80,11 +81,11 @@ class CStep:
         self.model = _Model(len(fast.layers), fast.embed.shape[1], fast.num_heads, fast.num_kv_heads, fast.head_dim,
                             fast.layers[0]["ffn"], fast.max_len, fast.embed.data_ptr(), fast.final_norm.data_ptr(),
                             fast.cos.data_ptr(), fast.sin.data_ptr(), *fast.embed.stride(), fast.eps, self.layers,
-                            mat(fast.lm_head))
+                            mat(fast.lm_head), int(fast.dtype == torch.bfloat16))
         self.vocab = _shape(fast.lm_head)[0]
 
     def __call__(self, ids: torch.Tensor, position: int, threads: int = 0, skip_matmuls: bool = False) -> torch.Tensor:
-        """Logits (1, V) of the token ids (1, 1) at `position`; its k and v are written into the cache."""
+        """Logits (1, V), fp32, of the token ids (1, 1) at `position`; its k and v are written into the cache."""
         if not 0 <= position < self.fast.max_len:
             raise InvalidArgumentError(f"position {position} is outside the cache's {self.fast.max_len} positions")
         logits = torch.empty(1, self.vocab)

@@ -68,21 +68,34 @@ static void q4_prep(const float* x, int K, int8_t* xq, float* dx, float* xs){
 }
 static inline float dot_q4(const float* x, const int8_t* xq, const float* dx, const float* xs,
                            const uint8_t* r, const uint16_t* q, int K){
-  int G=K/32; float a=0.f;
+  int G=K/32, g=0; float a=0.f;
 #ifdef HAVE_AVX2
   (void)x;
-  __m256 acc=_mm256_setzero_ps(); const __m128i m4=_mm_set1_epi8(15); const __m256i ones=_mm256_set1_epi16(1);
-  for(int g=0;g<G;g++){
+  __m256 acc=_mm256_setzero_ps(), zacc=_mm256_setzero_ps(); const __m128i m4=_mm_set1_epi8(15);
+  const __m256i ones=_mm256_set1_epi16(1), hi=_mm256_set1_epi32((int)0xffff0000);
+  float sc[8] __attribute__((aligned(32)));
+  for(;g+8<=G;g+=8){  /* eight groups' scales and zeros at once: (s, z) bf16 pairs are 32-bit lanes */
+    __m256i szv=_mm256_loadu_si256((const __m256i*)(q+2*g));
+    __m256 sv=_mm256_castsi256_ps(_mm256_slli_epi32(szv,16)), zv=_mm256_castsi256_ps(_mm256_and_si256(szv,hi));
+    zacc=_mm256_fmadd_ps(_mm256_fnmadd_ps(_mm256_set1_ps(8.f),sv,zv),_mm256_loadu_ps(xs+g),zacc);
+    _mm256_store_ps(sc,_mm256_mul_ps(sv,_mm256_loadu_ps(dx+g)));
+    for(int j=0;j<8;j++){
+      __m128i b=_mm_loadu_si128((const __m128i*)(r+16*(g+j)));
+      __m256i codes=_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b,4),m4), _mm_and_si128(b,m4));
+      __m256i d=_mm256_madd_epi16(_mm256_maddubs_epi16(codes,_mm256_loadu_si256((const __m256i*)(xq+32*(g+j)))),ones);
+      acc=_mm256_fmadd_ps(_mm256_set1_ps(sc[j]),_mm256_cvtepi32_ps(d),acc); }
+  }
+  for(;g<G;g++){
     __m128i b=_mm_loadu_si128((const __m128i*)(r+16*g));
     __m256i codes=_mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b,4),m4), _mm_and_si128(b,m4));
     __m256i d=_mm256_madd_epi16(_mm256_maddubs_epi16(codes,_mm256_loadu_si256((const __m256i*)(xq+32*g))),ones);
     float s=bf16f(q[2*g]), z=bf16f(q[2*g+1]);
     acc=_mm256_fmadd_ps(_mm256_set1_ps(s*dx[g]),_mm256_cvtepi32_ps(d),acc);
     a+=(z-8.f*s)*xs[g]; }
-  a+=hsum(acc);
+  a+=hsum(_mm256_add_ps(acc,zacc));
 #else
   (void)xq; (void)dx;
-  for(int g=0;g<G;g++){ const uint8_t* b=r+16*g; const float* xg=x+32*g; float d=0.f;
+  for(;g<G;g++){ const uint8_t* b=r+16*g; const float* xg=x+32*g; float d=0.f;
     for(int j=0;j<16;j++) d+=xg[j]*(float)(b[j]&15)+xg[j+16]*(float)(b[j]>>4);
     float s=bf16f(q[2*g]), z=bf16f(q[2*g+1]);
     a+=s*d+(z-8.f*s)*xs[g]; }

@@ -3,7 +3,9 @@
    (memlab/core/fastpath.py): per layer RMSNorm, the fused q/k/v matmul, RoPE on q and k, the new k and v
    written into the static KV cache, attention of each query head over its kv head's cached positions,
    the o projection, RMSNorm, the fused gate/up matmul, SiLU(gate) * up, the down projection, and at
-   the end the final norm and the LM head. Activations and the KV cache are fp32.
+   the end the final norm and the LM head. Activations are fp32; the embedding, norms, RoPE tables and
+   KV cache are the model's dtype (`half`: bf16, widened on read and rounded to nearest even on the
+   cache write, where torch's bf16 step would round every activation too).
 
    Why in C: between its matmuls a step runs a few dozen small operations per layer, each of which
    costs torch microseconds of Python and dispatch whatever its size; here they cost what their bytes
@@ -16,14 +18,21 @@
 
 enum { F32 = 0, BF16 = 1, Q8 = 2, Q4 = 3 };
 typedef struct { int kind, N, K; const void* w; const uint16_t* s; } mat_t;  /* s: q8 scales, q4 scales+zeros */
-typedef struct { mat_t qkv, o, gate_up, down; const float *ln1, *ln2; float eps1, eps2; float *kc, *vc; } layer_t;
+typedef struct { mat_t qkv, o, gate_up, down; const void *ln1, *ln2; float eps1, eps2; void *kc, *vc; } layer_t;
 typedef struct {
   int L, d, H, KV, D, F, C;       /* layers, hidden, query heads, kv heads, head dim, ffn, cache positions */
-  const float *embed, *norm, *cos, *sin;  /* embed (V, d); cos, sin (C, D), sin signed as the fast path's */
+  const void *embed, *norm, *cos, *sin;   /* embed (V, d); cos, sin (C, D), sin signed as the fast path's */
   int64_t erow, ecol;                     /* embed's strides (another engine may hold its bytes transposed) */
   float eps; const layer_t* layers; mat_t head;
+  int half;                               /* embed, norms, cos, sin and the cache are bf16 (else fp32) */
 } model_t;
 typedef struct { float *x, *h, *qkv, *att, *gu, *tmp, *scores, *dx, *xs; int8_t* xq; } work_t;
+
+/* element i of an fp32 or bf16 array, as a float; a float rounded to bf16 (nearest even) */
+static inline float ld(const void* p, int64_t i, int half){
+  return half ? bf16f(((const uint16_t*)p)[i]) : ((const float*)p)[i];
+}
+static inline uint16_t to_bf16(float f){ uint32_t u; memcpy(&u,&f,4); return (uint16_t)((u+0x7fffu+((u>>16)&1u))>>16); }
 
 /* y = W x, called by every thread of the region: rows split by `omp for` (its barrier ends it) */
 static void mv(const mat_t* m, const float* x, float* y, work_t* w, int skip){
@@ -44,29 +53,35 @@ static void mv(const mat_t* m, const float* x, float* y, work_t* w, int skip){
   }
 }
 
-static void rms_norm(const float* x, const float* g, float eps, float* y, int d){
+static void rms_norm(const float* x, const void* g, float eps, float* y, int d, int half){
   float ss=0.f;
   for(int i=0;i<d;i++) ss+=x[i]*x[i];
   float r=1.f/sqrtf(ss/(float)d+eps);
-  for(int i=0;i<d;i++) y[i]=g[i]*(x[i]*r);
+  for(int i=0;i<d;i++) y[i]=ld(g,i,half)*(x[i]*r);
 }
 
-/* x*cos + roll(x, D/2)*sin on one head's D values at position `pos` */
-static void rope(float* v, const float* cos, const float* sin, int D){
-  float t[D]; int half=D/2;
-  for(int i=0;i<D;i++) t[i]=v[i]*cos[i]+v[(i+D-half)%D]*sin[i];
+/* x*cos + roll(x, D/2)*sin on one head's D values (cos, sin: the rows of position `pos`) */
+static void rope(float* v, const void* cos, const void* sin, int64_t at, int D, int half){
+  float t[D];
+  for(int i=0;i<D;i++) t[i]=v[i]*ld(cos,at+i,half)+v[(i+D/2)%D]*ld(sin,at+i,half);
   memcpy(v, t, sizeof(float)*D);
 }
+static void put(void* cache, int64_t at, const float* v, int D, int half){
+  if(!half){ memcpy((float*)cache+at, v, sizeof(float)*D); return; }
+  for(int i=0;i<D;i++) ((uint16_t*)cache)[at+i]=to_bf16(v[i]);
+}
 
-/* query head `hq` over positions 0..pos of its kv head's cache; out (D) */
-static void attend(const float* q, const float* kc, const float* vc, float* sc, float* out, int pos, int C, int D){
-  float mx=-INFINITY, sum=0.f, scale=1.f/sqrtf((float)D);
-  for(int t=0;t<=pos;t++){ sc[t]=dot_f32(q, kc+(int64_t)t*D, D)*scale; mx=sc[t]>mx?sc[t]:mx; }
+/* one query head over positions 0..pos of its kv head's cache (kc, vc start at that head); out (D) */
+static void attend(const float* q, const void* kc, const void* vc, float* sc, float* out, int pos, int D, int half){
+  float mx, sum=0.f, scale=1.f/sqrtf((float)D);
+  for(int t=0;t<=pos;t++)
+    sc[t]=(half ? dot_bf16(q, (const uint16_t*)kc+(int64_t)t*D, D) : dot_f32(q, (const float*)kc+(int64_t)t*D, D))*scale;
+  mx=sc[0];
+  for(int t=1;t<=pos;t++) mx=sc[t]>mx?sc[t]:mx;
   for(int t=0;t<=pos;t++){ sc[t]=expf(sc[t]-mx); sum+=sc[t]; }
   for(int i=0;i<D;i++) out[i]=0.f;
-  for(int t=0;t<=pos;t++){ const float* v=vc+(int64_t)t*D; float p=sc[t]/sum;
-    for(int i=0;i<D;i++) out[i]+=p*v[i]; }
-  (void)C;
+  for(int t=0;t<=pos;t++){ float p=sc[t]/sum;
+    for(int i=0;i<D;i++) out[i]+=p*ld(vc,(int64_t)t*D+i,half); }
 }
 
 static int step_scratch(const model_t* m, work_t* w){
@@ -84,33 +99,34 @@ static void step_free(work_t* w){
 
 /* the logits (V) of `token` at position `pos`; 0, or -1 where the scratch could not be allocated */
 int step_f32(const model_t* m, int64_t token, int pos, float* logits, int nt, int skip_mm){
-  work_t w; int H=m->H, KV=m->KV, D=m->D, d=m->d, F=m->F, C=m->C, group=H/KV;
+  work_t w; int H=m->H, KV=m->KV, D=m->D, d=m->d, F=m->F, C=m->C, group=H/KV, half=m->half;
   if(!step_scratch(m, &w)){ step_free(&w); return -1; }
-  for(int i=0;i<d;i++) w.x[i]=m->embed[token*m->erow+i*m->ecol];
-  const float *cos=m->cos+(int64_t)pos*D, *sin=m->sin+(int64_t)pos*D;
+  for(int i=0;i<d;i++) w.x[i]=ld(m->embed, token*m->erow+i*m->ecol, half);
+  int64_t at=(int64_t)pos*D;
   #pragma omp parallel num_threads(nt)
   {
     for(int l=0;l<m->L;l++){
       const layer_t* ly=&m->layers[l];
       #pragma omp single
-      rms_norm(w.x, ly->ln1, ly->eps1, w.h, d);
+      rms_norm(w.x, ly->ln1, ly->eps1, w.h, d, half);
       mv(&ly->qkv, w.h, w.qkv, &w, skip_mm);
       #pragma omp for schedule(static)
       for(int j=0;j<H+2*KV;j++){  /* RoPE on q and k heads; k and v into the cache at pos */
         float* v=w.qkv+(int64_t)j*D;
-        if(j<H+KV) rope(v, cos, sin, D);
-        if(j>=H) memcpy((j<H+KV?ly->kc+(int64_t)(j-H)*C*D:ly->vc+(int64_t)(j-H-KV)*C*D)+(int64_t)pos*D, v, sizeof(float)*D);
+        if(j<H+KV) rope(v, m->cos, m->sin, at, D, half);
+        if(j>=H) put(j<H+KV ? ly->kc : ly->vc, (int64_t)(j<H+KV ? j-H : j-H-KV)*C*D+at, v, D, half);
       }
       #pragma omp for schedule(static)
       for(int hq=0;hq<H;hq++){
         int kv=hq/group;
-        attend(w.qkv+(int64_t)hq*D, ly->kc+(int64_t)kv*C*D, ly->vc+(int64_t)kv*C*D, w.scores+(int64_t)hq*C,
-               w.att+(int64_t)hq*D, pos, C, D);
+        int64_t head=(int64_t)kv*C*D*(half?2:4);  /* bytes to this kv head's cache */
+        attend(w.qkv+(int64_t)hq*D, (const char*)ly->kc+head, (const char*)ly->vc+head, w.scores+(int64_t)hq*C,
+               w.att+(int64_t)hq*D, pos, D, half);
       }
       mv(&ly->o, w.att, w.tmp, &w, skip_mm);
       #pragma omp single
       { for(int i=0;i<d;i++) w.x[i]+=w.tmp[i];
-        rms_norm(w.x, ly->ln2, ly->eps2, w.h, d); }
+        rms_norm(w.x, ly->ln2, ly->eps2, w.h, d, half); }
       mv(&ly->gate_up, w.h, w.gu, &w, skip_mm);
       #pragma omp for schedule(static)
       for(int i=0;i<F;i++){ float g=w.gu[i]; w.h[i]=g/(1.f+expf(-g))*w.gu[F+i]; }
@@ -119,7 +135,7 @@ int step_f32(const model_t* m, int64_t token, int pos, float* logits, int nt, in
       for(int i=0;i<d;i++) w.x[i]+=w.tmp[i];
     }
     #pragma omp single
-    rms_norm(w.x, m->norm, m->eps, w.h, d);
+    rms_norm(w.x, m->norm, m->eps, w.h, d, half);
     mv(&m->head, w.h, logits, &w, skip_mm);
   }
   step_free(&w);

@@ -35,6 +35,17 @@ def test_the_c_step_gives_the_eager_logits(tiny):
         torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)  # later steps read the k, v the C step wrote
 
 
+def test_a_bf16_model_steps_in_c_over_its_bf16_weights_and_cache(tiny_dir):
+    """fp32 activations over bf16 weights, norms and cache: close to torch's bf16 step, which rounds
+    every activation to bf16 (so within bf16's tolerance, not bit for bit)."""
+    loaded = ml.load(str(tiny_dir), dtype="bf16")
+    fast = fastpath.FastLlama(loaded.model, max_len=24, step="c")
+    assert fast.cstep is not None and fast.cache_k.dtype == torch.bfloat16
+    for ref, got in _steps(loaded.model, fast, torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]]), range(8, 16)):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, ref.float(), rtol=3e-2, atol=3e-2)
+
+
 @pytest.mark.parametrize("kind", ["int8", "int4", "int4+int8 head"])
 def test_quantized_c_step_equals_the_torch_step_over_the_same_kernels(tiny, kind):
     from memlab.quantization import quantize
