@@ -11,17 +11,16 @@ it was near the roof). So the fast path times the candidates here, on the model'
 4. "c":        memlab's C kernels (`core.ckernels`, `memlab/data/gemv.c`) compiled here: fp32, bf16,
                int8/int4 codes (offered by a module's `gemv_weights()`); a prefill goes to torch's.
                Timed as the C step runs them: a role's matrices in one call (no Python between them).
-Quantized matrices also run torch's own kernel for memlab's Int8Linear / Int4Linear ("aten").
-A whole step runs with one torch thread count: as set, or one. "c" uses as many (loaded after torch,
-it binds to torch's own OpenMP runtime: one pool). "blas" keeps numpy's pool, and beside it torch's
-idle OpenMP threads spin on the same cores for a while after each parallel op (measured in a step:
-4 tok/s instead of 30), so it is only timed, and only run, with torch on one thread.
-
-Each candidate is timed on all of a role's matrices (the 30 layers' q/k/v: past the caches, as in a
-step) at each thread count, and the memory roof's read kernels beside them (`roof_gb_per_s`: a shared
-machine's bandwidth drifts, so a kernel is held to the roof of the same minute); the engine times the
-rest of a step at each count (`FastLlama.rest_seconds`) and `settle` keeps the fastest matmuls + rest
-(`core.cstep` then weighs the whole step in C against it).
+Quantized matrices also run torch's own kernel for memlab's Int8Linear / Int4Linear ("aten"). A step
+runs on one torch thread count, as set or one; "c" uses as many (it binds to torch's OpenMP runtime: one
+pool). "blas" keeps numpy's pool, beside which torch's idle threads spin (a step fell to 4 tok/s from 30),
+so it is timed and run with torch on one thread only. Each candidate is timed on all of a role's
+matrices (the 30 layers' q/k/v) at each thread count, each repeat after a read that evicts the caches
+where a step's matrices exceed the last-level cache (a step has read all the others since), with the
+memory roof's read kernels beside them (`roof_gb_per_s`: a shared machine's bandwidth drifts, so a
+kernel is held to the roof of the same minute); the engine times the rest of a step at each count
+(`FastLlama.rest_seconds`), `settle` keeps the fastest matmuls + rest, and `core.cstep` weighs the
+whole step in C against it.
 Cached per machine (`kernels/<host>-<C code hash>.json`) unless busy (`busy()`); `refresh=True` measures again.
 """
 
@@ -38,15 +37,15 @@ from torch import nn
 
 from memlab.core import ceilings, ckernels
 from memlab.core.errors import InvalidArgumentError
+from memlab.core.hardware import last_level_cache_bytes
 from memlab.core.measure import busy, repeat, torch_threads  # noqa: F401  (torch_threads: re-exported)
 from memlab.core.paths import write_atomic
 from memlab.core.tensors import tensor_bytes
 
 FLOAT_KERNELS = ("linear", "matmul-t", "blas", "c")
-# how far above `KernelChoice.roof_gb_per_s` a kernel past the caches may read before the roof probe is
-# called wrong: the two are timed seconds apart on a machine whose bandwidth moves that much (on an AVX2
-# EPYC, 2 vCPUs, the fastest such kernel read 0.67-0.88x the roof over four fresh choices, once the
-# roof's BLAS read ran beside one torch thread as decode's does; a probe counting half the bytes: 2x)
+# how far above `KernelChoice.roof_gb_per_s` a kernel past the caches may read before the roof probe is called
+# wrong: the two are timed seconds apart on a machine whose bandwidth moves that much (AVX2 EPYC, 2 vCPUs: the
+# fastest such kernel read 0.67-0.88x the roof in four fresh choices; a probe counting half the bytes: 2x)
 ROOF_SLACK = 1.25
 
 
@@ -79,7 +78,7 @@ class KernelChoice:
     times: tuple              # every KernelTime measured (or read from the cache)
     from_cache: bool
     roof_gb_per_s: float = float("nan")  # the best roof read (`ceilings.read_rates`) timed beside each role's `times`
-    step: str = "torch"       # what runs between the matmuls: torch's operators, or "c": the whole step in C (`core.cstep`)
+    step: str = "torch"       # between the matmuls: torch's operators, or "c": the whole step in C (`core.cstep`)
     c_options: tuple = ()     # (threads, matmul_s, rest_s) of the C step at each count (none where it cannot run)
 
     def rows(self) -> list[dict]:
@@ -205,8 +204,10 @@ def _device(m) -> torch.device:  # a tensor's device, or a quantized module's bu
 
 
 @torch.inference_mode()
-def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5) -> KernelTime:
-    """Time `kernel` with torch on `threads` threads over every matrix of `mats` (tensors, or quantized modules)."""
+def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5,
+              evict: torch.Tensor | None = None) -> KernelTime:
+    """Time `kernel` with torch on `threads` threads over every matrix of `mats` (tensors, or quantized
+    modules); `evict`: an array read before each repeat (untimed), so the matrices come from memory."""
     first, dev = mats[0], _device(mats[0])
     wrapped = [wrap(m, kernel) for m in mats]
     ops = [ckernels.Batch(wrapped)] if kernel == "c" else [w.forward for w in wrapped]
@@ -220,7 +221,7 @@ def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5
         for op in ops:
             op(x)
     with torch_threads(threads):
-        s = repeat(run, repeats, device=dev).median
+        s = repeat(run, repeats, device=dev, before=None if evict is None else evict.sum).median
     if kernel == "blas":  # numpy's threads spin a while after a call: let them park before the next timing
         time.sleep(ceilings.PARK_S)
     nbytes = tensor_bytes([t for w in wrapped for t in w.state_dict().values()])  # what the kernel reads
@@ -259,10 +260,8 @@ def _cache_file():
 
 def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = False,
            repeats: int = 5) -> KernelChoice:
-    """The fastest (kernel, threads) for the matrices of each role (role -> its matrices, one shape).
-
-    `torch_only`: torch's kernels at torch's thread count only (a compiled step cannot call numpy or
-    ctypes, nor switch threads). Cached per machine."""
+    """The fastest (kernel, threads) for the matrices of each role (role -> its matrices, one shape), cached per
+    machine. `torch_only`: torch's kernels at torch's thread count (a compiled step calls no numpy, no C)."""
     path = _cache_file()
     try:
         cache = {} if refresh or not path.exists() else json.loads(path.read_text())
@@ -272,6 +271,9 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
     dev, roof_key = _device(first_mats[0]), _key(first_role, first_mats, "roof", 0)
     reuse = roof_key in cache  # kernel times without their roof are timed again, with it
     times, hits, roofs, array = [], 0, [cache[roof_key]] if reuse else [], None
+    held = [t for ms in roles.values() for m in ms
+            for t in ([m] if isinstance(m, torch.Tensor) else m.state_dict().values())]
+    cold = dev.type == "cpu" and tensor_bytes(held) > last_level_cache_bytes()  # a step evicts each matrix first
     for role, mats in roles.items():
         timed = len(times) - hits
         for kernel in candidates(mats[0]):
@@ -280,15 +282,15 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
             for threads in thread_counts(kernel, dev)[:1 if torch_only else None]:
                 key = _key(role, mats, kernel, threads)
                 if reuse and key in cache:
-                    hits += 1
-                    row = cache[key]
+                    hits, row = hits + 1, cache[key]
                     times.append(KernelTime(**{**row, "shape": tuple(row["shape"])}))
                     continue
-                t = time_role(role, mats, kernel, threads, repeats)
+                if array is None:  # evicts the caches (`cold`) and reads the roof beside each role
+                    array = torch.ones(ceilings.array_size(quick=True) // 4, device=dev)
+                t = time_role(role, mats, kernel, threads, repeats, evict=array if cold else None)
                 cache[key] = asdict(t)
                 times.append(t)
         if len(times) - hits > timed:  # the roof's read beside each role's timings; the best of them holds
-            array = torch.ones(ceilings.array_size(quick=True) // 4, device=dev) if array is None else array
             roofs.append(max(ceilings.read_rates(array, repeats).values()))
     cache[roof_key] = max(roofs)
     if hits < len(times) and not busy():
