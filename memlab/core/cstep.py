@@ -5,7 +5,7 @@ A batch-1 decode step is its matmuls (the weights' bytes over a kernel's rate: `
 the rest: per layer a few dozen small operations (norms, RoPE, the cache write, attention, SiLU,
 residual adds), each of which costs torch microseconds of Python and dispatch whatever its size. On
 a fast CPU the rest is small beside the matmuls; on a slow one it can match them. `memlab/data/step.c`
-does the whole step (the same arithmetic, batch 1) in one call over the same weights and cache, with
+does the whole step (the same arithmetic, B sequences at once) in one call over the same weights and cache, with
 memlab's C kernels (`core.ckernels`) for the matmuls, so its rest costs what its bytes and FLOPs cost.
 Its activations are fp32 (a bf16 model's weights, norms and cache stay bf16, widened as they are read),
 so a bf16 model's logits differ from torch's bf16 step, which rounds every activation to bf16.
@@ -47,8 +47,6 @@ def reason(fast) -> str:
     """Why the C step cannot run this FastLlama ("" when it can)."""
     if fast.device.type != "cpu" or fast.dtype not in (torch.float32, torch.bfloat16):
         return "the C step runs fp32 or bf16 models on a CPU only"
-    if fast.batch_size != 1:
-        return f"the C step decodes batch 1, not {fast.batch_size}"
     mats = [w[r] for w in fast.layers for r in ("qkv", "o", "gate_up", "down")] + [fast.lm_head]
     if any("c" not in kernel_choice.candidates(m) for m in mats):
         return "memlab's C kernels cannot run every matrix here: " + (ckernels.reason() or "a quantized layer offers no C layout")
@@ -66,7 +64,7 @@ class CStep:
 
     def __init__(self, fast, bare: bool = False):
         self.lib, self.fast = ckernels.library(), fast
-        self.lib.step_f32.argtypes = [ctypes.POINTER(_Model), ctypes.c_int64, I, P, I, I]
+        self.lib.step_f32.argtypes = [ctypes.POINTER(_Model), P, I, I, P, I, I]
         self.lib.step_f32.restype = I
 
         def mat(m):
@@ -85,11 +83,14 @@ class CStep:
         self.vocab = _shape(fast.lm_head)[0]
 
     def __call__(self, ids: torch.Tensor, position: int, threads: int = 0, skip_matmuls: bool = False) -> torch.Tensor:
-        """Logits (1, V), fp32, of the token ids (1, 1) at `position`; its k and v are written into the cache."""
+        """Logits (B, V), fp32, of the token ids (B, 1) at `position`; their k and v are written into the cache."""
         if not 0 <= position < self.fast.max_len:
             raise InvalidArgumentError(f"position {position} is outside the cache's {self.fast.max_len} positions")
-        logits = torch.empty(1, self.vocab)
-        rc = self.lib.step_f32(ctypes.byref(self.model), int(ids.reshape(-1)[0]), position, logits.data_ptr(),
+        tokens = ids.reshape(-1).to(torch.int64).contiguous()
+        if not 1 <= len(tokens) <= self.fast.batch_size:
+            raise InvalidArgumentError(f"{len(tokens)} sequences, the cache holds {self.fast.batch_size}")
+        logits = torch.empty(len(tokens), self.vocab)
+        rc = self.lib.step_f32(ctypes.byref(self.model), tokens.data_ptr(), len(tokens), position, logits.data_ptr(),
                                threads or torch.get_num_threads(), int(skip_matmuls))
         if rc:
             raise MemoryError("the C step could not allocate its scratch space")
@@ -98,7 +99,7 @@ class CStep:
 
 def rest_seconds(fast, threads: int, repeats: int = 7) -> float:
     """The C step's time with its matmuls left out, on `threads` threads, halfway through the cache."""
-    step, ids = CStep(fast, bare=True), torch.zeros(1, 1, dtype=torch.long)
+    step, ids = CStep(fast, bare=True), torch.zeros(fast.batch_size, 1, dtype=torch.long)
     return repeat(lambda: step(ids, fast.max_len // 2, threads, skip_matmuls=True), repeats).median
 
 

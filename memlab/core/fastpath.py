@@ -12,7 +12,7 @@ fewer, larger operations per token:
    constructors nn.Linear -> module (memlab's int8/int4 kernels, `memlab.quantization.quantize`).
 3. Each matmul through the kernel that streams its bytes fastest on this machine, chosen by
    measurement (`memlab.core.kernels`); `kernels="linear"` keeps torch's F.linear everywhere.
-4. `step="c"` (or "auto" where it measures faster): the whole batch-1 step in one C call over the same
+4. `step="c"` (or "auto" where it measures faster): the whole step in one C call over the same
    weights and cache (`memlab.core.cstep`), so what lies between the matmuls costs no Python dispatch.
 5. `compile=True`: the decode step with fixed shapes (attention over the whole static cache under a
    position mask), traced once per cache length by `torch.compile`; compile time apart (`compile_s`).
@@ -233,7 +233,7 @@ class FastLlama:
             return self._step(ids, position)
 
     def _step(self, ids: torch.Tensor, position: int) -> torch.Tensor:
-        if self.cstep is not None and ids.shape[0] == 1:
+        if self.cstep is not None:
             return self.cstep(ids, position)
         if self.compiled is None:
             return self.forward_tokens(ids, position)

@@ -1,4 +1,4 @@
-/* One whole batch-1 decode step of a Llama-family model in one call (memlab/core/cstep.py drives it;
+/* One whole decode step of a Llama-family model in one call (memlab/core/cstep.py drives it;
    compiled with gemv.c, whose dot products it calls). The same arithmetic as the fast path's torch step
    (memlab/core/fastpath.py): per layer RMSNorm, the fused q/k/v matmul, RoPE on q and k, the new k and v
    written into the static KV cache, attention of each query head over its kv head's cached positions,
@@ -9,10 +9,9 @@
 
    Why in C: between its matmuls a step runs a few dozen small operations per layer, each of which
    costs torch microseconds of Python and dispatch whatever its size; here they cost what their bytes
-   and FLOPs cost. The whole step runs in one OpenMP parallel region: the matmuls and the attention
-   split rows and heads over the threads, the small serial parts run on one thread (`omp single`), and
-   a barrier separates each part from the next. `skip_mm` leaves every matmul out (the step's rest alone,
-   for timing it). */
+   and FLOPs cost. The whole step runs in one OpenMP parallel region: every part splits its rows (weight
+   rows, heads, sequences) over the threads, and a barrier separates each part from the next. B sequences step together (one position), each weight row
+   read once for all of them. `skip_mm` leaves every matmul out (the step's rest alone, for timing it). */
 #include <stdlib.h>
 #include "gemv.c"
 
@@ -34,23 +33,27 @@ static inline float ld(const void* p, int64_t i, int half){
 }
 static inline uint16_t to_bf16(float f){ uint32_t u; memcpy(&u,&f,4); return (uint16_t)((u+0x7fffu+((u>>16)&1u))>>16); }
 
-/* y = W x, called by every thread of the region: rows split by `omp for` (its barrier ends it) */
-static void mv(const mat_t* m, const float* x, float* y, work_t* w, int skip){
+/* y = x W^T for B rows x (B, K) -> y (B, N), called by every thread of the region: W's rows split by
+   `omp for` (its barrier ends it), each row read once for all B activation rows */
+static void mv(const mat_t* m, const float* x, float* y, work_t* w, int skip, int B){
   if(skip) return;
-  int N=m->N, K=m->K;
+  int N=m->N, K=m->K, G=K/32;
   if(m->kind==Q4){
-    #pragma omp single
-    q4_prep(x, K, w->xq, w->dx, w->xs);
+    #pragma omp for schedule(static)
+    for(int b=0;b<B;b++) q4_prep(x+(int64_t)b*K, K, w->xq+(int64_t)b*K, w->dx+(int64_t)b*G, w->xs+(int64_t)b*G);
   }
   #pragma omp for schedule(static)
-  for(int n=0;n<N;n++){
-    switch(m->kind){
-      case F32:  y[n]=dot_f32(x, (const float*)m->w+(int64_t)n*K, K); break;
-      case BF16: y[n]=dot_bf16(x, (const uint16_t*)m->w+(int64_t)n*K, K); break;
-      case Q8:   y[n]=dot_q8(x, (const int8_t*)m->w+(int64_t)n*K, m->s[n], K); break;
-      default:   y[n]=dot_q4(x, w->xq, w->dx, w->xs, (const uint8_t*)m->w+(int64_t)n*(K/2), m->s+(int64_t)n*(K/32)*2, K);
+  for(int n=0;n<N;n++)
+    for(int b=0;b<B;b++){
+      const float* xb=x+(int64_t)b*K; float* yb=y+(int64_t)b*N;
+      switch(m->kind){
+        case F32:  yb[n]=dot_f32(xb, (const float*)m->w+(int64_t)n*K, K); break;
+        case BF16: yb[n]=dot_bf16(xb, (const uint16_t*)m->w+(int64_t)n*K, K); break;
+        case Q8:   yb[n]=dot_q8(xb, (const int8_t*)m->w+(int64_t)n*K, m->s[n], K); break;
+        default:   yb[n]=dot_q4(xb, w->xq+(int64_t)b*K, w->dx+(int64_t)b*G, w->xs+(int64_t)b*G,
+                                (const uint8_t*)m->w+(int64_t)n*(K/2), m->s+(int64_t)n*G*2, K);
+      }
     }
-  }
 }
 
 static void rms_norm(const float* x, const void* g, float eps, float* y, int d, int half){
@@ -84,12 +87,13 @@ static void attend(const float* q, const void* kc, const void* vc, float* sc, fl
     for(int i=0;i<D;i++) out[i]+=p*ld(vc,(int64_t)t*D+i,half); }
 }
 
-static int step_scratch(const model_t* m, work_t* w){
+static int step_scratch(const model_t* m, work_t* w, int B){
   int QKV=(m->H+2*m->KV)*m->D, mx=m->d>m->F?m->d:m->F;
   mx=mx>m->H*m->D?mx:m->H*m->D;
-  w->x=calloc(m->d,4); w->h=calloc(mx,4); w->qkv=calloc(QKV,4); w->att=calloc(m->H*m->D,4);
-  w->gu=calloc(2*m->F,4); w->tmp=calloc(m->head.N>mx?m->head.N:mx,4); w->scores=calloc((size_t)m->H*m->C,4);
-  w->dx=calloc(mx/32+1,4); w->xs=calloc(mx/32+1,4); w->xq=calloc(mx+32,1);
+  w->x=calloc((size_t)B*m->d,4); w->h=calloc((size_t)B*mx,4); w->qkv=calloc((size_t)B*QKV,4);
+  w->att=calloc((size_t)B*m->H*m->D,4); w->gu=calloc((size_t)B*2*m->F,4); w->tmp=calloc((size_t)B*m->d,4);
+  w->scores=calloc((size_t)B*m->H*m->C,4); w->dx=calloc((size_t)B*(mx/32+1),4); w->xs=calloc((size_t)B*(mx/32+1),4);
+  w->xq=calloc((size_t)B*mx+32,1);
   return w->x&&w->h&&w->qkv&&w->att&&w->gu&&w->tmp&&w->scores&&w->dx&&w->xs&&w->xq;
 }
 static void step_free(work_t* w){
@@ -97,46 +101,51 @@ static void step_free(work_t* w){
   free(w->dx); free(w->xs); free(w->xq);
 }
 
-/* the logits (V) of `token` at position `pos`; 0, or -1 where the scratch could not be allocated */
-int step_f32(const model_t* m, int64_t token, int pos, float* logits, int nt, int skip_mm){
-  work_t w; int H=m->H, KV=m->KV, D=m->D, d=m->d, F=m->F, C=m->C, group=H/KV, half=m->half;
-  if(!step_scratch(m, &w)){ step_free(&w); return -1; }
-  for(int i=0;i<d;i++) w.x[i]=ld(m->embed, token*m->erow+i*m->ecol, half);
-  int64_t at=(int64_t)pos*D;
+/* the logits (B, V) of B sequences' tokens at position `pos` (the cache holds at least B sequences);
+   0, or -1 where the scratch could not be allocated */
+int step_f32(const model_t* m, const int64_t* tokens, int B, int pos, float* logits, int nt, int skip_mm){
+  work_t w; int H=m->H, KV=m->KV, D=m->D, d=m->d, F=m->F, C=m->C, group=H/KV, half=m->half, QKV=(H+2*KV)*D;
+  if(!step_scratch(m, &w, B)){ step_free(&w); return -1; }
+  for(int b=0;b<B;b++)
+    for(int i=0;i<d;i++) w.x[(int64_t)b*d+i]=ld(m->embed, tokens[b]*m->erow+i*m->ecol, half);
+  int64_t at=(int64_t)pos*D, seq=(int64_t)KV*C*D;  /* seq: one sequence's cache in one layer, elements */
   #pragma omp parallel num_threads(nt)
   {
     for(int l=0;l<m->L;l++){
       const layer_t* ly=&m->layers[l];
-      #pragma omp single
-      rms_norm(w.x, ly->ln1, ly->eps1, w.h, d, half);
-      mv(&ly->qkv, w.h, w.qkv, &w, skip_mm);
       #pragma omp for schedule(static)
-      for(int j=0;j<H+2*KV;j++){  /* RoPE on q and k heads; k and v into the cache at pos */
-        float* v=w.qkv+(int64_t)j*D;
+      for(int b=0;b<B;b++) rms_norm(w.x+(int64_t)b*d, ly->ln1, ly->eps1, w.h+(int64_t)b*d, d, half);
+      mv(&ly->qkv, w.h, w.qkv, &w, skip_mm, B);
+      #pragma omp for schedule(static)
+      for(int bj=0;bj<B*(H+2*KV);bj++){  /* RoPE on q and k heads; k and v into the cache at pos */
+        int b=bj/(H+2*KV), j=bj%(H+2*KV);
+        float* v=w.qkv+(int64_t)b*QKV+(int64_t)j*D;
         if(j<H+KV) rope(v, m->cos, m->sin, at, D, half);
-        if(j>=H) put(j<H+KV ? ly->kc : ly->vc, (int64_t)(j<H+KV ? j-H : j-H-KV)*C*D+at, v, D, half);
+        if(j>=H) put(j<H+KV ? ly->kc : ly->vc, b*seq+(int64_t)(j<H+KV ? j-H : j-H-KV)*C*D+at, v, D, half);
       }
       #pragma omp for schedule(static)
-      for(int hq=0;hq<H;hq++){
-        int kv=hq/group;
-        int64_t head=(int64_t)kv*C*D*(half?2:4);  /* bytes to this kv head's cache */
-        attend(w.qkv+(int64_t)hq*D, (const char*)ly->kc+head, (const char*)ly->vc+head, w.scores+(int64_t)hq*C,
-               w.att+(int64_t)hq*D, pos, D, half);
+      for(int bh=0;bh<B*H;bh++){
+        int b=bh/H, hq=bh%H;
+        int64_t head=(b*seq+(int64_t)(hq/group)*C*D)*(half?2:4);  /* bytes to this sequence's kv head */
+        attend(w.qkv+(int64_t)b*QKV+(int64_t)hq*D, (const char*)ly->kc+head, (const char*)ly->vc+head,
+               w.scores+(int64_t)bh*C, w.att+(int64_t)bh*D, pos, D, half);
       }
-      mv(&ly->o, w.att, w.tmp, &w, skip_mm);
-      #pragma omp single
-      { for(int i=0;i<d;i++) w.x[i]+=w.tmp[i];
-        rms_norm(w.x, ly->ln2, ly->eps2, w.h, d, half); }
-      mv(&ly->gate_up, w.h, w.gu, &w, skip_mm);
+      mv(&ly->o, w.att, w.tmp, &w, skip_mm, B);
       #pragma omp for schedule(static)
-      for(int i=0;i<F;i++){ float g=w.gu[i]; w.h[i]=g/(1.f+expf(-g))*w.gu[F+i]; }
-      mv(&ly->down, w.h, w.tmp, &w, skip_mm);
-      #pragma omp single
-      for(int i=0;i<d;i++) w.x[i]+=w.tmp[i];
+      for(int b=0;b<B;b++){ float* x=w.x+(int64_t)b*d;
+        for(int i=0;i<d;i++) x[i]+=w.tmp[(int64_t)b*d+i];
+        rms_norm(x, ly->ln2, ly->eps2, w.h+(int64_t)b*d, d, half); }
+      mv(&ly->gate_up, w.h, w.gu, &w, skip_mm, B);
+      #pragma omp for schedule(static)
+      for(int bi=0;bi<B*F;bi++){ int b=bi/F, i=bi%F; float g=w.gu[(int64_t)b*2*F+i];
+        w.h[bi]=g/(1.f+expf(-g))*w.gu[(int64_t)b*2*F+F+i]; }
+      mv(&ly->down, w.h, w.tmp, &w, skip_mm, B);
+      #pragma omp for schedule(static)
+      for(int bi=0;bi<B*d;bi++) w.x[bi]+=w.tmp[bi];
     }
-    #pragma omp single
-    rms_norm(w.x, m->norm, m->eps, w.h, d, half);
-    mv(&m->head, w.h, logits, &w, skip_mm);
+    #pragma omp for schedule(static)
+    for(int b=0;b<B;b++) rms_norm(w.x+(int64_t)b*d, m->norm, m->eps, w.h+(int64_t)b*d, d, half);
+    mv(&m->head, w.h, logits, &w, skip_mm, B);
   }
   step_free(&w);
   return 0;
@@ -149,7 +158,7 @@ int gemv_all(const mat_t* m, int count, const float* x, float* y, int nt){
   w.dx=calloc(K/32+1,4); w.xs=calloc(K/32+1,4); w.xq=calloc(K+32,1);
   if(!(w.dx&&w.xs&&w.xq)){ free(w.dx); free(w.xs); free(w.xq); return -1; }
   #pragma omp parallel num_threads(nt)
-  for(int i=0;i<count;i++) mv(&m[i], x, y, &w, 0);
+  for(int i=0;i<count;i++) mv(&m[i], x, y, &w, 0, 1);
   free(w.dx); free(w.xs); free(w.xq);
   return 0;
 }

@@ -35,12 +35,12 @@ def batch_bound_tok_per_s(config, batch_size: int, bandwidth_bytes_per_s: float,
 
 
 # measured / predicted speed of the fast path that exercise 01-fast accepts. The parts were timed
-# alone (each matmul role's kernel, the rest with its matmuls stubbed out); in a step they share caches
-# and threads and the loop adds an argmax per token, so the measured speed lands somewhat below the sum's
-# (never far above it: nothing in a step is left out of it, but the kernel times may be cached from a
-# slower minute of a shared machine). On an AVX2 EPYC (2 vCPUs), six runs at 16 and 48 new tokens:
-# 0.85-0.92; a later `make test` measured 0.69 (the kernel times cached from a faster minute: the drift
-# runs both ways). The bound alone (weight bytes / the roof) as the prediction: 0.47-0.51.
+# alone (each matmul role's kernel, the rest with its matmuls left out); in a step they share caches
+# and threads and the loop adds an argmax per token, and the kernel times may be cached from another
+# minute of a shared machine whose bandwidth drifts both ways. On an AVX2 EPYC (2 vCPUs): the step in C
+# (`core.cstep`), four fresh kernel choices: 0.96-1.04; through torch's operators, six runs at 16 and 48 new
+# tokens: 0.85-0.92, and a `make test` 0.69. The bound alone (weight bytes / the roof) as the prediction:
+# 0.47-0.51 through torch; the C step decodes at 0.73-0.86 of the bound, so there the bound is a fair guess.
 FAST_STEP_BAND = (0.6, 1.25)
 
 

@@ -101,8 +101,6 @@ def test_the_rest_alone_reads_no_weight(tiny):
 
 
 def test_what_the_c_step_cannot_run_is_refused_in_one_line(tiny):
-    with pytest.raises(InvalidArgumentError, match="batch 1"):
-        fastpath.FastLlama(tiny.model, max_len=8, batch_size=2, step="c")
     with pytest.raises(InvalidArgumentError, match="compiled"):
         fastpath.FastLlama(tiny.model, max_len=8, step="c", compile=True)
     with pytest.raises(InvalidArgumentError, match="kernels=auto or c"):
@@ -112,7 +110,22 @@ def test_what_the_c_step_cannot_run_is_refused_in_one_line(tiny):
     fast = fastpath.FastLlama(tiny.model, max_len=8, step="c")
     with pytest.raises(InvalidArgumentError, match="outside the cache"):
         fast.cstep(torch.tensor([[1]]), 8)
-    assert fastpath.FastLlama(tiny.model, max_len=8, batch_size=2).cstep is None  # auto: torch's step
+    with pytest.raises(InvalidArgumentError, match="the cache holds 1"):
+        fast.cstep(torch.tensor([[1], [2]]), 3)
+
+
+def test_a_batch_steps_in_c_as_each_sequence_alone(tiny):
+    ids = torch.tensor([[7, 8, 9, 10, 11], [3, 1, 4, 1, 5], [2, 7, 1, 8, 2]])
+    batch = fastpath.FastLlama(tiny.model, max_len=16, batch_size=3, step="c")
+    ref = fastpath.FastLlama(tiny.model, max_len=16, batch_size=3, kernels="c", step="torch")
+    with torch.inference_mode():
+        a, b = batch.prefill(ids).argmax(-1, keepdim=True), ref.prefill(ids).argmax(-1, keepdim=True)
+        for pos in range(5, 10):
+            got, want = batch.step(a, pos), ref.step(b, pos)
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)  # each sequence reads its own cache rows
+            a, b = got.argmax(-1, keepdim=True), want.argmax(-1, keepdim=True)
+    alone = fastpath.fast_generate(tiny.model, ids[:1], 6, fast=fastpath.FastLlama(tiny.model, max_len=16, step="c"))
+    assert fastpath.fast_generate(tiny.model, ids, 6, fast=batch).token_ids == alone.token_ids  # sequence 0
 
 
 @pytest.mark.slow
