@@ -137,6 +137,16 @@ def main(argv=None) -> int:
     for v in ("bf16", "int8", "int4", "int4-fast"):
         if v in fast:
             print(f"aim {v} >= 0.7 of its byte ratio: {fast[v].of_byte_ratio:.2f} {_aim(fast[v].of_byte_ratio >= 0.7)}")
+    for r in rows:  # a kernel whose rate grows with its threads is bound by its arithmetic, not by the memory
+        k, n = r.kernels, r.kernels.step_threads
+        at = {m: sum(t.bytes for t in k.times if t.threads == m and (t.role, t.kernel) in k.kernels)
+              / sum(t.seconds for t in k.times if t.threads == m and (t.role, t.kernel) in k.kernels) / 1e9
+              for m in {t.threads for t in k.times if t.kernel in dict(k.kernels).values()}}
+        if n > 1 and 1 in at and n in at:
+            print(f"{r.variant:<10} its chosen kernels stream {at[n]:.1f} GB/s on {n} threads, {at[1]:.1f} on one "
+                  f"({at[n] / at[1]:.2f}x; the roof {bw / 1e9:.1f} GB/s): "
+                  + ("bound by arithmetic (more cores would read faster)" if at[n] / at[1] > 0.8 * n and at[n] < 0.7 * bw / 1e9
+                     else "not by arithmetic alone: the memory binds too"))
     best4 = max((fast[v] for v in ("int4", "int4-fast") if v in fast), key=lambda r: r.decode_tok_per_s)
     question = generation.encode(base.tokenizer, quality.QUESTION)
     linear, head = fastcompare.LINEARS[best4.variant]
