@@ -89,6 +89,8 @@ class CStep:
         tokens = ids.reshape(-1).to(torch.int64).contiguous()
         if not 1 <= len(tokens) <= self.fast.batch_size:
             raise InvalidArgumentError(f"{len(tokens)} sequences, the cache holds {self.fast.batch_size}")
+        if tokens.min() < 0 or tokens.max() >= self.fast.embed.shape[0]:  # C would read outside the embedding
+            raise InvalidArgumentError(f"token ids must lie in 0..{self.fast.embed.shape[0] - 1}")
         logits = torch.empty(len(tokens), self.vocab)
         rc = self.lib.step_f32(ctypes.byref(self.model), tokens.data_ptr(), len(tokens), position, logits.data_ptr(),
                                threads or torch.get_num_threads(), int(skip_matmuls))

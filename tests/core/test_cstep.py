@@ -110,6 +110,8 @@ def test_what_the_c_step_cannot_run_is_refused_in_one_line(tiny):
     fast = fastpath.FastLlama(tiny.model, max_len=8, step="c")
     with pytest.raises(InvalidArgumentError, match="outside the cache"):
         fast.cstep(torch.tensor([[1]]), 8)
+    with pytest.raises(InvalidArgumentError, match="token ids must lie in"):
+        fast.cstep(torch.tensor([[fast.embed.shape[0]]]), 3)
     with pytest.raises(InvalidArgumentError, match="the cache holds 1"):
         fast.cstep(torch.tensor([[1], [2]]), 3)
 
