@@ -180,7 +180,7 @@ def test_a_pickle_only_folder_is_refused_for_what_it_is_not_for_a_footprint(pick
 # the package says the same words, so a notebook shows one readable line too
 def package_cases(tiny):
     from memlab.core import footprint, generation
-    from memlab.disaggregation.workload import Cluster, Workload
+    from memlab.disaggregation.workload import Cluster, Traffic
     from memlab.kv_cache.reuse import ReuseConfig
     from memlab.memory_processing.mempipe import PipeConfig
     from memlab.quantization.records import QuantConfig
@@ -193,8 +193,8 @@ def package_cases(tiny):
         (lambda: generation.generate(tiny, "", max_new_tokens=2), "the prompt is empty"),
         (lambda: generation.generate(tiny, [], max_new_tokens=2), "no token ids"),
         (lambda: generation.generate(tiny, "hi", do_sample=True, temperature=0), "temperature must be > 0"),
-        (lambda: Workload(rate_per_s=-1), "rate_per_s must be > 0"),
-        (lambda: Workload(prompt_spread=1.5), "prompt_spread is a fraction in [0, 1)"),
+        (lambda: Traffic(rate_per_s=-1), "rate_per_s must be > 0"),
+        (lambda: Traffic(prompt_spread=1.5), "prompt_spread is a fraction in [0, 1)"),
         (lambda: Cluster(num_decode_workers=0), "num_decode_workers must be >= 1, got 0"),
         (lambda: Cluster(mode="both"), "mode must be 'disagg' or 'colocated'"),
         (lambda: Cluster(link_latency_s=-1.0), "link_latency_s must be >= 0"),

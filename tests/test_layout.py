@@ -178,3 +178,15 @@ def test_gpu_labs_take_one_device_parameter(number):
     line = 'DEVICE = os.environ.get("MEMLAB_DEVICE", "auto")'
     assert line in code[0], f"{lab.name}: DEVICE belongs in the parameter cell"
     assert sum(c.count("DEVICE") for c in code[1:]) >= 1, f"{lab.name}: DEVICE is set but never used"
+
+
+def test_one_name_one_meaning():
+    """No class name is defined in two modules: `Workload` in the roofline and in the simulator once read
+    as one thing and meant two."""
+    where: dict[str, list[str]] = {}
+    for name, path in MODULES.items():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(name)
+    twice = {cls: mods for cls, mods in where.items() if len(mods) > 1}
+    assert not twice, f"class names defined in more than one module: {twice}"

@@ -85,11 +85,11 @@ def test_listed_fields_are_fields_of_the_record(command):
 
 
 def test_mempipe_fields_are_the_step_profile():
-    from memlab.memory_processing.mempipe import StepProfile
-    m = re.search(r"`--json` fields \(`memlab\.memory_processing\.mempipe\.StepProfile`\):(.*?)(?:\n\n)", README, re.S)
+    from memlab.memory_processing.mempipe import PipeProfile
+    m = re.search(r"`--json` fields \(`memlab\.memory_processing\.mempipe\.PipeProfile`\):(.*?)(?:\n\n)", README, re.S)
     assert m, "the README no longer documents memlab mempipe --json"
     names = {x.strip() for span in re.findall(r"`([^`]*)`", m.group(1)) for x in span.split(",") if IDENT.match(x.strip())}
-    assert names - {f.name for f in dataclasses.fields(StepProfile)} <= {"memory_share"}
+    assert names - {f.name for f in dataclasses.fields(PipeProfile)} <= {"memory_share"}
 
 
 @pytest.mark.parametrize("argv", [["generate", "hi", "--max-new-tokens", "3"], ["load", "--strategy", "mmap"]],

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from memlab.core import measure
+from memlab.core.models import DEFAULT_MODEL
 from memlab.disaggregation.profiles import Profile, load_profile, profile_path, save_profile
 from memlab.disaggregation.simulator import RequestRecord, simulate
-from memlab.disaggregation.workload import Cluster, RequestSpec, Workload
+from memlab.disaggregation.workload import Cluster, RequestSpec, Traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +217,7 @@ def _validate_worker(rank, world_size, model_name, trace, workload, utilization,
     return (cal, busy), box[0], serve.serve_rows(rank, loaded, box[0])
 
 
-def trace_at_utilization(profile: Profile, workload: Workload, utilization: float) -> tuple[RequestSpec, ...]:
+def trace_at_utilization(profile: Profile, workload: Traffic, utilization: float) -> tuple[RequestSpec, ...]:
     """The workload's requests at `utilization` of the busier worker's capacity (batch-1 service).
 
     capacity = 1 / max(prefill time, decode time per request), from the profile's cost model.
@@ -227,14 +228,14 @@ def trace_at_utilization(profile: Profile, workload: Workload, utilization: floa
     return replace(workload, rate_per_s=utilization / service_s).requests()
 
 
-def validation_workload(quick: bool = True, seed: int = 0) -> Workload:
+def validation_workload(quick: bool = True, seed: int = 0) -> Traffic:
     """The default validation workload (its rate is set from the measured profile)."""
-    return Workload(num_requests=6 if quick else 16, rate_per_s=1.0, prompt_tokens=160, prompt_spread=0.5,
+    return Traffic(num_requests=6 if quick else 16, rate_per_s=1.0, prompt_tokens=160, prompt_spread=0.5,
                     output_tokens=12 if quick else 24, seed=seed)
 
 
-def validate(model: str = "smollm2-135m", trace=None, quick: bool = True, utilization: float = 0.5,
-             workload: Workload | None = None, timeout_s: float = 900):
+def validate(model: str = DEFAULT_MODEL, trace=None, quick: bool = True, utilization: float = 0.5,
+             workload: Traffic | None = None, timeout_s: float = 900):
     """Calibrate on this machine, serve a trace for real, simulate it; (Validation, profile, cal, real, sim).
 
     Two calibrations: each phase alone (the profile the simulator uses), and each phase next to
@@ -285,7 +286,7 @@ def _calibrate_worker(rank, world_size, model_name, quick):
     return measure_points(rank, loaded, **kw)
 
 
-def calibrate(model: str = "smollm2-135m", quick: bool = True, save: bool = True,
+def calibrate(model: str = DEFAULT_MODEL, quick: bool = True, save: bool = True,
               timeout_s: float = 600) -> tuple[Profile, Calibration]:
     """Measure this machine with two real worker processes and fit a Profile (saved to the cache)."""
     from memlab.core import launch
@@ -296,7 +297,7 @@ def calibrate(model: str = "smollm2-135m", quick: bool = True, save: bool = True
     return profile, cal
 
 
-def local_profile(model: str = "smollm2-135m", quick: bool = True) -> Profile:
+def local_profile(model: str = DEFAULT_MODEL, quick: bool = True) -> Profile:
     """The cached measured profile for this machine, measured now if there is none."""
     path = profile_path(model)
     if path.exists():

@@ -107,7 +107,7 @@ def _cmd_simulate(args) -> int:
         print("memlab simulate: --goodput searches the rate of a synthetic workload; drop --replay (or --goodput)")
         return 2
     profile, slo = _sim_profile(args), _slo(args)
-    work = workload.Workload(args.requests, args.rate or 1.0, args.prompt_tokens, 0.5, args.output_tokens, 0.5,
+    work = workload.Traffic(args.requests, args.rate or 1.0, args.prompt_tokens, 0.5, args.output_tokens, 0.5,
                              seed=args.seed)
     if args.goodput:
         return _print_goodput(args, profile, work, slo)

@@ -40,6 +40,7 @@ import torch
 import torch.distributed as dist
 
 from memlab.core.errors import InvalidArgumentError
+from memlab.core.models import DEFAULT_MODEL
 from memlab.core.text import prompt_ids
 from memlab.disaggregation.kv_transfer import (
     cache_from,
@@ -204,7 +205,7 @@ def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, fo
     return results if rank == 0 else None
 
 
-def run_split(model: str = "smollm2-135m", prompt_tokens=(64, 256), max_new_tokens: int = 16,
+def run_split(model: str = DEFAULT_MODEL, prompt_tokens=(64, 256), max_new_tokens: int = 16,
               timeout_s: float = 600, device: str = "cpu") -> tuple[SplitResult, ...]:
     """Serve each prompt length colocated and split across two real processes (gloo between them).
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memlab.core import devices
+from memlab.core.models import DEFAULT_MODEL
 from memlab.core.errors import MemlabError
 
 
@@ -129,7 +130,7 @@ def fmt_profile(p: Profile) -> str:
             f"link {fmt_rate(p.link_bytes_per_s)} + {fmt_time(p.link_latency_s)}")
 
 
-def profile_path(model: str = "smollm2-135m") -> Path:
+def profile_path(model: str = DEFAULT_MODEL) -> Path:
     from memlab.core.hardware import card
     from memlab.core.models import cache_dir
     return cache_dir() / "profiles" / f"{Path(str(model)).name}-{card().host}.json"

@@ -19,7 +19,7 @@ import numpy as np
 from memlab.core.errors import InvalidArgumentError
 from memlab.disaggregation.profiles import Profile
 from memlab.disaggregation.simulator import RequestRecord, simulate
-from memlab.disaggregation.workload import Cluster, Workload
+from memlab.disaggregation.workload import Cluster, Traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ class GoodputResult:
     num_simulations: int
 
 
-def goodput_search(profile: Profile, cluster: Cluster, workload: Workload, ttft_slo_s: float,
+def goodput_search(profile: Profile, cluster: Cluster, workload: Traffic, ttft_slo_s: float,
                    tpot_slo_s: float, target: float = 0.9, max_rate_per_s: float | None = None,
                    iterations: int = 12) -> GoodputResult:
     """DistServe's goodput: the highest rate (req/s) whose SLO attainment is still >= target, by bisection.
@@ -138,7 +138,7 @@ def goodput_search(profile: Profile, cluster: Cluster, workload: Workload, ttft_
                          lo / cluster.num_workers, hi - lo, at_lo, at_hi, True, runs)
 
 
-def goodput(profile: Profile, cluster: Cluster, workload: Workload, ttft_slo_s: float,
+def goodput(profile: Profile, cluster: Cluster, workload: Traffic, ttft_slo_s: float,
             tpot_slo_s: float, target: float = 0.9, max_rate_per_s: float | None = None,
             iterations: int = 12) -> float:
     """Highest rate (req/s) with SLO attainment >= target: `goodput_search(...).rate_per_s`."""
@@ -146,7 +146,7 @@ def goodput(profile: Profile, cluster: Cluster, workload: Workload, ttft_slo_s: 
                           iterations).rate_per_s
 
 
-def best_ratio(profile: Profile, num_workers: int, workload: Workload, ttft_slo_s: float,
+def best_ratio(profile: Profile, num_workers: int, workload: Traffic, ttft_slo_s: float,
                tpot_slo_s: float, target: float = 0.9, **cluster_kw) -> list[tuple[int, int, float]]:
     """Goodput per worker for every P:D split of `num_workers` (and colocated as P=0), best first."""
     rows = []
@@ -189,14 +189,14 @@ def chrome_trace(records: tuple[RequestRecord, ...], path: str | Path | None = N
     return trace
 
 
-def load_sweep(profile: Profile, clusters, workload: Workload, rates, ttft_slo_s: float = float("inf"),
+def load_sweep(profile: Profile, clusters, workload: Traffic, rates, ttft_slo_s: float = float("inf"),
                tpot_slo_s: float = float("inf")) -> list[SimSummary]:
     """One SimSummary per (cluster, rate): the same seeded requests, arriving faster."""
     return [summarize(simulate(profile, cl, replace(workload, rate_per_s=rate)), cl, ttft_slo_s, tpot_slo_s)
             for cl in clusters for rate in rates]
 
 
-def link_sweep(profile: Profile, cluster: Cluster, workload: Workload, links: dict[str, float],
+def link_sweep(profile: Profile, cluster: Cluster, workload: Traffic, links: dict[str, float],
                ttft_slo_s: float = float("inf"), tpot_slo_s: float = float("inf")) -> list[tuple]:
     """(link name, bytes/s, SimSummary) per link, first token counted once the KV has landed."""
     rows = []

@@ -42,7 +42,7 @@ import simpy
 
 from memlab.disaggregation.prefix_cache import PrefixCache
 from memlab.disaggregation.profiles import Profile
-from memlab.disaggregation.workload import Cluster, RequestSpec, Workload
+from memlab.disaggregation.workload import Cluster, RequestSpec, Traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,9 +304,9 @@ class _Sim:
 
 
 def simulate(profile: Profile, cluster: Cluster = Cluster(),
-             requests: Workload | tuple[RequestSpec, ...] | list[RequestSpec] = Workload()) -> tuple[RequestRecord, ...]:
-    """Serve `requests` (a Workload or a trace) on `cluster`; records sorted by request id."""
-    specs = requests.requests() if isinstance(requests, Workload) else tuple(requests)
+             requests: Traffic | tuple[RequestSpec, ...] | list[RequestSpec] = Traffic()) -> tuple[RequestRecord, ...]:
+    """Serve `requests` (a Traffic or a trace) on `cluster`; records sorted by request id."""
+    specs = requests.requests() if isinstance(requests, Traffic) else tuple(requests)
     sim = _Sim(profile, cluster)
     sim.env.process(sim.arrivals(sorted(specs, key=lambda r: r.arrived_at_s)))
     sim.env.run()

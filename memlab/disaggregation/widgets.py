@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from memlab.disaggregation.profiles import Profile
 from memlab.disaggregation.simulator import simulate
-from memlab.disaggregation.workload import Cluster, Workload
+from memlab.disaggregation.workload import Cluster, Traffic
 
 
 def explore(profile: Profile, rate_per_s: float, num_prefill: int, num_decode: int, link_gbps: float,
@@ -20,7 +20,7 @@ def explore(profile: Profile, rate_per_s: float, num_prefill: int, num_decode: i
             ttft_slo_s: float = 2.0, tpot_slo_s: float = 0.2):
     """Simulate both modes for one slider setting; {mode: SimSummary} and the records, for drawing."""
     from memlab.disaggregation import simstats
-    work = Workload(num_requests, rate_per_s, prompt_tokens, 0.5, output_tokens, 0.5, seed=0)
+    work = Traffic(num_requests, rate_per_s, prompt_tokens, 0.5, output_tokens, 0.5, seed=0)
     out = {}
     for mode in ("disagg", "colocated"):
         cl = Cluster(mode, num_prefill, num_decode, link_bytes_per_s=link_gbps * 1e9 / 8,

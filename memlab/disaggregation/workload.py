@@ -1,4 +1,4 @@
-"""What the serving simulator is asked to serve (a `Workload`) and on what (a `Cluster`), lab 07.
+"""What the serving simulator is asked to serve (a `Traffic`) and on what (a `Cluster`), lab 07.
 
 A workload is a seeded list of requests: Poisson arrivals at `rate_per_s`, prompt and output
 lengths uniform in mean * [1 - spread, 1 + spread] (or a replayed trace, `traces.py`). A cluster
@@ -26,7 +26,7 @@ class RequestSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Workload:
+class Traffic:
     """Poisson arrivals; lengths uniform in mean * [1 - spread, 1 + spread]."""
 
     num_requests: int = 200

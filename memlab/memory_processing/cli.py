@@ -71,5 +71,5 @@ def register(sub) -> None:
                    help="with --offload: step times measured here (cpu, cuda) instead of the roofline")
     s.add_argument("--fpga-memory", choices=("sram", "hbm"), default="sram",
                    help="with --offload --measured: FPGA speed-up on comp/ret from its SRAM or HBM spec")
-    s.add_argument("--json", action="store_true", help="one JSON object with the StepProfile fields")
+    s.add_argument("--json", action="store_true", help="one JSON object with the PipeProfile fields")
     s.set_defaults(func=_cmd_mempipe)

@@ -108,7 +108,7 @@ def measure(loaded, contexts=(512, 1024, 2048), cfg: mempipe.PipeConfig = mempip
     """Time the four steps with `mempipe.profile_contexts` at each context on each device.
 
     The model is moved to each device in turn and back to where it was. `reuse` = {device: the
-    `StepProfile`s already timed at `contexts` with `cfg`} skips timing that device again. home = the
+    `PipeProfile`s already timed at `contexts` with `cfg`} skips timing that device again. home = the
     last device (cuda when present, else cpu). Returns one `MeasuredSteps` per context, shortest first.
     """
     devices = tuple(devices or available_devices())

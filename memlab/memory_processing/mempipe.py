@@ -55,7 +55,7 @@ class PipeConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class StepProfile:
+class PipeProfile:
     """One decode step at one context length, split into the four steps + the rest (median times)."""
     model_name: str
     context_tokens: int          # T, cached tokens before this step
@@ -191,7 +191,7 @@ def cache_kv(cache) -> list:
 
 
 @torch.inference_mode()
-def profile_decode(loaded, context_tokens: int, cfg: PipeConfig = PipeConfig()) -> StepProfile:
+def profile_decode(loaded, context_tokens: int, cfg: PipeConfig = PipeConfig()) -> PipeProfile:
     """Prefill `context_tokens` of text, then time one page-sparse decode step `cfg.repeats` times."""
     limits.count(context_tokens, "context_tokens")
     check_context(loaded.model.config, context_tokens + 1, getattr(loaded, "name", "the model"))
@@ -199,7 +199,7 @@ def profile_decode(loaded, context_tokens: int, cfg: PipeConfig = PipeConfig()) 
         return _profile_decode(loaded, context_tokens, cfg)
 
 
-def _profile_decode(loaded, context_tokens: int, cfg: PipeConfig) -> StepProfile:
+def _profile_decode(loaded, context_tokens: int, cfg: PipeConfig) -> PipeProfile:
     model, name = loaded.model, getattr(loaded, "name", "model")
     dev = next(model.parameters()).device  # the step runs where the model is (cpu or cuda)
     ids = torch.tensor([prompt_ids(loaded.tokenizer, context_tokens)], device=dev)
@@ -221,7 +221,7 @@ def _profile_decode(loaded, context_tokens: int, cfg: PipeConfig) -> StepProfile
     dense_step_s = time.perf_counter() - start
     kl = F.kl_div(logits.log_softmax(-1), dense.log_softmax(-1), log_target=True, reduction="sum")
     pages = math.ceil(context_tokens / cfg.page_tokens)
-    return StepProfile(
+    return PipeProfile(
         model_name=name, context_tokens=context_tokens, num_pages=pages,
         selected_pages=min(pages, max(1, cfg.budget_tokens // cfg.page_tokens)),
         page_tokens=cfg.page_tokens, prep_s=med["prep"], comp_s=med["comp"], ret_s=med["ret"],

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from memlab.core import limits
 from memlab.core.checkpoint import read_header, weight_map
+from memlab.core.models import DEFAULT_MODEL
 from memlab.core.results import as_dict
 from memlab.sharding import parallel
 from memlab.sharding.workers import ParallelConfig, peak_rss_bytes
@@ -174,7 +175,7 @@ class CheckpointResult:
         return {**d, "mode": "checkpoint", "host": getattr(self.hardware, "host", "")}
 
 
-def compare_checkpoint(model: str = "smollm2-135m", max_shard_bytes: int = 64 * 2**20,
+def compare_checkpoint(model: str = DEFAULT_MODEL, max_shard_bytes: int = 64 * 2**20,
                        max_new_tokens: int = 8, check_tokens: bool = True) -> CheckpointResult:
     """Shard the model's checkpoint, then measure both loads, each in a fresh process."""
     from memlab.core import hardware, models

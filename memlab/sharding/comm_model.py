@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["LinkProbe", "probe_link", "Prediction", "predict_decode"]
+__all__ = ["LinkProbe", "probe_link", "CommPrediction", "predict_decode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ def _fit(x, y):
 
 
 @dataclass(frozen=True, slots=True)
-class Prediction:
+class CommPrediction:
     """Predicted time per decoded token (batch B) on R ranks; a model, not a measurement."""
     mode: str
     world_size: int
@@ -101,7 +101,7 @@ class Prediction:
 
 def predict_decode(config, world_size: int, alpha_s: float, beta_bytes_per_s: float,
                    mem_bytes_per_s: float, weights_bytes: int, dtype_bytes: int = 4,
-                   batch_size: int = 1) -> list[Prediction]:
+                   batch_size: int = 1) -> list[CommPrediction]:
     """Per-token decode time for pipeline and tensor parallel, from the alpha-beta model.
 
     compute: decode streams every weight once per token, so one device needs W / mem_bandwidth.
@@ -117,8 +117,8 @@ def predict_decode(config, world_size: int, alpha_s: float, beta_bytes_per_s: fl
     out = []
     comp = weights_bytes / (R * mem_bytes_per_s)
     comm = (2 * L + 1) * (alpha_s + 2 * (R - 1) / R * msg / beta_bytes_per_s) + alpha_s if R > 1 else 0.0
-    out.append(Prediction("tensor", R, comp, comm, comp + comm, comm / (comp + comm)))
+    out.append(CommPrediction("tensor", R, comp, comm, comp + comm, comm / (comp + comm)))
     comp = weights_bytes / mem_bytes_per_s
     comm = R * alpha_s + (R - 1) * msg / beta_bytes_per_s if R > 1 else 0.0
-    out.append(Prediction("pipeline", R, comp, comm, comp + comm, comm / (comp + comm)))
+    out.append(CommPrediction("pipeline", R, comp, comm, comp + comm, comm / (comp + comm)))
     return out

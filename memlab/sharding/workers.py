@@ -23,6 +23,7 @@ import torch.distributed as dist
 
 from memlab.core import limits
 from memlab.core.errors import MemlabError
+from memlab.core.models import DEFAULT_MODEL
 
 __all__ = ["ParallelConfig", "Event", "RankResult", "Comm",
            "peak_rss_bytes", "worker_device", "maybe_fail", "load_in_turn",
@@ -32,7 +33,7 @@ __all__ = ["ParallelConfig", "Event", "RankResult", "Comm",
 @dataclass(frozen=True, slots=True)
 class ParallelConfig:
     """One pipeline- or tensor-parallel generation run."""
-    model: str = "smollm2-135m"     # catalog name, HF id or local folder (see models.prepare)
+    model: str = DEFAULT_MODEL     # catalog name, HF id or local folder (see models.prepare)
     world_size: int = 2             # number of ranks (processes)
     prompt: str = "The capital of France is Paris. The capital of Germany is"
     max_new_tokens: int = 24        # greedy tokens; step 0 is the prefill

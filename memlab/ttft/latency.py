@@ -106,7 +106,7 @@ def cold_start(model: str = models.DEFAULT_MODEL, strategy: str = "resident", pr
 
 
 @dataclass(frozen=True, slots=True)
-class Stage:
+class Span:
     """One bar of a waterfall: it starts when the previous stage ends."""
 
     name: str
@@ -114,7 +114,7 @@ class Stage:
     duration_s: float
 
 
-def waterfall(record) -> list[Stage]:
+def waterfall(record) -> list[Span]:
     """The stages of a ColdStartResult (spawn .. sample) or a GenerationResult (tokenize .. sample)."""
     if isinstance(record, ColdStartResult):
         parts = [("process start", record.spawn_s), ("imports", record.imports_s),
@@ -125,7 +125,7 @@ def waterfall(record) -> list[Stage]:
                  ("first sample", record.ttft_s - record.tokenize_s - record.prefill_s)]
     stages, at = [], 0.0
     for name, dur in parts:
-        stages.append(Stage(name, at, dur))
+        stages.append(Span(name, at, dur))
         at += dur
     return stages
 

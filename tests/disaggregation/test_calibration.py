@@ -6,7 +6,7 @@ from memlab.disaggregation import calibration, profiles
 from memlab.core import models
 from memlab.disaggregation.profiles import Profile, simple_profile
 from memlab.disaggregation.simulator import simulate
-from memlab.disaggregation.workload import Cluster, Workload
+from memlab.disaggregation.workload import Cluster, Traffic
 
 
 def test_fit_recovers_known_costs():
@@ -50,7 +50,7 @@ def test_spec_profile_is_labelled(tmp_path):
 
 def test_trace_at_utilization_sets_rate():
     prof = simple_profile()
-    w = Workload(num_requests=50, prompt_tokens=100, output_tokens=10)
+    w = Traffic(num_requests=50, prompt_tokens=100, output_tokens=10)
     lo = calibration.trace_at_utilization(prof, w, 0.2)
     hi = calibration.trace_at_utilization(prof, w, 0.8)
     assert hi[-1].arrived_at_s == pytest.approx(lo[-1].arrived_at_s / 4)
@@ -58,7 +58,7 @@ def test_trace_at_utilization_sets_rate():
 
 def test_compare_zero_error_against_itself():
     prof = simple_profile()
-    recs = simulate(prof, Cluster(max_prefill_batch=1, max_decode_batch=1), Workload(20, 2.0))
+    recs = simulate(prof, Cluster(max_prefill_batch=1, max_decode_batch=1), Traffic(20, 2.0))
     v = calibration.compare(recs, recs, prof)
     assert v.ttft_rel_error == 0 and v.tpot_rel_error == 0
     assert abs(v.prefill_rel_error) < 1e-9 and abs(v.decode_step_rel_error) < 1e-6

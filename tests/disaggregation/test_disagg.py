@@ -59,7 +59,7 @@ def test_split_kv_bytes_and_timings(split, tiny):
 
 
 def test_serve_trace_invariants(tiny_dir):
-    trace = workload.Workload(num_requests=4, rate_per_s=50, prompt_tokens=20, prompt_spread=0.5,
+    trace = workload.Traffic(num_requests=4, rate_per_s=50, prompt_tokens=20, prompt_spread=0.5,
                                output_tokens=5, seed=1).requests()
     recs = serve.serve_trace(str(tiny_dir), trace, timeout_s=180)
     assert [r.request_id for r in recs] == [0, 1, 2, 3]

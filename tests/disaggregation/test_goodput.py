@@ -8,9 +8,9 @@ from memlab.core.errors import InvalidArgumentError
 from memlab.disaggregation import simstats, slo
 from memlab.disaggregation.profiles import simple_profile
 from memlab.disaggregation.simulator import simulate
-from memlab.disaggregation.workload import Cluster, Workload
+from memlab.disaggregation.workload import Cluster, Traffic
 
-WORK = Workload(num_requests=120, rate_per_s=1.0, prompt_tokens=256, prompt_spread=0.5, output_tokens=16,
+WORK = Traffic(num_requests=120, rate_per_s=1.0, prompt_tokens=256, prompt_spread=0.5, output_tokens=16,
                 output_spread=0.5, seed=2)
 
 

@@ -6,7 +6,7 @@ from memlab.core.errors import InvalidArgumentError
 from memlab.disaggregation import published, simstats
 from memlab.disaggregation.profiles import Profile, simple_profile
 from memlab.disaggregation.simulator import simulate
-from memlab.disaggregation.workload import Cluster, RequestSpec, Workload
+from memlab.disaggregation.workload import Cluster, RequestSpec, Traffic
 
 
 def test_distserve_formula_by_hand():
@@ -30,7 +30,7 @@ def test_a_published_model_is_a_profile_with_its_source(name):
         assert p.prefill_s(tokens) == pytest.approx(m.prefill_s(tokens), rel=1e-12)
     for bsz, ctx in ((1, 10), (32, 32 * 900), (94, 94 * 2000)):
         assert p.decode_step_s(bsz, ctx) == pytest.approx(m.decode_step_s(bsz, ctx), rel=1e-12)
-    recs = simulate(p, Cluster("disagg", 1, 1), Workload(num_requests=30, rate_per_s=5.0, prompt_tokens=400))
+    recs = simulate(p, Cluster("disagg", 1, 1), Traffic(num_requests=30, rate_per_s=5.0, prompt_tokens=400))
     assert len(recs) == 30 and all(r.ttft_s >= r.prefill_s for r in recs)
 
 
@@ -60,7 +60,7 @@ def test_one_prompt_alone_is_chunked_into_steps():
 def test_chunked_prefill_lowers_decode_stalls_and_costs_ttft():
     """Mixed load: long prompts arrive while others decode. Chunks spare the decodes, prompts wait longer."""
     prof = simple_profile()
-    work = Workload(num_requests=300, rate_per_s=5.0, prompt_tokens=512, prompt_spread=0.5, output_tokens=64,
+    work = Traffic(num_requests=300, rate_per_s=5.0, prompt_tokens=512, prompt_spread=0.5, output_tokens=64,
                     output_spread=0.5, seed=1)
     whole = simstats.summarize(simulate(prof, Cluster("colocated", 1, 1), work))
     for chunk in (64, 128, 256):

@@ -7,7 +7,7 @@ import pytest
 from memlab.disaggregation import simstats
 from memlab.disaggregation.profiles import Profile, simple_profile
 from memlab.disaggregation.simulator import simulate
-from memlab.disaggregation.workload import Cluster, RequestSpec, Workload
+from memlab.disaggregation.workload import Cluster, RequestSpec, Traffic
 
 EPS = 1e-9
 
@@ -25,7 +25,7 @@ def _flat(**kw):
 @pytest.mark.parametrize("mode", ["disagg", "colocated"])
 @pytest.mark.parametrize("rate", [2.0, 50.0])
 def test_invariants(mode, rate):
-    w = Workload(num_requests=300, rate_per_s=rate, prompt_tokens=200, prompt_spread=0.9,
+    w = Traffic(num_requests=300, rate_per_s=rate, prompt_tokens=200, prompt_spread=0.9,
                  output_tokens=20, output_spread=0.9, seed=3)
     cl = Cluster(mode, 2, 3, max_decode_batch=8)
     recs = simulate(simple_profile(), cl, w)
@@ -44,11 +44,11 @@ def test_invariants(mode, rate):
 
 
 def test_seeded_and_deterministic():
-    w = Workload(num_requests=100, rate_per_s=20, prompt_spread=0.5, output_spread=0.5, seed=7)
+    w = Traffic(num_requests=100, rate_per_s=20, prompt_spread=0.5, output_spread=0.5, seed=7)
     a = simulate(simple_profile(), Cluster(), w)
     b = simulate(simple_profile(), Cluster(), w)
     assert a == b
-    c = simulate(simple_profile(), Cluster(), Workload(num_requests=100, rate_per_s=20,
+    c = simulate(simple_profile(), Cluster(), Traffic(num_requests=100, rate_per_s=20,
                                                        prompt_spread=0.5, output_spread=0.5, seed=8))
     assert a != c
 
@@ -97,7 +97,7 @@ def test_colocated_prefill_interrupts_decode():
 
 
 def test_link_bandwidth_changes_tpot_not_ttft():
-    w = Workload(num_requests=50, rate_per_s=1.0, prompt_tokens=1000, output_tokens=8)
+    w = Traffic(num_requests=50, rate_per_s=1.0, prompt_tokens=1000, output_tokens=8)
     fast = simstats.summarize(simulate(simple_profile(), Cluster(link_bytes_per_s=100e9), w))
     slow = simstats.summarize(simulate(simple_profile(), Cluster(link_bytes_per_s=0.1e9), w))
     assert fast.ttft_p50_s == pytest.approx(slow.ttft_p50_s)
@@ -105,28 +105,28 @@ def test_link_bandwidth_changes_tpot_not_ttft():
 
 
 def test_slo_attainment_and_goodput():
-    w = Workload(num_requests=200, rate_per_s=1.0, prompt_tokens=256, output_tokens=16)
+    w = Traffic(num_requests=200, rate_per_s=1.0, prompt_tokens=256, output_tokens=16)
     prof = simple_profile()
     low = simulate(prof, Cluster(), w)
     assert simstats.slo_attainment(low, 1.0, 1.0) == 1.0
     assert simstats.slo_attainment(low, 0.0, 1.0) == 0.0
     g = simstats.goodput(prof, Cluster(), w, ttft_slo_s=0.2, tpot_slo_s=0.05, iterations=8)
     assert g > 1.0
-    at = simulate(prof, Cluster(), Workload(200, g, 256, 0, 16))
+    at = simulate(prof, Cluster(), Traffic(200, g, 256, 0, 16))
     assert simstats.slo_attainment(at, 0.2, 0.05) >= 0.9
     s = simstats.summarize(low, Cluster(), 1.0, 1.0)
     assert s.slo_attainment == 1.0 and s.ttft_p50_s <= s.ttft_p99_s
 
 
 def test_best_ratio_lists_every_split():
-    w = Workload(num_requests=60, rate_per_s=1.0, prompt_tokens=512, output_tokens=16)
+    w = Traffic(num_requests=60, rate_per_s=1.0, prompt_tokens=512, output_tokens=16)
     rows = simstats.best_ratio(simple_profile(), 3, w, 0.3, 0.05)
     assert sorted((p, d) for p, d, _ in rows) == [(0, 3), (1, 2), (2, 1)]
     assert rows[0][2] >= rows[-1][2]
 
 
 def test_chrome_trace(tmp_path):
-    recs = simulate(simple_profile(), Cluster(), Workload(num_requests=5, rate_per_s=10))
+    recs = simulate(simple_profile(), Cluster(), Traffic(num_requests=5, rate_per_s=10))
     trace = simstats.chrome_trace(recs, tmp_path / "t.json")
     loaded = json.loads((tmp_path / "t.json").read_text())
     assert loaded == trace
@@ -139,7 +139,7 @@ def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="mode"):
         Cluster(mode="pipelined")
     with pytest.raises(ValueError):
-        Workload(rate_per_s=0)
+        Traffic(rate_per_s=0)
 
 
 def test_ttft_can_include_the_transfer():

@@ -30,7 +30,7 @@ def test_link_transfer_matches_the_simulators_transfer(tiny):
     cfg = tiny.config
     prof = replace(profiles.simple_profile(), kv_bytes_per_token=footprint.kv_bytes_per_token(cfg, "bf16"))
     bw = profiles.ETHERNET_BYTES_PER_S["10 Gb Ethernet"]
-    work = workload.Workload(num_requests=5, rate_per_s=1.0, prompt_tokens=300, output_tokens=4)
+    work = workload.Traffic(num_requests=5, rate_per_s=1.0, prompt_tokens=300, output_tokens=4)
     rows = simstats.link_sweep(prof, workload.Cluster("disagg", 1, 1), work, {"10 Gb Ethernet": bw})
     simulated = rows[0][2].transfer_p50_s
     solved = solutions.link_transfer_s(cfg, 300, bw, prof.link_latency_s)
