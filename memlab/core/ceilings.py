@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from memlab.core.ceilings_gpu import GPU_ABSENT, host_device_copies, on_device  # noqa: F401  (the GPU's, re-exported)
 from memlab.core.ceilings_gpu import rows as gpu_rows  # noqa: F401
-from memlab.core.measure import busy, repeat, torch_threads
+from memlab.core.measure import busy, repeat, sync, torch_threads
 from memlab.core.paths import write_atomic
 
 GB = 1e9
@@ -179,7 +179,7 @@ def matmul_flops(dtype: torch.dtype, sizes: tuple, budget_s: float,
     dev = torch.device(device)
     if dev.type == "cuda":  # cuBLAS's first call creates its handle: keep that out of the estimate
         F.linear(torch.ones(8, 8, device=dev, dtype=dtype), torch.ones(8, 8, device=dev, dtype=dtype))
-        torch.cuda.synchronize(dev)
+        sync(dev)
     out, t_start = [], time.perf_counter()
     for n in sizes:
         x = torch.randn(n, n, device=dev).to(dtype)
@@ -187,7 +187,7 @@ def matmul_flops(dtype: torch.dtype, sizes: tuple, budget_s: float,
         t0 = time.perf_counter()
         F.linear(x, w)  # warm-up, also the first estimate
         if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+            sync(dev)
         first_s = time.perf_counter() - t0
         left_s = budget_s - (time.perf_counter() - t_start)
         repeats = int(min(10, left_s / max(first_s, 1e-6)))

@@ -30,7 +30,7 @@ import torch
 from memlab.core import checkpoint, dtypes, guard, models, pagecache, paging, tensors
 from memlab.core.errors import MemlabError, UnsupportedArchitectureError
 from memlab.core.hardware import card, resolve_device
-from memlab.core.measure import PeakMemory, Timer
+from memlab.core.measure import PeakMemory, Timer, release_freed_memory
 
 DEFAULT_CONTEXT_TOKENS = 2048  # what the memory guard budgets the KV cache for, unless told
 
@@ -67,6 +67,18 @@ class Loaded:
     name: str
     device: torch.device
     dtype: str
+
+    def release(self) -> None:
+        """Free the model now: close a paged load's layer reads and file, drop the weights (this object's
+        reference: an engine built over them keeps its own), hand the freed heap or VRAM back. The
+        record (`result`) stays; the model is gone (`model` is None)."""
+        streamer = getattr(self.model, "_memlab_streamer", None)
+        if streamer is not None:
+            streamer.close()
+        self.model = None
+        release_freed_memory()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def _buffers_to(model: torch.nn.Module, device: torch.device) -> None:

@@ -40,6 +40,7 @@ import torch
 import torch.distributed as dist
 
 from memlab.core.errors import InvalidArgumentError
+from memlab.core.measure import sync
 from memlab.core.models import DEFAULT_MODEL
 from memlab.core.text import prompt_ids
 from memlab.disaggregation.kv_transfer import (
@@ -103,7 +104,7 @@ def _cache_to_host(cache, device: torch.device) -> float:
     for layer, (k, v) in zip(cache.layers, host):
         k.copy_(layer.keys, non_blocking=True)
         v.copy_(layer.values, non_blocking=True)
-    torch.cuda.synchronize(device)  # the copies are asynchronous: the clock must see them land
+    sync(device)  # the copies are asynchronous: the clock must see them land
     d2h_s = time.perf_counter() - t0
     for layer, (k, v) in zip(cache.layers, host):
         layer.keys, layer.values = k, v
@@ -126,7 +127,7 @@ def _resend(rank: int, peer: int, cache, first: int, model, dtype, dev, is_cuda:
             _, _, _, tensors = recv_kv(dtype, peer)
             cache_from([t.to(dev) for t in tensors] if is_cuda else tensors, model)
             if is_cuda:
-                torch.cuda.synchronize(dev)
+                sync(dev)
             dist.broadcast_object_list([time.perf_counter()], src=1)
     return times
 
@@ -185,11 +186,11 @@ def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, fo
                 if is_cuda:
                     t0 = time.perf_counter()
                     on_device = [t.to(dev) for t in tensors]
-                    torch.cuda.synchronize(dev)
+                    sync(dev)
                     h2d_s = time.perf_counter() - t0
                 cache = cache_from(on_device, model)
                 if is_cuda:
-                    torch.cuda.synchronize(dev)  # cache_from copies on the GPU: t_rebuilt must see it done
+                    sync(dev)  # cache_from copies on the GPU: t_rebuilt must see it done
                 t_rebuilt = time.perf_counter()
                 tokens = [first]
                 for _ in range(max_new_tokens - 1):

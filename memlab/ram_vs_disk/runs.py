@@ -59,9 +59,5 @@ def run_strategy(model: str = models.DEFAULT_MODEL, strategy: str = "resident", 
                       r.tpot_s, r.decode_tok_per_s, peak, lr.weights_bytes,
                       stats.read_bytes if stats else 0, r.text, peak - lr.rss_before_bytes,
                       layer_read_s=stats.read_s if stats else 0.0)
-    streamer = getattr(loaded.model, "_memlab_streamer", None)
-    if streamer is not None:
-        streamer.close()
-    del loaded
-    gc.collect()
+    loaded.release()
     return run

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from memlab.core.measure import sync
+
 __all__ = ["LinkProbe", "probe_link", "CommPrediction", "predict_decode"]
 
 
@@ -51,7 +53,7 @@ def _probe_worker(rank, world_size, sizes, repeats, allreduce_bytes, backend):
                 dist.recv(t, 0)
                 dist.send(t, 0)
             if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
+                sync(dev)
             if i:
                 times.append((time.perf_counter() - t0) / 2)
         out.append(statistics.median(times))
@@ -62,7 +64,7 @@ def _probe_worker(rank, world_size, sizes, repeats, allreduce_bytes, backend):
         t0 = time.perf_counter()
         dist.all_reduce(x)
         if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+            sync(dev)
         if i:
             ar.append(time.perf_counter() - t0)
     return tuple(out), statistics.median(ar)

@@ -66,12 +66,10 @@ def reference_tokens(folder, prompt_ids: list, max_new_tokens: int, dtype: str =
     the model is freed; a sharded one is read resident and its heap trimmed after, so the calling
     process (a lab's kernel) does not keep a model's worth of memory while the workers run."""
     from memlab.core import generation, loading
-    from memlab.core.measure import release_freed_memory
     single = len(list(Path(folder).glob("*.safetensors"))) == 1 and dtype == "fp32"
     loaded = loading.load(str(folder), "mmap" if single else "resident", dtype=dtype)
     res = generation.generate(loaded, list(prompt_ids), max_new_tokens=max_new_tokens, stop_at_eos=False)
-    del loaded
-    release_freed_memory()  # a resident (sharded) load's heap goes back to the OS before workers start
+    loaded.release()  # a resident (sharded) load's heap goes back to the OS before workers start
     return tuple(res.token_ids)[-max_new_tokens:]
 
 

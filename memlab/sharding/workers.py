@@ -23,6 +23,7 @@ import torch.distributed as dist
 
 from memlab.core import limits
 from memlab.core.errors import MemlabError
+from memlab.core.measure import sync
 from memlab.core.models import DEFAULT_MODEL
 
 __all__ = ["ParallelConfig", "Event", "RankResult", "Comm",
@@ -182,12 +183,8 @@ class Comm:
     micro_batch: int = 0
     bytes_by_step: dict = field(default_factory=dict)
 
-    def _sync(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     def _record(self, kind, name, t0, nbytes=0):
-        self._sync()
+        sync(self.device)
         self.events.append(Event(self.rank, kind, name, self.step, self.micro_batch, t0,
                                  time.perf_counter()))
         if nbytes:
@@ -218,7 +215,7 @@ class Comm:
     def all_reduce(self, t: torch.Tensor, name: str = "all_reduce") -> torch.Tensor:
         if dist.get_world_size() == 1:          # nothing to reduce: no call, no bytes, no time
             return t
-        self._sync()
+        sync(self.device)
         t0 = time.perf_counter()
         dist.all_reduce(t)
         self._record("comm", name, t0, t.nbytes)
@@ -227,7 +224,7 @@ class Comm:
     def all_gather(self, t: torch.Tensor) -> list:
         if dist.get_world_size() == 1:
             return [t]
-        self._sync()
+        sync(self.device)
         out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
         t0 = time.perf_counter()
         dist.all_gather(out, t)
@@ -249,7 +246,7 @@ class _Span:
         self.comm, self.kind, self.name = comm, kind, name
 
     def __enter__(self):
-        self.comm._sync()
+        sync(self.comm.device)
         self.t0 = time.perf_counter()
         return self
 

@@ -50,17 +50,7 @@ def sweep(model: str = models.DEFAULT_MODEL, prompt_tokens=(16, 256, 1024), devi
         points = latency.prompt_sweep(loaded, list(prompt_tokens), repeats=repeats, ceilings=use)
         return GPUSweep(str(dev), tuple(points), tuple(first_tokens(loaded, prompt_tokens)))
     finally:
-        del loaded
-        _free(dev)
-
-
-def _free(dev) -> None:
-    import torch
-
-    from memlab.core.measure import release_freed_memory
-    release_freed_memory()
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
+        loaded.release()
 
 
 def beside(cpu_points, gpu: GPUSweep) -> list[dict]:

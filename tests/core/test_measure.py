@@ -58,3 +58,17 @@ def test_release_freed_memory_hands_a_freed_model_back():
     import ctypes.util
     if ctypes.util.find_library("c"):
         assert rss_bytes() - before < 100 * 2**20
+
+
+def test_every_timer_waits_for_the_device(monkeypatch):
+    """A timed call on a GPU returns before its work is done: the clock stops only after `sync` waited
+    (here a fake mps whose queued work the sync records)."""
+    import torch
+    waited = []
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: waited.append(time.perf_counter()))
+    with measure.Timer("mps") as t:
+        start = time.perf_counter()
+    assert len(waited) == 2 and waited[0] <= start <= waited[1]  # before the start and before the stop
+    assert t.elapsed_s >= waited[1] - start >= 0
+    measure.repeat(lambda: None, repeats=3, warmup=0, device="mps")
+    assert len(waited) == 2 + 2 * 3

@@ -82,3 +82,18 @@ def test_more_tokens_than_the_context_is_refused_with_both_numbers(tiny):
     models.check_context(tiny.config, limit)  # exactly the context is fine
     with pytest.raises(ContextTooLongError, match=rf"{limit + 1} tokens .*{limit}-token context"):
         models.check_context(tiny.config, limit + 1)
+
+
+def test_a_loaded_model_is_released_on_request(tiny_dir):
+    import gc
+    import weakref
+
+    import memlab as ml
+    loaded = ml.load(str(tiny_dir), strategy="paged", bigger_than_ram=False)
+    weights = weakref.ref(next(loaded.model.parameters()))
+    streamer = loaded.model._memlab_streamer
+    loaded.release()
+    gc.collect()
+    assert loaded.model is None and loaded.result.weights_bytes > 0  # the record stays
+    assert weights() is None  # nothing of memlab's holds the weights any more
+    assert streamer.fd == -1  # its file is closed
