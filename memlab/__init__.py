@@ -18,7 +18,7 @@ _quiet.install()  # two harmless third-party log lines on every model load (see 
 
 __version__ = "0.1.0"
 
-CORE = ("ceilings", "checkpoint", "checks", "cstep", "devices", "dtypes", "errors", "exercises", "fastpath", "figures", "footprint",
+CORE = ("ceilings", "checkpoint", "checks", "cstep", "devices", "dtypes", "errors", "exercises", "fastpath", "figures", "footprint", "held",
         "generation", "guard", "hardware", "hierarchy", "kernels", "kv", "launch", "limits", "loading", "measure", "models", "pagecache", "paging",
         "paths", "quantformat", "reference", "results", "roofline", "tensors", "text", "units")
 TOPICS = ("memory_wall", "ram_vs_disk", "ttft", "quantization", "sharding", "rag", "disaggregation",

@@ -144,6 +144,7 @@ def install(fast, model, kernels: str, step: str, torch_only: bool, refresh: boo
             choice = kernel_choice.settle(choice, {n: fast.rest_seconds(n) for n, _, _ in choice.options})
             if not why and step != "torch":
                 choice = consider(choice, {n: rest_seconds(fast, n) for n, _, _ in choice.options}, step == "c")
+        choice = kernel_choice.retime(choice, roles)
         fast.kernels, pairs = choice, choice.kernels
         fast.threads = 0 if choice.step_threads == torch.get_num_threads() else choice.step_threads
     else:

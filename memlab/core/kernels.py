@@ -32,17 +32,15 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from memlab.core import ceilings, ckernels
 from memlab.core.errors import InvalidArgumentError
+from memlab.core.held import FLOAT_KERNELS, Gemv, QGemv, bind, wrap  # noqa: F401  (re-exported)
 from memlab.core.hardware import last_level_cache_bytes
 from memlab.core.measure import busy, repeat, torch_threads  # noqa: F401  (torch_threads: re-exported)
 from memlab.core.paths import write_atomic
 from memlab.core.tensors import tensor_bytes
 
-FLOAT_KERNELS = ("linear", "matmul-t", "blas", "c")
 # how far above `KernelChoice.roof_gb_per_s` a kernel past the caches may read before the roof probe is called
 # wrong: the two are timed seconds apart on a machine whose bandwidth moves that much (AVX2 EPYC, 2 vCPUs: the
 # fastest such kernel read 0.67-0.88x the roof in four fresh choices; a probe counting half the bytes: 2x)
@@ -76,7 +74,7 @@ class KernelChoice:
     rest_s: float             # the rest of a step (attention, norms, RoPE) at step_threads; nan: not timed
     options: tuple            # (threads, matmul_s, rest_s) of each thread count, the best kernels at each
     times: tuple              # every KernelTime measured (or read from the cache)
-    from_cache: bool
+    from_cache: bool          # chosen from the cache (`retime` then times the chosen kernels again)
     roof_gb_per_s: float = float("nan")  # the best roof read (`ceilings.read_rates`) timed beside each role's `times`
     step: str = "torch"       # between the matmuls: torch's operators, or "c": the whole step in C (`core.cstep`)
     c_options: tuple = ()     # (threads, matmul_s, rest_s) of the C step at each count (none where it cannot run)
@@ -116,52 +114,6 @@ def reason(kernel: str, device: torch.device, dtype: torch.dtype | None = None) 
     return ""
 
 
-class Gemv(nn.Module):
-    """y = x W^T through one kernel, W held in that kernel's layout (its only copy)."""
-
-    def __init__(self, weight: torch.Tensor, kernel: str):
-        super().__init__()
-        if kernel not in FLOAT_KERNELS:
-            raise ValueError(f"unknown kernel {kernel!r}: one of {', '.join(FLOAT_KERNELS)}")
-        self.kernel, (self.out_features, self.in_features) = kernel, weight.shape
-        held = weight.contiguous() if kernel in ("linear", "c") else weight.t().contiguous()
-        self.register_buffer("weight", held)  # (N, K) for "linear" and "c", (K, N) otherwise
-        self.array = held.numpy() if kernel == "blas" else None  # the same bytes, seen by numpy
-
-    def weight_view(self) -> torch.Tensor:
-        """The (N, K) matrix over the held bytes, for the model's own module to keep using."""
-        return self.weight if self.kernel in ("linear", "c") else self.weight.t()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel == "c" and x.numel() == self.in_features:  # one row: memlab's C kernel
-            kind = "f32" if self.weight.dtype == torch.float32 else "bf16"
-            y = ckernels.gemv(x, kind, self.weight, out_features=self.out_features)
-            return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
-        if self.kernel == "blas":  # numpy's own threads
-            x2 = x.reshape(-1, self.in_features).contiguous().numpy()  # (M, K)
-            return torch.from_numpy(x2 @ self.array).view(*x.shape[:-1], self.out_features)
-        return x @ self.weight if self.kernel == "matmul-t" else F.linear(x, self.weight)
-
-
-class QGemv(nn.Module):
-    """A quantized module's codes through memlab's C kernel for one row; several rows (a prefill) go
-    through the module's own kernel. Its buffers are the bytes a decode step reads."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.kind, *held = module.gemv_weights()  # ("q8", codes, scales) or ("q4", codes, scales_zeros)
-        self.out_features, self.in_features = module.out_features, module.in_features
-        for i, t in enumerate(held):
-            self.register_buffer(f"w{i}", t)
-        self.rows = (module,)  # a tuple: the module's own bytes are not this one's (not a submodule)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() != self.in_features:
-            return self.rows[0].forward(x)
-        y = ckernels.gemv(x, self.kind, *self.buffers(), out_features=self.out_features)
-        return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
-
-
 def fixed(roles: dict[str, list], kernel: str) -> list[tuple[str, str]]:
     """(role, kernel) running `kernel` on every float role ("aten" on quantized ones that "c" cannot run)."""
     out = []
@@ -174,29 +126,6 @@ def fixed(roles: dict[str, list], kernel: str) -> list[tuple[str, str]]:
         else:
             out.append((role, "c" if kernel == "c" and "c" in candidates(mats[0]) else "aten"))
     return out
-
-
-def wrap(mat, kernel: str):
-    """One matrix ready to run `kernel`: a Gemv (a float tensor), a QGemv ("c" on a quantized module),
-    or the quantized module itself ("aten")."""
-    if isinstance(mat, torch.Tensor):
-        return Gemv(mat, kernel)
-    return mat if kernel == "aten" else QGemv(mat)
-
-
-def bind(mats: list, kernel: str, modules: list[list[nn.Linear]]) -> list:
-    """Hold each matrix of `mats` in `kernel`'s layout; the nn.Linear modules stacked row-wise in a
-    float matrix (`modules[i]` for `mats[i]`) are pointed at views of the held bytes, so the model
-    keeps working and no byte is held twice. Quantized modules are wrapped, not touched."""
-    held = [wrap(w, kernel) for w in mats]
-    for g, mods in zip(held, modules):
-        if isinstance(g, Gemv):
-            start, view = 0, g.weight_view()
-            for m in mods:
-                n = m.weight.shape[0]
-                m.weight.data = view[start:start + n]
-                start += n
-    return held
 
 
 def _device(m) -> torch.device:  # a tensor's device, or a quantized module's buffers'
@@ -258,6 +187,12 @@ def _cache_file():
     return cache_dir() / "kernels" / f"{socket.gethostname()}-{ckernels.key()[:8]}.json"  # new C code: timed again
 
 
+def _cold(roles: dict[str, list], dev: torch.device) -> bool:
+    """Whether a step's matrices together exceed the last-level cache (then a step evicts each before its reuse)."""
+    held = [t for ms in roles.values() for m in ms for t in ([m] if isinstance(m, torch.Tensor) else m.state_dict().values())]
+    return dev.type == "cpu" and tensor_bytes(held) > last_level_cache_bytes()
+
+
 def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = False,
            repeats: int = 5) -> KernelChoice:
     """The fastest (kernel, threads) for the matrices of each role (role -> its matrices, one shape), cached per
@@ -271,9 +206,7 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
     dev, roof_key = _device(first_mats[0]), _key(first_role, first_mats, "roof", 0)
     reuse = roof_key in cache  # kernel times without their roof are timed again, with it
     times, hits, roofs, array = [], 0, [cache[roof_key]] if reuse else [], None
-    held = [t for ms in roles.values() for m in ms
-            for t in ([m] if isinstance(m, torch.Tensor) else m.state_dict().values())]
-    cold = dev.type == "cpu" and tensor_bytes(held) > last_level_cache_bytes()  # a step evicts each matrix first
+    cold = _cold(roles, dev)
     for role, mats in roles.items():
         timed = len(times) - hits
         for kernel in candidates(mats[0]):
@@ -317,3 +250,21 @@ def settle(choice: KernelChoice, rest_s: dict[int, float]) -> KernelChoice:
             for r, _ in choice.kernels}
     return replace(choice, kernels=tuple((r, best[r].kernel) for r, _ in choice.kernels),
                                step_threads=n, matmul_s=mm, rest_s=rest, options=options)
+
+
+def retime(choice: KernelChoice, roles: dict[str, list], repeats: int = 5) -> KernelChoice:
+    """A choice read from the cache, its chosen kernels timed again now with the roof's read beside them:
+    the cache decides which code runs, but a shared machine's bandwidth drifts between minutes, and a
+    step predicted from its parts should add up this minute's (a fresh choice is returned as it is)."""
+    if not choice.from_cache:
+        return choice
+    n, dev = choice.step_threads, _device(next(iter(roles.values()))[0])
+    array = torch.ones(ceilings.array_size(quick=True) // 4, device=dev)
+    evict = array if _cold(roles, dev) else None
+    now = {(r, k): time_role(r, roles[r], k, n, repeats, evict=evict) for r, k in choice.kernels}
+    mm = sum(t.seconds for t in now.values())
+    return replace(choice, times=tuple(now.get((t.role, t.kernel), t) if t.threads == n else t for t in choice.times),
+                   matmul_s=mm, roof_gb_per_s=max(ceilings.read_rates(array, repeats).values()),
+                   options=tuple((m, mm if m == n and choice.step == "torch" else s, r) for m, s, r in choice.options),
+                   c_options=tuple((m, mm if m == n and choice.step == "c" else s, r) for m, s, r in choice.c_options))
+

@@ -75,8 +75,7 @@ def test_the_choice_times_the_c_step_and_keeps_the_faster(tiny, monkeypatch):
     assert (fast.cstep is not None) == (choice.step == "c")
     torch_s = fastpath.FastLlama(tiny.model, max_len=8, step="torch").kernels
     assert torch_s.step == "torch" and not torch_s.c_options
-    best_c = min(mm + rest for _, mm, rest in choice.c_options)
-    assert (choice.step == "c") == (best_c < torch_s.matmul_s + torch_s.rest_s)
+    # which step wins is consider's rule (tested below on fixed numbers): two engines' timings drift apart
 
 
 def _choice(c_mm: float, c_rest: float) -> kernels.KernelChoice:

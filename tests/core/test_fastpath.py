@@ -75,7 +75,10 @@ def test_a_measured_choice_is_shown_and_cached(tiny, monkeypatch):
     assert all(r["threads"] == 1 for r in rows if r["kernel"] == "blas")  # numpy's pool beside one torch thread
     again = fastpath.FastLlama(tiny.model, max_len=8).kernels
     assert again.from_cache and 0.1 < choice.roof_gb_per_s < 10_000  # the roof's read, timed beside the kernels
-    assert again.roof_gb_per_s == choice.roof_gb_per_s  # cached with them: the same minute's roof
+    chosen = {(r, k, again.step_threads) for r, k in again.kernels}
+    now = [t for t in again.times if (t.role, t.kernel, t.threads) in chosen]
+    assert len(now) == 5 and not set(now) <= set(choice.times)  # the chosen kernels timed again, now
+    assert again.matmul_s == sum(t.seconds for t in now) and again.roof_gb_per_s > 0
 
 
 def test_batched_rows_match_single(tiny):

@@ -1,0 +1,86 @@
+"""Weight matrices held for one decode kernel, and run by it (`core.kernels` chooses which; labs 01, 04).
+
+`Gemv` holds a float matrix in its kernel's layout (its only copy: (N, K) for "linear" and "c", (K, N)
+for "matmul-t" and "blas", numpy's view for "blas"); `QGemv` hands a quantized module's codes to
+memlab's C kernel; `bind` holds a role's matrices so and points the model's own modules at views of
+the held bytes, so the model keeps working and no byte is held twice.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memlab.core import ckernels
+
+FLOAT_KERNELS = ("linear", "matmul-t", "blas", "c")
+
+
+class Gemv(nn.Module):
+    """y = x W^T through one kernel, W held in that kernel's layout (its only copy)."""
+
+    def __init__(self, weight: torch.Tensor, kernel: str):
+        super().__init__()
+        if kernel not in FLOAT_KERNELS:
+            raise ValueError(f"unknown kernel {kernel!r}: one of {', '.join(FLOAT_KERNELS)}")
+        self.kernel, (self.out_features, self.in_features) = kernel, weight.shape
+        held = weight.contiguous() if kernel in ("linear", "c") else weight.t().contiguous()
+        self.register_buffer("weight", held)  # (N, K) for "linear" and "c", (K, N) otherwise
+        self.array = held.numpy() if kernel == "blas" else None  # the same bytes, seen by numpy
+
+    def weight_view(self) -> torch.Tensor:
+        """The (N, K) matrix over the held bytes, for the model's own module to keep using."""
+        return self.weight if self.kernel in ("linear", "c") else self.weight.t()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel == "c" and x.numel() == self.in_features:  # one row: memlab's C kernel
+            kind = "f32" if self.weight.dtype == torch.float32 else "bf16"
+            y = ckernels.gemv(x, kind, self.weight, out_features=self.out_features)
+            return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+        if self.kernel == "blas":  # numpy's own threads
+            x2 = x.reshape(-1, self.in_features).contiguous().numpy()  # (M, K)
+            return torch.from_numpy(x2 @ self.array).view(*x.shape[:-1], self.out_features)
+        return x @ self.weight if self.kernel == "matmul-t" else F.linear(x, self.weight)
+
+
+class QGemv(nn.Module):
+    """A quantized module's codes through memlab's C kernel for one row; several rows (a prefill) go
+    through the module's own kernel. Its buffers are the bytes a decode step reads."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.kind, *held = module.gemv_weights()  # ("q8", codes, scales) or ("q4", codes, scales_zeros)
+        self.out_features, self.in_features = module.out_features, module.in_features
+        for i, t in enumerate(held):
+            self.register_buffer(f"w{i}", t)
+        self.rows = (module,)  # a tuple: the module's own bytes are not this one's (not a submodule)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() != self.in_features:
+            return self.rows[0].forward(x)
+        y = ckernels.gemv(x, self.kind, *self.buffers(), out_features=self.out_features)
+        return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+
+
+def wrap(mat, kernel: str):
+    """One matrix ready to run `kernel`: a Gemv (a float tensor), a QGemv ("c" on a quantized module),
+    or the quantized module itself ("aten")."""
+    if isinstance(mat, torch.Tensor):
+        return Gemv(mat, kernel)
+    return mat if kernel == "aten" else QGemv(mat)
+
+
+def bind(mats: list, kernel: str, modules: list[list[nn.Linear]]) -> list:
+    """Hold each matrix of `mats` in `kernel`'s layout; the nn.Linear modules stacked row-wise in a
+    float matrix (`modules[i]` for `mats[i]`) are pointed at views of the held bytes, so the model
+    keeps working and no byte is held twice. Quantized modules are wrapped, not touched."""
+    held = [wrap(w, kernel) for w in mats]
+    for g, mods in zip(held, modules):
+        if isinstance(g, Gemv):
+            start, view = 0, g.weight_view()
+            for m in mods:
+                n = m.weight.shape[0]
+                m.weight.data = view[start:start + n]
+                start += n
+    return held
