@@ -3,8 +3,8 @@
 Batch-1 decode multiplies one activation row by every weight matrix, so its speed is how fast a
 kernel streams the weights. The kernels in `memlab/data/gemv.c` (fp32, bf16, int8, int4; open it)
 and the whole decode step of `memlab/data/step.c` (`core.cstep`), which includes them, are compiled
-here with `-march=native`, so each machine gets code for its own vector units, and loaded with ctypes. `core.kernels` times them beside torch's and numpy's and keeps whichever streams
-fastest. They split rows over OpenMP threads, torch's count unless a call asks otherwise (loaded
+here with `-march=native`, so each machine gets code for its own vector units, and loaded with ctypes.
+`core.kernels` times them beside torch's and numpy's and keeps whichever streams fastest. They split rows over OpenMP threads, torch's count unless a call asks otherwise (loaded
 after torch, the library binds to torch's own OpenMP runtime: one pool, no second set of threads
 spinning). Without a C compiler (or where it fails) `reason()` says why and they are not offered.
 
@@ -99,7 +99,7 @@ KINDS = {"f32": 0, "bf16": 1, "q8": 2, "q4": 3}
 
 
 def mat(held=None, shape: tuple | None = None) -> Mat:
-    """A matrix held for kernel "c" (`kernels.Gemv` or `kernels.QGemv`) as the C struct; `shape` (N, K)
+    """A matrix held for kernel "c" (`held.Gemv` or `held.QGemv`) as the C struct; `shape` (N, K)
     alone: no weights (for a step that reads none)."""
     if shape is not None:
         return Mat(0, shape[0], shape[1], None, None)

@@ -67,7 +67,7 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
 
 
 def matmul(x: torch.Tensor, w) -> torch.Tensor:
-    """x @ w^T for a weight tensor, or w's kernel for a module (`kernels.Gemv`, a quantized linear)."""
+    """x @ w^T for a weight tensor, or w's kernel for a module (`held.Gemv`, a quantized linear)."""
     return F.linear(x, w) if isinstance(w, torch.Tensor) else w.forward(x)
 
 

@@ -2,8 +2,8 @@
 
 `Gemv` holds a float matrix in its kernel's layout (its only copy: (N, K) for "linear" and "c", (K, N)
 for "matmul-t" and "blas", numpy's view for "blas"); `QGemv` hands a quantized module's codes to
-memlab's C kernel; `bind` holds a role's matrices so and points the model's own modules at views of
-the held bytes, so the model keeps working and no byte is held twice.
+memlab's C kernel; `bind` holds a role's matrices in a kernel's layout and points the model's own
+modules at views of the held bytes, so the model keeps working and no byte is held twice.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ memory roof's read kernels beside them (`roof_gb_per_s`: a shared machine's band
 kernel is held to the roof of the same minute); the engine times the rest of a step at each count
 (`FastLlama.rest_seconds`), `settle` keeps the fastest matmuls + rest, and `core.cstep` weighs the
 whole step in C against it.
-Cached per machine (`kernels/<host>-<C code hash>.json`) unless busy (`busy()`); `refresh=True` measures again.
+Cached per machine (`kernels/<host>-<C code hash>.json`) unless busy (`busy()`); `refresh=True` measures again;
+a choice read from the cache times its chosen kernels again (`retime`), so a step adds up this minute's parts.
 """
 
 from __future__ import annotations
