@@ -16,7 +16,7 @@ runs on one torch thread count, as set or one; "c" uses as many (it binds to tor
 pool). "blas" keeps numpy's pool, beside which torch's idle threads spin (a step fell to 4 tok/s from 30),
 so it is timed and run with torch on one thread only. Each candidate is timed on all of a role's
 matrices (the 30 layers' q/k/v) at each thread count, each repeat after a read that evicts the caches
-where a step's matrices exceed the last-level cache (a step has read all the others since), with the
+where a step's matrices exceed twice the last-level cache (a step has read all the others since), with the
 memory roof's read kernels beside them (`roof_gb_per_s`: a shared machine's bandwidth drifts, so a
 kernel is held to the roof of the same minute); the engine times the rest of a step at each count
 (`FastLlama.rest_seconds`), `settle` keeps the fastest matmuls + rest, and `core.cstep` weighs the
@@ -189,9 +189,11 @@ def _cache_file():
 
 
 def _cold(roles: dict[str, list], dev: torch.device) -> bool:
-    """Whether a step's matrices together exceed the last-level cache (then a step evicts each before its reuse)."""
+    """Whether a step's matrices together exceed twice the last-level cache: then a step has evicted each
+    before its reuse under any replacement policy (a server L3 of hundreds of MiB keeps part of a model
+    only a little larger than itself, and a step there reads that part from the cache)."""
     held = [t for ms in roles.values() for m in ms for t in ([m] if isinstance(m, torch.Tensor) else m.state_dict().values())]
-    return dev.type == "cpu" and tensor_bytes(held) > last_level_cache_bytes()
+    return dev.type == "cpu" and tensor_bytes(held) > 2 * last_level_cache_bytes()
 
 
 def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = False,
