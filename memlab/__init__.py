@@ -1,8 +1,9 @@
 """memlab: where an LLM's weights and context live, and what that costs, measured live.
 
 `import memlab as ml` gives the core modules every lab needs (`ml.hardware`, `ml.loading`,
-`ml.footprint`, ...), `ml.load`, `ml.generate` and `ml.show_source`. Each lab's own package is
-`ml.<topic>` (`ml.memory_wall`, `ml.ram_vs_disk`, ..., see the README's layout table). Every
+`ml.footprint`, ...), the course harness (`ml.checks`, `ml.exercises`, `ml.reference`), `ml.load`,
+`ml.generate` and `ml.show_source`. Each lab's own package is `ml.<topic>` (`ml.start_here`,
+`ml.memory_wall`, ..., see the README's layout table). Every
 module is imported on first use, so `import memlab` itself imports neither torch nor anything
 else heavy (the CLI can then say in one line when torch cannot even be imported). Nothing is
 measured or loaded at import time.
@@ -18,10 +19,11 @@ _quiet.install()  # two harmless third-party log lines on every model load (see 
 
 __version__ = "0.1.0"
 
-CORE = ("ceilings", "checkpoint", "checks", "cstep", "devices", "dtypes", "errors", "exercises", "fastpath", "figures", "footprint", "held",
+CORE = ("ceilings", "checkpoint", "cstep", "devices", "dtypes", "errors", "fastpath", "figures", "footprint", "held",
         "generation", "guard", "hardware", "hierarchy", "kernels", "kv", "launch", "limits", "loading", "measure", "models", "pagecache", "paging",
-        "paths", "quantformat", "reference", "results", "roofline", "tensors", "text", "units")
-TOPICS = ("memory_wall", "ram_vs_disk", "ttft", "quantization", "sharding", "rag", "disaggregation",
+        "paths", "quantformat", "results", "roofline", "tensors", "text", "units")
+COURSE = ("checks", "exercises", "reference")  # the notebook harness: memlab/course/
+TOPICS = ("start_here", "memory_wall", "ram_vs_disk", "ttft", "quantization", "sharding", "rag", "disaggregation",
           "memory_processing", "kv_cache")
 _NAMES = {"load": "loading", "LoadResult": "loading", "generate": "generation", "GenerationResult": "generation"}
 
@@ -36,10 +38,12 @@ def __getattr__(name):
         return _importlib.import_module(f"memlab.{name}")
     if name in CORE:
         return _importlib.import_module(f"memlab.core.{name}")
+    if name in COURSE:
+        return _importlib.import_module(f"memlab.course.{name}")
     if name in _NAMES:
         return getattr(_importlib.import_module(f"memlab.core.{_NAMES[name]}"), name)
     raise AttributeError(f"module 'memlab' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(CORE) | set(TOPICS) | set(_NAMES))
+    return sorted(set(globals()) | set(CORE) | set(COURSE) | set(TOPICS) | set(_NAMES))

@@ -1,8 +1,8 @@
 """`memlab ...`: the same measurements as the labs, without a notebook.
 
-The parser is built from each part's `cli.register(sub)`: the core's commands (info, prepare,
-generate), then one module per lab, in course order. `--json` prints one JSON object with the
-record's fields (the public interface: field names stay stable, see the README).
+The parser is built from each part's `cli.register(sub)`: the core's commands (info, prepare),
+then one module per lab, in course order (lab 00's `generate` first). `--json` prints one JSON
+object with the record's fields (the public interface: field names stay stable, see the README).
 
 The error contract: a bad option is refused by its type, in one line (exit 2); a `MemlabError` prints `memlab: error: <message>` (exit 2); anything else (out of
 memory, a full or read-only disk, a bug) prints one line saying what happened and to run with
@@ -32,6 +32,7 @@ from memlab.quantization import cli as quantization_cli
 from memlab.rag import cli as rag_cli
 from memlab.ram_vs_disk import cli as ram_vs_disk_cli
 from memlab.sharding import cli as sharding_cli
+from memlab.start_here import cli as start_here_cli
 from memlab.ttft import cli as ttft_cli
 
 DISK_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
@@ -41,7 +42,7 @@ DISK_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota i
 
 def parts() -> tuple:
     """The CLI's parts, in the order `memlab --help` lists them."""
-    return (core_cli, memory_wall_cli, ram_vs_disk_cli, ttft_cli, quantization_cli, sharding_cli,
+    return (core_cli, start_here_cli, memory_wall_cli, ram_vs_disk_cli, ttft_cli, quantization_cli, sharding_cli,
             disaggregation_cli, rag_cli, memory_processing_cli, kv_cache_cli)
 
 

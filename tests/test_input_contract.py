@@ -19,6 +19,7 @@ import pytest
 
 from memlab import cli
 from memlab.core import errors, limits, models, paths
+from memlab.quantization import fits
 
 # argv -> words the one error line must contain (argparse names the option)
 REFUSED_BY_TYPE = [
@@ -204,7 +205,7 @@ def package_cases(tiny):
         (lambda: QuantConfig(new_tokens=1), "new_tokens must be >= 2, got 1"),
         (lambda: ParallelConfig(batch_size=0), "batch_size must be >= 1, got 0"),
         (lambda: ParallelConfig(timeout_s=0), "timeout_s must be > 0"),
-        (lambda: footprint.footprint("llama-3.1-8b", context=0), "context must be >= 1, got 0"),
+        (lambda: fits.footprint("llama-3.1-8b", context=0), "context must be >= 1, got 0"),
         (lambda: latency.prompt_sweep(tiny, [8], repeats=0), "repeats must be >= 1, got 0"),
         (lambda: ReuseConfig(prefix_tokens=(0,)), "prefix_tokens must be >= 1, got 0"),
         (lambda: ReuseConfig(ways=("tape",)), "unknown way(s) ['tape']"),
@@ -352,11 +353,11 @@ def test_a_shell_too_small_to_import_torch_gets_one_line():
 def test_a_notebook_shows_a_memlab_error_in_one_line(monkeypatch):
     monkeypatch.delenv("MEMLAB_SOLUTIONS", raising=False)  # `make test` sets it, and the lock then lets the cell run
     from IPython.core.interactiveshell import InteractiveShell
-    from memlab.core import exercises
+    from memlab.course import exercises
     shell = InteractiveShell.instance()
     shown = []
     shell._showtraceback = lambda etype, value, stb: shown.append(stb)
-    result = shell.run_cell("import memlab.core.exercises as ex\nex.lock('t-one-line', None)")
+    result = shell.run_cell("import memlab.course.exercises as ex\nex.lock('t-one-line', None)")
     assert isinstance(result.error_in_exec, exercises.PredictionNeeded)  # the cell still fails
     assert shown == [[f"PredictionNeeded: {result.error_in_exec}"]]  # in one line, no frames
     result = shell.run_cell("1 / 0")  # anything else keeps its traceback

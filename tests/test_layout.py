@@ -1,4 +1,5 @@
-"""The package keeps its shape: a thin core, one folder per lab, imports one way, small modules.
+"""The package keeps its shape: a thin core of what labs share, the course harness, one folder per lab,
+imports one way, small modules.
 
 Read from the source with `ast` (nothing is imported), so a broken rule names the file and line.
 """
@@ -14,9 +15,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "memlab"
-TOPICS = ("memory_wall", "ram_vs_disk", "ttft", "quantization", "sharding", "rag", "disaggregation",
+TOPICS = ("start_here", "memory_wall", "ram_vs_disk", "ttft", "quantization", "sharding", "rag", "disaggregation",
           "memory_processing", "kv_cache")
-MAX_MODULE_LINES = 320  # picotron's ~300-line budget, with a little slack
+MAX_MODULE_LINES = 300  # picotron's ~300-line budget
 
 
 def module_name(path: Path) -> str:
@@ -45,13 +46,13 @@ def imports(path: Path) -> list[tuple[str, int, tuple[str, ...]]]:
 
 
 def part_of(module: str) -> str:
-    """'core', a topic name, or 'top' (memlab/__init__.py and memlab/cli.py)."""
+    """'core', 'course', a topic name, or 'top' (memlab/__init__.py and memlab/cli.py)."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in TOPICS + ("core",)) else "top"
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in TOPICS + ("core", "course")) else "top"
 
 
 def test_every_topic_and_the_core_exist_with_plots_and_cli():
-    assert (PKG / "core" / "__init__.py").is_file()
+    assert (PKG / "core" / "__init__.py").is_file() and (PKG / "course" / "__init__.py").is_file()
     for topic in TOPICS:
         for name in ("__init__.py", "plots.py", "cli.py"):
             assert (PKG / topic / name).is_file(), f"memlab/{topic}/{name} is missing"
@@ -62,12 +63,13 @@ def test_every_topic_and_the_core_exist_with_plots_and_cli():
 
 def test_no_flat_modules_left_beside_the_folders():
     flat = {p.name for p in PKG.glob("*.py")}
-    assert flat == {"__init__.py", "cli.py"}, f"modules outside core/ and the topics: {sorted(flat)}"
+    assert flat == {"__init__.py", "cli.py"}, f"modules outside core/, course/ and the topics: {sorted(flat)}"
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_imports_run_one_way(module):
-    """A topic imports only the core (and itself); the core imports no topic; no relative imports."""
+    """A topic imports only the core (and itself); the core imports no topic; the course harness imports the
+    core and itself, and only the top (and the notebooks) import it; no relative imports."""
     me = part_of(module)
     for target, line, _ in imports(MODULES[module]):
         where = f"{MODULES[module].relative_to(ROOT)}:{line} imports {target}"
@@ -77,7 +79,9 @@ def test_imports_run_one_way(module):
             continue
         other = part_of(target)
         if me == "core":
-            assert other == "core", f"{where}: the core imports no topic"
+            assert other == "core", f"{where}: the core imports no topic and not the course harness"
+        elif me == "course":
+            assert other in ("core", "course"), f"{where}: the course harness imports the core and itself"
         else:
             assert other in ("core", me), f"{where}: a topic imports only the core and itself"
 
@@ -126,7 +130,7 @@ def test_module_size_budget(module):
 def test_tests_mirror_the_package():
     folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and p.name not in ("__pycache__",)}
     # beside the mirror: benchmarks, tools (reference runs, peak memory), ui (a real browser), gpu (the device script)
-    assert folders - {"benchmarks", "tools", "ui", "gpu"} == {"core", *TOPICS}, \
+    assert folders - {"benchmarks", "tools", "ui", "gpu"} == {"core", "course", *TOPICS}, \
         f"tests/ folders vs the package's parts: {sorted(folders)}"
 
 
@@ -142,7 +146,8 @@ def test_labs_use_public_names_and_define_no_functions(lab):
     assert not private, f"{lab.name} uses private names {private}"
     assert not re.search(r"^def |^class ", code, re.M), f"{lab.name} defines a function or class: put it in memlab"
     for ref in set(re.findall(r"\bml\.([a-z_]+)\.", code)):
-        assert ref in TOPICS or (PKG / "core" / f"{ref}.py").is_file(), f"{lab.name}: ml.{ref} is neither a topic nor a core module"
+        assert ref in TOPICS or any((PKG / part / f"{ref}.py").is_file() for part in ("core", "course")), \
+            f"{lab.name}: ml.{ref} is neither a topic nor a core or course module"
 
 
 @pytest.mark.parametrize("lab", sorted((ROOT / "labs").glob("*.ipynb")), ids=lambda p: p.stem)
@@ -190,3 +195,101 @@ def test_one_name_one_meaning():
                 where.setdefault(node.name, []).append(name)
     twice = {cls: mods for cls, mods in where.items() if len(mods) > 1}
     assert not twice, f"class names defined in more than one module: {twice}"
+
+
+# ---- core means shared -------------------------------------------------------------------------
+# A lab's code is its topic folder (TOPICS[i] is lab i's) and its notebook's code cells. The core holds
+# what two or more labs use; the course harness (memlab/course/) what the notebooks use and no topic does.
+
+def lab_notebook(number: int) -> Path:
+    return next((ROOT / "labs").glob(f"{number:02d}_*.ipynb"))
+
+
+def reach(starts: set[str]) -> set[str]:
+    """Every memlab module `starts` import, directly or through others (themselves included)."""
+    seen, todo = set(), list(starts)
+    while todo:
+        m = todo.pop()
+        if m in seen or m not in MODULES:
+            continue
+        seen.add(m)
+        todo += [t for t, _, _ in imports(MODULES[m])]
+    return seen
+
+
+def notebook_modules(code: str) -> set[str]:
+    """The core and course modules a notebook reads as `ml.<name>` (and `ml.load`/`ml.generate`)."""
+    names = set(re.findall(r"\bml\.([a-z_]+)\b", code)) | ({"loading"} if "ml.load(" in code else set()) \
+        | ({"generation"} if "ml.generate(" in code else set())
+    return {f"memlab.{part}.{n}" for n in names for part in ("core", "course") if f"memlab.{part}.{n}" in MODULES}
+
+
+def labs_using_each_core_module() -> dict[str, set[int]]:
+    users: dict[str, set[int]] = {m: set() for m in MODULES if part_of(m) == "core" and m != "memlab.core"}
+    for number, topic in enumerate(TOPICS):
+        starts = {m for m in MODULES if part_of(m) == topic} | notebook_modules(lab_code(lab_notebook(number)))
+        for m in reach(starts):
+            if m in users:
+                users[m].add(number)
+    return users
+
+
+def test_core_modules_are_shared_by_two_labs_or_more():
+    """A core module is used, through imports, by two or more labs' code, or by `import memlab` itself."""
+    top = {t for path in (PKG / "__init__.py", PKG / "cli.py") for t, _, _ in imports(path)}
+    lonely = {m: sorted(labs) for m, labs in labs_using_each_core_module().items() if len(labs) < 2 and m not in top}
+    assert not lonely, f"core modules used by fewer than two labs (module: labs): {lonely}; move each to its lab's folder"
+
+
+def single_lab_sections() -> list[str]:
+    """Public functions and classes of the core that exactly one lab's code names and nothing else in the
+    package uses (not even their own module): a section that serves one lab."""
+    texts = {m: p.read_text() for m, p in MODULES.items()}
+    trees = {m: ast.parse(t) for m, t in texts.items()}
+    imported = {m: {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+                for m, tree in trees.items()}
+
+    def uses(text: str, names: set, module: str, name: str) -> bool:  # `module.name`, or imported by name
+        return (module, name) in names or re.search(rf"\b{module.rsplit('.', 1)[1]}\.{name}\b", text) is not None
+
+    labs = {number: [m for m in MODULES if part_of(m) == topic] for number, topic in enumerate(TOPICS)}
+    notebooks = {number: lab_code(lab_notebook(number)) for number in labs}
+    others = [m for m in MODULES if part_of(m) in ("core", "course", "top")]
+    found = []
+    for module, tree in trees.items():
+        if part_of(module) != "core":
+            continue
+        for node in tree.body:
+            if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or node.name.startswith("_"):
+                continue
+            name = node.name
+            if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(tree)) \
+                    or any(uses(texts[m], imported[m], module, name) for m in others if m != module):
+                continue
+            users = [n for n, mods in labs.items() if uses(notebooks[n], set(), module, name)
+                     or any(uses(texts[m], imported[m], module, name) for m in mods)]
+            if len(users) == 1 and f"{module}.{name}" not in KEPT_IN_CORE:
+                found.append(f"{module}.{name} (lab {users[0]:02d} only)")
+    return found
+
+
+# one lab uses these, and the core keeps them for a reason the rule cannot see
+KEPT_IN_CORE = {
+    "memlab.core.ckernels.pack_q4": "the C kernels' int4 layout, beside the kernels that read it (gemv.c, step.c); "
+                                    "lab 04's quantizer writes it",
+}
+
+
+def test_no_core_section_serves_one_lab():
+    """A function or class in the core that one lab alone uses belongs in that lab's folder (the fits
+    table once sat in core/footprint.py, the memory wall's history in core/roofline.py)."""
+    found = single_lab_sections()
+    assert not found, f"core sections that one lab alone uses: {found}; move each to that lab's folder"
+
+
+def test_the_course_harness_serves_the_notebooks_only():
+    for module in MODULES:
+        if part_of(module) == "course":
+            users = [m for m, p in MODULES.items() if part_of(m) not in ("course", "top")
+                     and any(t == module for t, _, _ in imports(p))]
+            assert not users, f"{module} is the notebooks' harness, but {users} import it"

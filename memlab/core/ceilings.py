@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from memlab.core.ceilings_gpu import GPU_ABSENT, host_device_copies, on_device  # noqa: F401  (the GPU's, re-exported)
 from memlab.core.ceilings_gpu import rows as gpu_rows  # noqa: F401
+from memlab.core import pagecache
 from memlab.core.measure import busy, repeat, sync, torch_threads
 from memlab.core.paths import write_atomic
 
@@ -200,30 +201,6 @@ def matmul_flops(dtype: torch.dtype, sizes: tuple, budget_s: float,
     return out
 
 
-def disk_read(folder: Path, file_bytes: int, block_bytes: int = 16 * 2**20) -> tuple[float, float, float]:
-    """(cold GB/s, warm GB/s, resident fraction after eviction) reading a scratch file.
-
-    Cold is nan where eviction is unsupported (`pagecache.supports_eviction()`), and the resident
-    fraction is nan where residency cannot be counted."""
-    from memlab.core import pagecache
-
-    path = Path(folder) / f"ceilings-scratch-{os.getpid()}.bin"
-    rng = torch.Generator().manual_seed(0)
-    block = torch.randint(0, 256, (block_bytes,), dtype=torch.uint8, generator=rng).numpy().tobytes()
-    try:
-        with open(path, "wb") as f:
-            for _ in range(max(1, file_bytes // block_bytes)):
-                f.write(block)
-            f.flush()
-            os.fsync(f.fileno())  # dirty pages cannot be dropped: write them out first
-        cold = pagecache.measure_read_rate(path, cold=True, block_bytes=block_bytes)
-        warm = max(pagecache.measure_read_rate(path, cold=False, block_bytes=block_bytes).read_bytes_per_s
-                   for _ in range(2))
-        return cold.read_bytes_per_s / GB, warm / GB, cold.page_cache_before
-    finally:
-        path.unlink(missing_ok=True)
-
-
 def _cache_file(cache_dir: Path, mode: str) -> Path:
     return Path(cache_dir) / "ceilings" / f"{socket.gethostname()}-{mode}.json"
 
@@ -266,7 +243,6 @@ def array_size(quick: bool = False) -> int:
 
 def measure_now(quick: bool = False, disk_folder: Path | None = None) -> Ceilings:
     """Measure every ceiling now (no cache)."""
-    from memlab.core import pagecache
     t0 = time.perf_counter()
     load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     array_bytes = array_size(quick)
@@ -281,7 +257,7 @@ def measure_now(quick: bool = False, disk_folder: Path | None = None) -> Ceiling
     if disk_folder is not None:
         file_bytes = (128 if quick else 512) * 2**20
         Path(disk_folder).mkdir(parents=True, exist_ok=True)
-        cold, warm, resident = disk_read(Path(disk_folder), file_bytes)
+        cold, warm, resident = pagecache.disk_read(Path(disk_folder), file_bytes)
     gpu = dict(vram=0.0, fp32=0.0, bf16=0.0, fp16=0.0, h2d_pinned=0.0, h2d_pageable=0.0,
                d2h_pinned=0.0, d2h_pageable=0.0)
     device = "cpu"

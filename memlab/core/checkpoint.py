@@ -5,8 +5,7 @@ shape, byte range), then the raw tensor bytes. Readers, simplest first:
   read_header     the JSON header as {name: TensorEntry} (absolute byte ranges)
   map_checkpoint  every tensor as a view into one private mmap: nothing read until touched
   read_tensors    chosen tensors read with pread into anonymous memory (one read per span)
-  read_tensor     one tensor, or a block of its rows or columns, as a private copy (a rank's part)
-  weight_map      tensor name -> file, for one file or a sharded folder with an index
+(lab 05 reads one tensor or a block of its rows or columns by name: sharding/reads.py.)
 Building a model around tensors: `read_config`, `skeleton` (a meta-device model) and `assign_weights`,
 which refuses weights that are another architecture's (`ARCHITECTURES`: what memlab runs).
 """
@@ -14,19 +13,16 @@ which refuses weights that are another architecture's (`ARCHITECTURES`: what mem
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import re
 import struct
-import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 from memlab.core import dtypes
-from memlab.core.errors import MemlabError, UnsupportedArchitectureError
+from memlab.core.errors import UnsupportedArchitectureError
 
 READ_CHUNK_BYTES = 16 * 2**20
 # What memlab runs: Llama-family decoders saved by transformers' save_pretrained (the byte formulas
@@ -187,49 +183,3 @@ def assign_weights(model, tensors: dict[str, torch.Tensor], dtype: torch.dtype |
             f"{model.config.name_or_path or 'this model'}: its config builds a {type(model).__name__} "
             f"(model_type {model.config.model_type!r}), but the checkpoint has no tensor for {len(unset)} of its "
             f"weights (first: {unset[0]}): the weights are another architecture's, or named otherwise; {RUNS}.")
-
-
-@lru_cache(maxsize=32)
-def _cached_header(path: str, mtime_ns: int, size: int) -> dict[str, TensorEntry]:
-    return read_header(path)
-
-
-def weight_map(folder: str | Path) -> dict[str, Path]:
-    """Tensor name -> file, for a single `model.safetensors` or a sharded folder with an index."""
-    folder = Path(folder)
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        return {k: folder / v for k, v in json.loads(index.read_text())["weight_map"].items()}
-    single = folder / "model.safetensors"
-    if not single.exists():
-        raise MemlabError(f"No model.safetensors or index in {folder}; run memlab.core.models.prepare().")
-    return {k: single for k in read_header(single)}
-
-
-def read_tensor(files: dict, name: str, rows=None, cols=None, dtype=None,
-                device: torch.device | str = "cpu") -> torch.Tensor:
-    """Read one tensor, or only a block of its rows [lo, hi) or columns [lo, hi), into this process.
-
-    Rows are one contiguous byte range, read with pread; columns come through a mapping of the
-    file (only the pages that hold them are touched). The result is a private copy, not a view
-    of the file, so it counts as this process's own resident bytes, held once: another dtype or
-    device converts it, nothing else copies it again.
-    """
-    path = str(files[name])
-    st = os.stat(path)
-    e = _cached_header(path, st.st_mtime_ns, st.st_size)[name]
-    if rows is not None:
-        row_bytes = (e.end_byte - e.start_byte) // e.shape[0]
-        e = TensorEntry(name, e.dtype, (rows[1] - rows[0],) + e.shape[1:],
-                        e.start_byte + rows[0] * row_bytes, e.start_byte + rows[1] * row_bytes)
-    with open(path, "rb") as f:
-        if cols is None:
-            t = read_tensors(f.fileno(), {name: e})[name]
-        else:
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m, warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch warns that the read-only buffer is not writable: we only copy
-                whole = torch.frombuffer(m, dtype=torch.uint8, count=e.end_byte - e.start_byte, offset=e.start_byte)
-                t = whole.view(e.dtype).reshape(e.shape)[:, cols[0]:cols[1]].clone()
-                del whole
-    # a copy only where one is needed: the bytes read above are already this process's own memory
-    return t.to(device=device, dtype=dtype or t.dtype).contiguous()

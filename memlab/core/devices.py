@@ -15,7 +15,7 @@ from memlab.core.errors import MemlabError
 from memlab.core.paths import data_path
 
 MEMORY_KINDS = ("cpu", "gpu", "soc", "fpga")  # rows that hold weights (links have no capacity)
-COLUMNS = ("name", "kind")                     # what every reader of the table needs (capacities: capacity_gb)
+COLUMNS = ("name", "kind")                     # what every reader of the table needs (quantization.fits: capacity_gb)
 FORMAT = ("a device table is a CSV with a header row naming at least name, kind and capacity_gb, "
           "like memlab/data/hardware.csv")
 
@@ -49,25 +49,3 @@ def row(name: str, path: str | Path | None = None) -> dict[str, Any]:
 def names(path: str | Path | None = None) -> list[str]:
     """Every device and link name in the table."""
     return list(table(path)["name"])
-
-
-def capacities(table_or_path: Any = None, include_this_machine: bool = True):
-    """Devices that hold weights, with their memory capacity: DataFrame name, kind, capacity_bytes.
-
-    `include_this_machine` adds this machine's RAM (and GPU memory) from the hardware card first.
-    """
-    import pandas as pd
-    t = table_or_path if isinstance(table_or_path, pd.DataFrame) else table(table_or_path)
-    if "capacity_gb" not in t.columns:
-        raise MemlabError(f"the device table has no column capacity_gb: {FORMAT}")
-    rows = t[t["kind"].isin(MEMORY_KINDS) & t["capacity_gb"].notna()]
-    out = pd.DataFrame({"name": rows["name"], "kind": rows["kind"],
-                        "capacity_bytes": (rows["capacity_gb"].astype(float) * 1e9).astype("int64")})
-    if include_this_machine:
-        from memlab.core.hardware import card
-        hw = card()
-        mine = [("this machine (RAM)", "host", hw.ram_total_bytes)]
-        if hw.gpu_vram_bytes:
-            mine.append((f"this machine ({hw.gpu_name})", "host-gpu", hw.gpu_vram_bytes))
-        out = pd.concat([pd.DataFrame(mine, columns=out.columns), out], ignore_index=True)
-    return out.reset_index(drop=True)

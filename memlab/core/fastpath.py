@@ -1,9 +1,8 @@
 """One fast decode path for Llama-family models, at every precision (labs 01 and 04, `memlab bench`).
 
 A 135M model at batch 1 should decode at bandwidth / bytes per token, but transformers' eager loop
-dispatches hundreds of small operators per token (projections, reshapes, RoPE, cache updates,
-norms), each costing microseconds of Python and dispatcher work whatever its size. The fix is doing
-fewer, larger operations per token:
+dispatches hundreds of small operators per token, each costing microseconds of Python and dispatch
+whatever its size. The fix is fewer, larger operations per token:
 
 1. `FastLlama`: the same weights, regrouped once: q/k/v stacked into one matrix and gate/up into
    another (the model's own parameters become views of them: no byte is held twice); a static KV
@@ -14,9 +13,8 @@ fewer, larger operations per token:
    measurement (`memlab.core.kernels`); `kernels="linear"` keeps torch's F.linear everywhere.
 4. `step="c"` (or "auto" where it measures faster): the whole step in one C call over the same
    weights and cache (`memlab.core.cstep`), so what lies between the matmuls costs no Python dispatch.
-5. `compile=True`: the decode step with fixed shapes (attention over the whole static cache under a
-   position mask), traced once per cache length by `torch.compile`; compile time apart (`compile_s`).
-
+5. `compile=True`: the step with fixed shapes (attention over the whole static cache under a position
+   mask), traced once per cache length by `torch.compile`; compile time apart (`compile_s`).
 Shapes: B batch, T tokens in this call, H query heads, K kv heads, D head dim, C cache length.
 """
 
@@ -71,12 +69,6 @@ def matmul(x: torch.Tensor, w) -> torch.Tensor:
     return F.linear(x, w) if isinstance(w, torch.Tensor) else w.forward(x)
 
 
-def _as_linear(weight: torch.Tensor) -> nn.Linear:
-    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
-    lin.weight = nn.Parameter(weight, requires_grad=False)
-    return lin
-
-
 def _fuse(mods: list, linear: Callable | None):
     """Stack the weights of `mods` (nn.Linear, same input) into one matrix; for fp32/bf16 the modules'
     weights are rebound as views of it (the model keeps working over the same bytes); with `linear`,
@@ -86,8 +78,10 @@ def _fuse(mods: list, linear: Callable | None):
     if any(m.bias is not None for m in mods):
         raise NotImplementedError("fast path: linear biases are not supported")
     fused = torch.cat([m.weight.data for m in mods])
-    if linear is not None:
-        return linear(_as_linear(fused))
+    if linear is not None:  # the stacked matrix as one nn.Linear, for the constructor
+        lin = nn.Linear(fused.shape[1], fused.shape[0], bias=False, device="meta")
+        lin.weight = nn.Parameter(fused, requires_grad=False)
+        return linear(lin)
     start = 0
     for m in mods:
         n = m.weight.shape[0]

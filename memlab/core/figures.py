@@ -1,4 +1,4 @@
-"""Figures two or more labs share (lab 00's token timeline). Functions take records, return a Figure, never measure.
+"""Figures two or more labs share (the kernel table of labs 01 and 04). Functions take records, return a Figure, never measure.
 
 Each figure makes one point and its title states the finding; axes carry units.
 """
@@ -7,26 +7,6 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
-
-from memlab.core.units import fmt_time
-
-
-def token_latency(result) -> Figure:
-    """Bar per token: the first bar is TTFT (tokenize + prefill + first sample), then each ITL gap."""
-    times_ms = [result.ttft_s * 1e3] + [x * 1e3 for x in result.itl_s]
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.bar([0], times_ms[:1], color="tab:orange", label=f"first token (TTFT {fmt_time(result.ttft_s)})")
-    ax.bar(range(1, len(times_ms)), times_ms[1:], color="tab:blue",
-           label=f"decode steps (TPOT {fmt_time(result.tpot_s)})")
-    ax.set_xlabel("token index")
-    ax.set_ylabel("time to produce this token (ms)")
-    ax.set_title(f"The first token waits for the whole prompt: TTFT {fmt_time(result.ttft_s)} vs "
-                 f"{result.decode_tok_per_s:.1f} tok/s after it\n"
-                 f"{result.model_name}, {result.prompt_tokens}-token prompt, {result.device} {result.dtype}",
-                 fontsize=10)
-    ax.legend()
-    fig.tight_layout()
-    return fig
 
 
 def kernel_rates(choice, roof_gb_per_s: float, title: str = "") -> Figure:

@@ -12,11 +12,10 @@ KV cache per token = 2 (k and v) * L * K * D * bytes per element (MLA and slidin
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memlab.core import limits, quantformat
+from memlab.core import quantformat
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.dtypes import dtype_bytes
 
@@ -63,9 +62,6 @@ def weights_bytes(config: Any, dtype: str | quantformat.QuantFormat | float | to
 #   MoE layer = router d*E + (E + S) * 3*d*g;  active per token: d*E + (k + S) * 3*d*g
 #   MLA attention = d*r_q + r_q*H*(D_nope+D_rope) + d*(r_kv+D_rope) + r_kv*H*(D_nope+D_v) + H*D_v*d
 #   MLA KV cache per token = L * (r_kv + D_rope) * bytes (one latent serves K and V)
-
-PRECISIONS = ("fp32", "bf16", "int8", "int4")
-
 
 def _experts(config: Any) -> tuple[int, int, int]:
     """(E routed, k per token, S shared); (0, 0, 0) for a dense model."""
@@ -231,90 +227,3 @@ def resolve_config(model: Any) -> Any:
     from memlab.core.errors import UnknownModelError
     raise UnknownModelError(f"No config for {model!r}: use one of {', '.join(famous)}, a catalog model, "
                             "a config.json file or a checkpoint folder.")
-
-
-@dataclass(frozen=True, slots=True)
-class Footprint:
-    model: str
-    precision: str
-    params: int                 # total
-    active_params: int          # per token (MoE: routed top-k + shared)
-    weights_bytes: int
-    kv_bytes: int               # KV cache for `context` tokens (kept in bf16 unless fp32)
-    activation_bytes: int       # one forward over `context` tokens
-    total_bytes: int
-    context: int
-
-
-def footprint(model: Any, precision: str = "bf16", context: int = 8192, batch_size: int = 1,
-              name: str | None = None) -> Footprint:
-    """Weights + KV cache + activations of `model` at `precision` (`quantformat.FORMATS`) for one `context`-token
-    sequence. Weights are counted tensor by tensor in that format (`weights_bytes_by_part`); KV, activations and
-    what int8/int4 leave unquantized (embedding, lm_head, norms) stay bf16 (fp32 at fp32)."""
-    config = resolve_config(model)
-    total, active = param_counts(config)
-    kv_dtype = "fp32" if precision == "fp32" else "bf16"
-    w = sum(weights_bytes_by_part(config, precision, kept_dtype=kv_dtype).values())
-    limits.count(context, "context")
-    limits.count(batch_size, "batch_size")
-    kv = kv_cache_bytes(config, context, batch_size, kv_dtype)
-    act = activation_bytes(config, context, batch_size, kv_dtype)
-    return Footprint(model=name or (model if isinstance(model, str) else "config"), precision=precision,
-                     params=total, active_params=active, weights_bytes=w, kv_bytes=kv,
-                     activation_bytes=act, total_bytes=w + kv + act, context=context)
-
-
-def fits_json(footprints: list[Footprint], table) -> dict:
-    """The `memlab fits --json` view: {"footprints": [Footprint], "fits": [one row per device and precision]}."""
-    from memlab.core.results import as_dict
-    cols = ["device", "kind", "capacity_bytes", "precision", "total_bytes", "fits"]
-    return {"footprints": [as_dict(f) for f in footprints], "fits": table[cols].to_dict(orient="records")}
-
-
-def fits_table(models: Any = None, precisions=PRECISIONS, context: int = 8192, table: Any = None):
-    """One row per (model, precision, device): the footprint, the capacity and whether it fits.
-
-    `models`: names, configs or a dict name -> config (default: the shipped famous configs).
-    A model fits when weights + KV(context) + activations <= capacity (one device, no offload).
-    """
-    import pandas as pd
-    if models is None:
-        models = famous_configs()
-    if not isinstance(models, dict):
-        models = {m if isinstance(m, str) else f"model{i}": m for i, m in enumerate(models)}
-    from memlab.core import devices
-    devs = devices.capacities(table)
-    rows = []
-    for name, cfg in models.items():
-        for p in precisions:
-            fp = footprint(cfg, p, context, name=name)
-            for d in devs.itertuples():
-                rows.append(dict(model=name, precision=p, device=d.name, kind=d.kind,
-                                 capacity_bytes=int(d.capacity_bytes), weights_bytes=fp.weights_bytes,
-                                 kv_bytes=fp.kv_bytes, activation_bytes=fp.activation_bytes,
-                                 total_bytes=fp.total_bytes, fits=fp.total_bytes <= d.capacity_bytes))
-    return pd.DataFrame(rows)
-
-
-def single_device_fits(fits, kind: str = "gpu") -> list[str]:
-    """One line per model of a `fits_table`: at which precisions it fits one `kind` device, and the
-    smallest such device (the first to fit is the widest precision), or that none holds it."""
-    from memlab.core.units import fmt_bytes
-    label = {"gpu": "GPU", "cpu": "CPU", "fpga": "FPGA", "soc": "SoC"}.get(kind, kind)
-    rows = fits[fits["kind"] == kind]
-    if rows.empty:
-        raise InvalidArgumentError(f"The fits table has no device of kind {kind!r}: {sorted(set(fits['kind']))}")
-    lines = []
-    for model, g in rows.groupby("model", sort=False):
-        precisions = list(dict.fromkeys(g["precision"]))
-        smallest = {p: f.nsmallest(1, "capacity_bytes").iloc[0]
-                    for p, f in g[g["fits"]].groupby("precision", sort=False)}
-        fitting = [p for p in precisions if p in smallest]
-        if not fitting:
-            lines.append(f"{model} fits no single {label} at {', '.join(precisions)}")
-            continue
-        shown = [(p, smallest[p]) for p in dict.fromkeys([fitting[0], fitting[-1]])]
-        lines.append(f"{model} fits one {label} at {', '.join(fitting)}" + ("" if len(fitting) > 1 else " only")
-                     + "; the smallest that holds it: " + "; ".join(
-                         f"{d['device']} ({fmt_bytes(d['capacity_bytes'])}) at {p}" for p, d in shown))
-    return lines

@@ -26,7 +26,7 @@ from memlab.core import limits
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import HardwareCard, card
 from memlab.core.measure import PeakMemory, sync
-from memlab.core.models import check_context
+from memlab.core.limits import check_context
 
 
 @dataclass(frozen=True, slots=True)

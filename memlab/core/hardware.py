@@ -9,17 +9,16 @@ The CPU's model and extensions come from Linux's /proc/cpuinfo and its caches fr
 those are missing (macOS, Windows) the card says "unknown" and `describe()` prints what this
 platform cannot measure (`limitations()`). The GPU is CUDA's, or Apple's `mps` where present.
 
-torch is imported inside the functions that ask it, not at the top: it takes ~2 s and ~300 MB, and
-`memlab info` and `memlab fits` need none of it on a machine where torch cannot see a GPU
-(`torch_may_see_a_gpu()`). There the card reads torch's version from its installed metadata and
-its thread count from torch's own default rule; wherever torch is loaded already (every lab, every
-measurement) or could see a GPU, the card asks torch itself.
+torch is imported inside the functions that ask it (~2 s, ~300 MB that `memlab info` and `fits` need
+not pay where torch cannot see a GPU, `torch_may_see_a_gpu()`): there the card reads torch's version
+and default thread count without it; wherever torch is loaded already or could see a GPU, it asks torch.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import shutil
@@ -59,8 +58,7 @@ class HardwareCard:
     torch_version: str
     transformers_version: str
     measured_at: str             # ISO timestamp (UTC)
-    last_level_cache_bytes: int = 0  # the CPU's largest cache (L3 on most); 0 where the OS does not say.
-    #                              A model that (nearly) fits in it is not read from DRAM every token.
+    last_level_cache_bytes: int = 0  # the CPU's largest cache (L3 on most; 0: unknown): what fits is not re-read from DRAM
 
     def rows(self) -> list[tuple[str, str]]:
         """Human-readable (label, value) pairs, byte fields formatted."""
@@ -126,11 +124,6 @@ def native_dtype(dtype: str, features: tuple[str, ...] | None = None) -> bool:
     """True when the CPU computes `dtype` natively (fp32 always); else torch takes slow fallbacks."""
     have = cpu_features() if features is None else features
     return dtype not in NATIVE_DTYPE_FEATURES or any(f in have for f in NATIVE_DTYPE_FEATURES[dtype])
-
-
-def native_bf16() -> bool:
-    """True when the CPU has bf16 arithmetic instructions (so bf16 matmuls need no slow fallback)."""
-    return native_dtype("bf16")
 
 
 def has_cuda() -> bool:
@@ -299,9 +292,6 @@ def describe(cache_dir: str | Path | None = None) -> HardwareCard:
 def compile_reason(device: str | torch.device = "cpu") -> str:
     """Why `compile=True` cannot run here ("" when it can): on a CPU, torch.compile's inductor writes
     C++ and needs a compiler on PATH; on CUDA it needs Triton."""
-    import importlib.util
-    import shutil
-
     import torch
     if torch.device(device).type == "cuda":
         return "" if importlib.util.find_spec("triton") else "torch.compile on CUDA needs triton (pip install triton)"

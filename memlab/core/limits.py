@@ -4,6 +4,7 @@
     positive(v, name)           a finite number > 0 (rates, seconds, bandwidths)
     non_negative(v, name)       a finite number >= 0 (a latency, a temperature for greedy)
     fraction(v, name)           a number in [0, 1]
+    check_context(config, n)    n tokens (prompt + new) within the model's context window (context_limit)
     writable_file(path, name)   a file path whose folder exists and can be written (an output)
 Each returns the value or raises `InvalidArgumentError` naming the argument, the limit and the
 value given. `cli_type(check, ...)` turns a check into an argparse `type=`, so a bad option is
@@ -18,7 +19,7 @@ import numbers
 import os
 from pathlib import Path
 
-from memlab.core.errors import InvalidArgumentError
+from memlab.core.errors import ContextTooLongError, InvalidArgumentError
 
 
 def _refuse(name: str, rule: str, value) -> None:
@@ -110,3 +111,21 @@ COUNT0 = cli_type(count, minimum=0)           # an integer >= 0
 POSITIVE = cli_type(positive)
 NON_NEGATIVE = cli_type(non_negative)
 FRACTION = cli_type(fraction)
+
+
+# ---- a model's context window ----------------------------------------------------------------
+
+def context_limit(config) -> int | None:
+    """The most tokens (prompt + generated) the model was built for: max_position_embeddings (None: unstated)."""
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key, None)  # fits reads dicts
+    value = get("max_position_embeddings") or get("n_positions")
+    return int(value) if value else None
+
+
+def check_context(config, num_tokens: int, name: str = "the model") -> None:
+    """Refuse `num_tokens` (prompt + new tokens) beyond the model's context window, with both numbers."""
+    limit = context_limit(config)
+    if limit is not None and num_tokens > limit:
+        raise ContextTooLongError(
+            f"{num_tokens} tokens (prompt + new tokens) exceed {name}'s {limit}-token context "
+            f"(max_position_embeddings in its config): ask for at most {limit} tokens in all.")

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from memlab.core import checkpoint, dtypes, guard, models, pagecache, paging, tensors
+from memlab.core import checkpoint, dtypes, guard, limits, models, pagecache, paging, tensors
 from memlab.core.errors import MemlabError, UnsupportedArchitectureError
 from memlab.core.hardware import card, resolve_device
 from memlab.core.measure import PeakMemory, Timer, release_freed_memory
@@ -67,6 +67,11 @@ class Loaded:
     name: str
     device: torch.device
     dtype: str
+
+    def paging_stats(self) -> "paging.PagingStats | None":
+        """Layer reads, bytes and wait time of a `paged`/`paged-prefetch` model (None otherwise)."""
+        streamer = getattr(self.model, "_memlab_streamer", None)
+        return streamer.stats() if streamer is not None else None
 
     def release(self) -> None:
         """Free the model now: close a paged load's layer reads and file, drop the weights (this object's
@@ -192,12 +197,6 @@ def load_paged_accelerate(folder: Path, device: torch.device, dtype: str) -> tor
     return model.eval()
 
 
-def paging_stats(loaded) -> "paging.PagingStats | None":
-    """Layer reads, bytes and wait time of a `paged`/`paged-prefetch` model (None otherwise)."""
-    streamer = getattr(loaded.model, "_memlab_streamer", None)
-    return streamer.stats() if streamer is not None else None
-
-
 STRATEGIES: dict[str, Callable[..., torch.nn.Module]] = {
     "resident": load_resident,
     "mmap": load_mmap,                      
@@ -249,8 +248,8 @@ def load(model: str = models.DEFAULT_MODEL, strategy: str = "resident", device: 
     folder = models.prepare(model, dtype=dtype, cache_dir=cache_dir)
     config = checkpoint.read_config(folder)
     if context_tokens is None:
-        context_tokens = min(DEFAULT_CONTEXT_TOKENS, models.context_limit(config) or DEFAULT_CONTEXT_TOKENS)
-    models.check_context(config, context_tokens, model)
+        context_tokens = min(DEFAULT_CONTEXT_TOKENS, limits.context_limit(config) or DEFAULT_CONTEXT_TOKENS)
+    limits.check_context(config, context_tokens, model)
     guard.check(guard.predict(config, strategy, dtype, context_tokens, batch_size, str(dev)), force=force)
     import_model_code(config)  # not timed as loading: a fresh process would pay it inside the timer
     file = checkpoint_file(folder)

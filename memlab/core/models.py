@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memlab.core import dtypes
-from memlab.core.errors import (ContextTooLongError, CorruptCacheError, MemlabError, ModelPackageMissingError,
+from memlab.core.errors import (CorruptCacheError, MemlabError, ModelPackageMissingError,
                                 NoSafetensorsError, UnknownModelError)
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -290,19 +290,3 @@ def build_tiny(folder: str | Path, seed: int = 0, **overrides) -> Path:
     model.save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
     return folder
-
-
-def context_limit(config) -> int | None:
-    """The most tokens (prompt + generated) the model was built for: max_position_embeddings (None: unstated)."""
-    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key, None)  # fits reads dicts
-    value = get("max_position_embeddings") or get("n_positions")
-    return int(value) if value else None
-
-
-def check_context(config, num_tokens: int, name: str = "the model") -> None:
-    """Refuse `num_tokens` (prompt + new tokens) beyond the model's context window, with both numbers."""
-    limit = context_limit(config)
-    if limit is not None and num_tokens > limit:
-        raise ContextTooLongError(
-            f"{num_tokens} tokens (prompt + new tokens) exceed {name}'s {limit}-token context "
-            f"(max_position_embeddings in its config): ask for at most {limit} tokens in all.")

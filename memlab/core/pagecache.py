@@ -19,6 +19,7 @@ import functools
 import ctypes.util
 import mmap
 import os
+import random
 import time
 import warnings
 from dataclasses import dataclass
@@ -147,3 +148,24 @@ def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16
             total += n
         dt = time.perf_counter() - t0
     return ReadRate(str(path), total, dt, total / dt, before, cold)
+
+
+def disk_read(folder: Path, file_bytes: int, block_bytes: int = 16 * 2**20) -> tuple[float, float, float]:
+    """(cold GB/s, warm GB/s, resident fraction after eviction) reading a scratch file.
+
+    Cold is nan where eviction is unsupported (`supports_eviction()`), and the resident
+    fraction is nan where residency cannot be counted."""
+    path = Path(folder) / f"ceilings-scratch-{os.getpid()}.bin"
+    block = random.Random(0).randbytes(block_bytes)  # incompressible, the same every run
+    try:
+        with open(path, "wb") as f:
+            for _ in range(max(1, file_bytes // block_bytes)):
+                f.write(block)
+            f.flush()
+            os.fsync(f.fileno())  # dirty pages cannot be dropped: write them out first
+        cold = measure_read_rate(path, cold=True, block_bytes=block_bytes)
+        warm = max(measure_read_rate(path, cold=False, block_bytes=block_bytes).read_bytes_per_s
+                   for _ in range(2))
+        return cold.read_bytes_per_s / 1e9, warm / 1e9, cold.page_cache_before
+    finally:
+        path.unlink(missing_ok=True)

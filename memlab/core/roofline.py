@@ -57,19 +57,6 @@ class Prediction:
     tok_per_s: float            # B * num_tokens / time_s: an upper bound on throughput
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
-    """A measured step placed on the roofline."""
-
-    label: str
-    phase: str
-    intensity_flop_per_byte: float
-    flop_per_s: float           # achieved: workload FLOPs / measured time
-    bytes_per_s: float          # achieved: workload bytes / measured time
-    time_s: float
-    tok_per_s: float
-
-
 def matmul_params(config: Any) -> int:
     """P_mm: parameters that take part in a matmul for each token (the lm_head included)."""
     d, V = config_value(config, "hidden_size"), config_value(config, "vocab_size")
@@ -120,11 +107,6 @@ def attainable_flop_per_s(intensity: float, peak_flop_per_s: float, bandwidth_by
     return min(peak_flop_per_s, intensity * bandwidth_bytes_per_s)
 
 
-def ridge_point(peak_flop_per_s: float, bandwidth_bytes_per_s: float) -> float:
-    """I* = peak / bandwidth (FLOP/byte): left of it a step is memory-bound."""
-    return peak_flop_per_s / bandwidth_bytes_per_s
-
-
 def predict(workload: Workload, peak_flop_per_s: float, bandwidth_bytes_per_s: float,
             cached_bytes: float = 0) -> Prediction:
     """time >= max(FLOPs / peak, bytes / bandwidth); tok/s <= B * tokens / that time.
@@ -147,43 +129,6 @@ def decode_tok_per_s_bound(weights_bytes: float, bandwidth_bytes_per_s: float) -
     tok/s <= bandwidth / bytes_per_token, and bytes_per_token ~= weights_bytes at batch 1.
     """
     return bandwidth_bytes_per_s / weights_bytes
-
-
-def point(label: str, workload: Workload, time_s: float) -> Point:
-    """A measured step of `workload` that took `time_s`, as a point on the roofline."""
-    return Point(label, workload.phase, workload.intensity_flop_per_byte, workload.flops / time_s,
-                 workload.bytes / time_s, time_s, workload.batch_size * workload.num_tokens / time_s)
-
-
-def points_from_generation(result, config: Any, label: str = "") -> list[Point]:
-    """Prefill and (mean) decode points of a GenerationResult (context = prompt + half the new tokens)."""
-    label = label or f"{result.model_name} {result.dtype} B={result.batch_size}"
-    pre = prefill_workload(config, result.prompt_tokens, result.batch_size, result.dtype)
-    out = [point(f"{label} prefill", pre, result.prefill_s)]
-    if result.new_tokens > 1:
-        ctx = result.prompt_tokens + result.new_tokens // 2
-        dec = decode_workload(config, result.batch_size, ctx, result.dtype)
-        out.append(point(f"{label} decode", dec, result.tpot_s))
-    return out
-
-
-# ---- reference devices (data/hardware.csv) and the memory wall -----------------------------
-
-def peak_tflop_per_s(row) -> float:
-    """A device's best dense figure: bf16, else fp16, else fp32 (TFLOP/s)."""
-    import math
-    for col in ("bf16_tflop_per_s", "fp16_tflop_per_s", "fp32_tflop_per_s"):
-        v = row[col]
-        if v == v and not math.isnan(float(v)):
-            return float(v)
-    return float("nan")
-
-
-def growth_per_2_years(years, values) -> float:
-    """Fitted growth factor per two years: exp-fit log(value) = a + b*year, factor = e^(2b)."""
-    import numpy as np
-    b, _ = np.polyfit(np.asarray(years, float), np.log(np.asarray(values, float)), 1)
-    return float(np.exp(2 * b))
 
 
 def time_by_flops(flops_a: float, seconds_a: float, flops_b: float, seconds_b: float, flops: float) -> float:

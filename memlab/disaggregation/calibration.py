@@ -19,7 +19,7 @@ profile; the relative error of the median TTFT and TPOT is (sim - real) / real.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +28,8 @@ import torch
 from memlab.core import measure
 from memlab.core.models import DEFAULT_MODEL
 from memlab.disaggregation.profiles import Profile, load_profile, profile_path, save_profile
-from memlab.disaggregation.simulator import RequestRecord, simulate
-from memlab.disaggregation.workload import Cluster, RequestSpec, Traffic
+from memlab.disaggregation.simulator import simulate
+from memlab.disaggregation.workload import Cluster, RequestRecord, Traffic, trace_at_utilization, validation_workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,23 +215,6 @@ def _validate_worker(rank, world_size, model_name, trace, workload, utilization,
     box = [trace or (trace_at_utilization(fit_profile(cal), workload, utilization) if rank == 0 else None)]
     dist.broadcast_object_list(box, src=0)
     return (cal, busy), box[0], serve.serve_rows(rank, loaded, box[0])
-
-
-def trace_at_utilization(profile: Profile, workload: Traffic, utilization: float) -> tuple[RequestSpec, ...]:
-    """The workload's requests at `utilization` of the busier worker's capacity (batch-1 service).
-
-    capacity = 1 / max(prefill time, decode time per request), from the profile's cost model.
-    """
-    n, out = workload.prompt_tokens, workload.output_tokens
-    decode_s = sum(profile.decode_step_s(1, n + 1 + j) for j in range(out - 1))
-    service_s = max(profile.prefill_s([n]), decode_s)
-    return replace(workload, rate_per_s=utilization / service_s).requests()
-
-
-def validation_workload(quick: bool = True, seed: int = 0) -> Traffic:
-    """The default validation workload (its rate is set from the measured profile)."""
-    return Traffic(num_requests=6 if quick else 16, rate_per_s=1.0, prompt_tokens=160, prompt_spread=0.5,
-                    output_tokens=12 if quick else 24, seed=seed)
 
 
 def validate(model: str = DEFAULT_MODEL, trace=None, quick: bool = True, utilization: float = 0.5,

@@ -44,6 +44,7 @@ from memlab.core.measure import sync
 from memlab.core.models import DEFAULT_MODEL
 from memlab.core.text import prompt_ids
 from memlab.disaggregation.kv_transfer import (
+    cache_bytes,
     cache_from,
     kv_tensors,
     recv_kv,
@@ -199,7 +200,7 @@ def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, fo
                 t_last = time.perf_counter()
                 shm_s, file_s = recv_other_transports(shapes, dtype, name, path, peer)
                 dist.broadcast_object_list([{
-                    "tokens": tokens, "kv_bytes": sum(t.nbytes for t in tensors), "t_rebuilt": t_rebuilt,
+                    "tokens": tokens, "kv_bytes": cache_bytes(tensors), "t_rebuilt": t_rebuilt,
                     "t_last": t_last, "decode_s": t_last - t_rebuilt, "shm_s": shm_s, "file_s": file_s,
                     "h2d_s": h2d_s}], src=1)
                 _resend(rank, peer, None, first, model, dtype, dev, is_cuda, TRANSFER_REPEATS - 1)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from memlab.core.kv import cache_from, kv_tensors, pack, unpack  # noqa: F401  (one implementation, in the core: lab 09 uses it too)
+from memlab.core.kv import cache_bytes, cache_from, kv_tensors, pack, unpack  # noqa: F401  (one implementation, in the core: lab 09 uses it too)
 
 TRANSPORTS = ("gloo", "shm", "file")
 
@@ -38,7 +38,7 @@ def recv_gloo(shapes, dtype, src):
 
 
 def write_shm(tensors, name):
-    total = sum(t.nbytes for t in tensors)
+    total = cache_bytes(tensors)
     shm = shared_memory.SharedMemory(name=name, create=True, size=total)
     buf = torch.frombuffer(shm.buf, dtype=torch.uint8, count=total)
     off = 0

@@ -2,7 +2,7 @@
 
 Rank 0 prefills each request when it arrives (by the trace's clock) and sends its KV cache;
 rank 1 decodes every request it holds one step at a time, batched. `serve_trace` returns one
-`simulator.RequestRecord` per request, so the real run and the simulation compare field by field.
+`workload.RequestRecord` per request, so the real run and the simulation compare field by field.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch.distributed as dist
 
 from memlab.core.text import prompt_ids
 from memlab.disaggregation.kv_transfer import (
+    cache_bytes,
     cache_from,
     kv_shapes,
     kv_tensors,
@@ -75,7 +76,7 @@ def _serve_decode(loaded, trace, peer: int) -> list[dict]:
         for _ in range(n_out - 1):
             token = int(generation.decode_step(model, torch.tensor([[token]]), cache)[0].argmax())
         rows.append({"transfer_started_at_s": max(free_at, t_first) - t0, "transfer_ended_at_s": landed - t0,
-                     "finished_at_s": time.perf_counter() - t0, "kv_bytes": sum(t.nbytes for t in tensors)})
+                     "finished_at_s": time.perf_counter() - t0, "kv_bytes": cache_bytes(tensors)})
     return rows
 
 
@@ -87,7 +88,7 @@ def serve_rows(rank: int, loaded, trace) -> list[dict]:
 
 def to_records(trace, prefill_rows, decode_rows):
     """Merge both ranks' timestamps into the simulator's RequestRecord, so real and simulated compare."""
-    from memlab.disaggregation.simulator import RequestRecord
+    from memlab.disaggregation.workload import RequestRecord
     out = []
     for spec, p, d in zip(trace, prefill_rows, decode_rows):
         first, fin, n = p["first_token_at_s"], d["finished_at_s"], spec.output_tokens

@@ -18,7 +18,8 @@ import numpy as np
 
 from memlab.core.errors import InvalidArgumentError
 from memlab.disaggregation.profiles import Profile
-from memlab.disaggregation.simulator import RequestRecord, simulate
+from memlab.disaggregation.simulator import simulate
+from memlab.disaggregation.workload import RequestRecord
 from memlab.disaggregation.workload import Cluster, Traffic
 
 

@@ -36,38 +36,12 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from dataclasses import dataclass
 
 import simpy
 
 from memlab.disaggregation.prefix_cache import PrefixCache
 from memlab.disaggregation.profiles import Profile
-from memlab.disaggregation.workload import Cluster, RequestSpec, Traffic
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """One finished request; `*_at_s` are times on the simulated clock, `*_s` durations."""
-
-    request_id: int
-    prompt_tokens: int
-    output_tokens: int
-    kv_bytes: int
-    prefill_worker: int
-    decode_worker: int
-    arrived_at_s: float
-    prefill_started_at_s: float
-    first_token_at_s: float                  # prefill end (or KV landed, see Cluster)
-    transfer_started_at_s: float
-    transfer_ended_at_s: float
-    decode_started_at_s: float               # joined a decode batch
-    finished_at_s: float
-    ttft_s: float
-    tpot_s: float
-    e2e_s: float
-    prefill_s: float
-    transfer_s: float
-    cached_tokens: int = 0                   # prompt tokens served from the prefix cache (not prefilled)
+from memlab.disaggregation.workload import Cluster, RequestRecord, RequestSpec, Traffic
 
 
 class _Req:

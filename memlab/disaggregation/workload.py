@@ -1,4 +1,5 @@
-"""What the serving simulator is asked to serve (a `Traffic`) and on what (a `Cluster`), lab 07.
+"""What the serving simulator is asked to serve (a `Traffic`), on what (a `Cluster`), and what became of
+each request (a `RequestRecord`, simulated or served for real), lab 07.
 
 A workload is a seeded list of requests: Poisson arrivals at `rate_per_s`, prompt and output
 lengths uniform in mean * [1 - spread, 1 + spread] (or a replayed trace, `traces.py`). A cluster
@@ -9,7 +10,7 @@ optional prefix cache (`prefix_cache.py`) and, in colocated mode, optional chunk
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -99,3 +100,45 @@ class Cluster:
     @property
     def num_workers(self) -> int:
         return self.num_prefill_workers + self.num_decode_workers
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One finished request; `*_at_s` are times on the simulated clock, `*_s` durations."""
+
+    request_id: int
+    prompt_tokens: int
+    output_tokens: int
+    kv_bytes: int
+    prefill_worker: int
+    decode_worker: int
+    arrived_at_s: float
+    prefill_started_at_s: float
+    first_token_at_s: float                  # prefill end (or KV landed, see Cluster)
+    transfer_started_at_s: float
+    transfer_ended_at_s: float
+    decode_started_at_s: float               # joined a decode batch
+    finished_at_s: float
+    ttft_s: float
+    tpot_s: float
+    e2e_s: float
+    prefill_s: float
+    transfer_s: float
+    cached_tokens: int = 0                   # prompt tokens served from the prefix cache (not prefilled)
+
+
+def trace_at_utilization(profile, workload: Traffic, utilization: float) -> tuple[RequestSpec, ...]:
+    """The workload's requests at `utilization` of the busier worker's capacity (batch-1 service).
+
+    capacity = 1 / max(prefill time, decode time per request), from the profile's cost model.
+    """
+    n, out = workload.prompt_tokens, workload.output_tokens
+    decode_s = sum(profile.decode_step_s(1, n + 1 + j) for j in range(out - 1))
+    service_s = max(profile.prefill_s([n]), decode_s)
+    return replace(workload, rate_per_s=utilization / service_s).requests()
+
+
+def validation_workload(quick: bool = True, seed: int = 0) -> Traffic:
+    """The default validation workload (its rate is set from the measured profile)."""
+    return Traffic(num_requests=6 if quick else 16, rate_per_s=1.0, prompt_tokens=160, prompt_spread=0.5,
+                    output_tokens=12 if quick else 24, seed=seed)

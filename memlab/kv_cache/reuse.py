@@ -164,7 +164,7 @@ def serve_once(loaded, way: str, prefix: tiers.Prefix, suffix_ids: list[int], pa
 
 def check_context(loaded, config: ReuseConfig) -> None:
     """Refuse, before anything is measured, a prefix + suffix + new tokens longer than the model's context."""
-    models.check_context(loaded.config, max(config.prefix_tokens) + config.suffix_tokens + config.new_tokens,
+    limits.check_context(loaded.config, max(config.prefix_tokens) + config.suffix_tokens + config.new_tokens,
                          getattr(loaded, "name", "the model"))
 
 

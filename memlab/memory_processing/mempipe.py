@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from memlab.core import limits, measure
 from memlab.core.errors import InvalidArgumentError
-from memlab.core.models import check_context
+from memlab.core.limits import check_context
 from memlab.core.generation import decode_step, new_cache, prefill
 from memlab.core.text import prompt_ids
 

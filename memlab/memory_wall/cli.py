@@ -33,6 +33,7 @@ def _cmd_ceilings(args) -> int:
 
 def _cmd_roofline(args) -> int:
     from memlab.core import ceilings, devices, roofline
+    from memlab.memory_wall import points
     from memlab.memory_wall import report
     from memlab.core.loading import load
     c = ceilings.measure(quick=True)
@@ -41,7 +42,7 @@ def _cmd_roofline(args) -> int:
                                   fast=not args.no_fast)
     if args.out:
         from memlab.memory_wall import plots
-        pts = [roofline.point(f"decode (eager) B={args.batch_size}",
+        pts = [points.point(f"decode (eager) B={args.batch_size}",
                               roofline.decode_workload(loaded.model.config, args.batch_size,
                                                        rep.prompt_tokens + rep.new_tokens // 2, args.dtype),
                               args.batch_size / rep.measured_decode_tok_per_s)]

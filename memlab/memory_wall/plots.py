@@ -8,6 +8,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from memlab.memory_wall.history import growth_per_2_years, peak_tflop_per_s
+
 
 def roofline(ceilings, points=(), devices=None, reference=("NVIDIA H100 SXM5", "NVIDIA A100 SXM4 80GB",
              "AMD EPYC 9654", "Apple M1 Max"), dtypes=("fp32", "bf16")) -> Figure:
@@ -25,7 +27,6 @@ def roofline(ceilings, points=(), devices=None, reference=("NVIDIA H100 SXM5", "
             ax.plot(x, np.minimum(peak, x * bw), style, color="tab:red", lw=2,
                     label=f"this machine, {dtype}: {peak / 1e9:.0f} GFLOP/s, memory {bw / 1e9:.1f} GB/s")
     if devices is not None:
-        from memlab.core.roofline import peak_tflop_per_s
         for name in reference:
             rows = devices[devices["name"] == name]
             if rows.empty:
@@ -85,7 +86,6 @@ def decode_batch_sweep(batch_sizes, predicted_tok_per_s, measured_tok_per_s, lab
 def memory_wall(devices) -> Figure:
     """Peak dense FLOP/s and memory bandwidth by year (GPUs), with fitted growth per two years."""
     import numpy as np
-    from memlab.core.roofline import growth_per_2_years, peak_tflop_per_s
     gpus = devices[devices["kind"] == "gpu"].sort_values("year")
     flops = np.array([peak_tflop_per_s(r) for _, r in gpus.iterrows()]) * 1e12
     bws = gpus["bandwidth_gb_per_s"].to_numpy() * 1e9

@@ -1,4 +1,4 @@
-"""Worked solutions of lab 01's exercises (graded by memlab.core.exercises): the physics, step by step."""
+"""Worked solutions of lab 01's exercises (graded by memlab.course.exercises): the physics, step by step."""
 
 from __future__ import annotations
 

@@ -54,17 +54,18 @@ def _cmd_quant(args) -> int:
 
 def _cmd_fits(args) -> int:
     from memlab.core import footprint
+    from memlab.quantization import fits
     precisions = tuple(p.strip() for p in args.precisions.split(","))
     cfg = footprint.resolve_config(args.model)
     name = args.model
-    limit = models.context_limit(cfg)
+    limit = limits.context_limit(cfg)
     if limit is not None and args.context > limit:  # a KV cache the model can never fill is no answer
         raise ContextTooLongError(f"--context {args.context} is past {name}'s {limit}-token context window "
                                   f"(max_position_embeddings in its config): ask for --context {limit} or less")
-    prints = [footprint.footprint(cfg, p, args.context, name=name) for p in precisions]
-    table = footprint.fits_table({name: cfg}, precisions, args.context, table=args.table)
+    prints = [fits.footprint(cfg, p, args.context, name=name) for p in precisions]
+    table = fits.fits_table({name: cfg}, precisions, args.context, table=args.table)
     if args.json:
-        print_json(footprint.fits_json(prints, table))
+        print_json(fits.fits_json(prints, table))
         return 0
     for f in prints:
         print(f"{name} {f.precision:>5} ({8 * f.weights_bytes / f.params:.2f} bits/weight on average): weights "

@@ -50,7 +50,7 @@ class FastRow:
 
 def streamed_bytes(fast: fastpath.FastLlama) -> int:
     """Bytes one decode step of `fast` reads: every layer matrix (scales and zeros included), the
-    norms and the lm_head; one embedding row is not counted (quantize.streamed_bytes's convention)."""
+    norms and the lm_head; one embedding row is not counted (records.streamed_bytes's convention)."""
     held = [*(fast.layers[i][k] for i in range(len(fast.layers)) for k in ("qkv", "o", "gate_up", "down", "ln1", "ln2")),
             fast.final_norm, fast.lm_head]
     return tensors.tensor_bytes([t for h in held for t in (h.state_dict(keep_vars=True).values()

@@ -67,7 +67,7 @@ def quant_roofline(results, bandwidth_bytes_per_s: float) -> Figure:
 
 
 def fits_heatmap(table, precision: str | None = None) -> Figure:
-    """Models (rows) x devices (columns): the first of the table's precisions, in the order `footprint.fits_table`
+    """Models (rows) x devices (columns): the first of the table's precisions, in the order `fits.fits_table`
     was given them (widest first: fp32, bf16, int8, int4[, q4_0]), that fits. Blank = none fits."""
     import numpy as np
     order = list(dict.fromkeys(table["precision"]))

@@ -21,7 +21,7 @@ from memlab.core import tensors
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import card
 from memlab.core.measure import repeat
-from memlab.quantization import quality, quantize
+from memlab.quantization import quality, quantize, records
 from memlab.quantization.records import QuantConfig, QuantResult
 
 
@@ -83,8 +83,8 @@ def measure(name: str, cfg: QuantConfig, reference: QuantResult | None = None,
     result = QuantResult(
         variant=v.name, library=v.library, description=v.description, is_available=True,
         reason=quantize.emulation_note(v.load_dtype), resident_bytes=tensors.model_bytes(model),
-        streamed_bytes=quantize.streamed_bytes(model),
-        bits_per_weight=quantize.linear_bits_per_weight(model, linears, num_weights),
+        streamed_bytes=records.streamed_bytes(model),
+        bits_per_weight=records.linear_bits_per_weight(model, linears, num_weights),
         load_s=load_s + quantize_s, quantize_s=quantize_s, prefill_tok_per_s=prefill,
         decode_tok_per_s=decode, perplexity=quality.perplexity(model, ids),
         agreement=quality.agreement(model, prompt, list(ref_tokens)),

@@ -175,25 +175,6 @@ def memlab_int4_fast(model: nn.Module) -> nn.Module:
     return replace_linears(model, Int4Linear, lm_head=Int8Linear)
 
 
-# --- bytes, measured from the tensors themselves ------------------------------------------------
-
-def streamed_bytes(model: nn.Module) -> int:
-    """Bytes one decode step reads: every weight, except an input embedding that is not also lm_head
-    (a lookup reads one row of it)."""
-    emb = model.get_input_embeddings().weight
-    out = getattr(model.get_output_embeddings(), "weight", None)
-    return tensors.model_bytes(model) - (0 if out is emb else tensors.tensor_bytes([emb]))
-
-
-def linear_bits_per_weight(model: nn.Module, linear_names: list[str], num_weights: int) -> float:
-    """8 * bytes of the (quantized) linear layers, scales and zeros included / their weight count."""
-    mods = dict(model.named_modules())
-    weights = []
-    for name in linear_names:
-        weights += [t for k, t in mods[name].state_dict(keep_vars=True).items() if "bias" not in k]
-    return 8 * tensors.tensor_bytes(weights) / num_weights
-
-
 # --- the variants --------------------------------------------------------------------------------
 
 def _torchao(config_fn):

@@ -1,7 +1,8 @@
 """The quantization comparison's config and its record, one per variant (lab 04, `memlab quant`).
 
 `QuantConfig` says what to run (variants, prompt, tokens, repeats); `QuantResult` is what one
-variant measured: bytes, speed, quality and the answer. Both the in-process variants
+variant measured: bytes (`streamed_bytes`, `linear_bits_per_weight`: counted from the built model's
+tensors), speed, quality and the answer. Both the in-process variants
 (`quantcompare`) and the llama.cpp reference (`gguf_reference`) return it.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from memlab.core import limits
+from memlab.core import limits, tensors
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.models import DEFAULT_MODEL
 from memlab.quantization import quantize
@@ -76,3 +77,20 @@ class QuantResult:
     tokens: tuple                 # greedy tokens of the speed prompt
     host: str
     device: str = "cpu"           # where it ran
+
+
+def streamed_bytes(model) -> int:
+    """Bytes one decode step reads: every weight, except an input embedding that is not also lm_head
+    (a lookup reads one row of it)."""
+    emb = model.get_input_embeddings().weight
+    out = getattr(model.get_output_embeddings(), "weight", None)
+    return tensors.model_bytes(model) - (0 if out is emb else tensors.tensor_bytes([emb]))
+
+
+def linear_bits_per_weight(model, linear_names: list[str], num_weights: int) -> float:
+    """8 * bytes of the (quantized) linear layers, scales and zeros included / their weight count."""
+    mods = dict(model.named_modules())
+    weights = []
+    for name in linear_names:
+        weights += [t for k, t in mods[name].state_dict(keep_vars=True).items() if "bias" not in k]
+    return 8 * tensors.tensor_bytes(weights) / num_weights

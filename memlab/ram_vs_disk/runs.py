@@ -52,7 +52,7 @@ def run_strategy(model: str = models.DEFAULT_MODEL, strategy: str = "resident", 
     gc.collect()  # a previous model may still map the file, and mapped pages cannot be evicted
     loaded = loading.load(model, strategy, device, dtype, cold=cold, bigger_than_ram=bigger_than_ram)
     r = generation.generate(loaded, prompt, max_new_tokens=max_new_tokens, stop_at_eos=False)
-    stats = loading.paging_stats(loaded)
+    stats = loaded.paging_stats()
     lr = loaded.result
     peak = max(lr.peak_rss_bytes, r.peak_rss_bytes)
     run = StrategyRun(strategy, cold, bigger_than_ram, lr.page_cache_before, lr.load_time_s, r.ttft_s,

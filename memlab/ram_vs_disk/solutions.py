@@ -1,4 +1,4 @@
-"""Worked solutions of lab 02's exercises (graded by memlab.core.exercises)."""
+"""Worked solutions of lab 02's exercises (graded by memlab.course.exercises)."""
 
 from __future__ import annotations
 

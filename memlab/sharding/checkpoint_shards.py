@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memlab.core import limits
-from memlab.core.checkpoint import read_header, weight_map
+from memlab.core.checkpoint import read_header
+from memlab.sharding.reads import weight_map
 from memlab.core.models import DEFAULT_MODEL
 from memlab.core.results import as_dict
 from memlab.sharding import parallel

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from memlab.core import dtypes, tensors
-from memlab.core.checkpoint import read_tensor, weight_map
+from memlab.sharding.reads import read_tensor, weight_map
 from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, load_in_turn, maybe_fail,
                                      peak_rss_bytes, worker_device)
 from memlab.core.errors import MemlabError

@@ -2,7 +2,7 @@
 
 latency   cold start stage by stage, the waterfall, TTFT against prompt length and batch size
 plots     the waterfall, TTFT against prompt length, latency against throughput
-solutions the worked solutions of the lab's exercises (memlab.core.exercises grades them)
+solutions the worked solutions of the lab's exercises (memlab.course.exercises grades them)
 gpu       the GPU column: TTFT with the weights resident in VRAM beside the CPU's (absent without a GPU)
 """
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from memlab.core import ceilings
+from memlab.core import ceilings, pagecache
 
 
 def test_stream_kernels_report_gb_per_s():
@@ -41,7 +41,7 @@ def test_matmul_respects_its_time_budget():
 
 
 def test_disk_cold_read_is_verified(tmp_path):
-    cold, warm, resident = ceilings.disk_read(tmp_path, 8 * 2**20, block_bytes=2**20)
+    cold, warm, resident = pagecache.disk_read(tmp_path, 8 * 2**20, block_bytes=2**20)
     assert cold > 0 and warm > 0
     assert resident < 0.05  # posix_fadvise really dropped the pages before the cold read
     assert not list(tmp_path.iterdir())  # scratch file removed

@@ -1,6 +1,7 @@
 import pytest
 
 from memlab.core import footprint
+from memlab.quantization import fits
 
 
 def test_weight_bytes_match_the_tensors(tiny):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from memlab.core import models
+from memlab.core import limits, models
 from memlab.core.errors import CorruptCacheError, ModelPackageMissingError, UnknownModelError
 
 
@@ -77,11 +77,11 @@ def test_unwritable_cache_is_a_clear_error(tmp_path):
 
 def test_more_tokens_than_the_context_is_refused_with_both_numbers(tiny):
     from memlab.core.errors import ContextTooLongError
-    limit = models.context_limit(tiny.config)
+    limit = limits.context_limit(tiny.config)
     assert limit and limit > 0
-    models.check_context(tiny.config, limit)  # exactly the context is fine
+    limits.check_context(tiny.config, limit)  # exactly the context is fine
     with pytest.raises(ContextTooLongError, match=rf"{limit + 1} tokens .*{limit}-token context"):
-        models.check_context(tiny.config, limit + 1)
+        limits.check_context(tiny.config, limit + 1)
 
 
 def test_a_loaded_model_is_released_on_request(tiny_dir):

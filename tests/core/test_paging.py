@@ -59,7 +59,7 @@ def test_bigger_than_ram_reads_every_layer_from_disk(tiny_folder, reference, str
     gc.collect()  # an mmap model from an earlier test pins the file's pages until it is collected
     loaded = loading.load(str(tiny_folder), strategy, bigger_than_ram=True)
     _check_same(loaded, reference)
-    stats = loading.paging_stats(loaded)
+    stats = loaded.paging_stats()
     assert stats.bigger_than_ram and stats.num_layer_reads >= 3 * 7  # 3 layers x (2 forwards + 5 steps)
     file = loading.checkpoint_file(tiny_folder)
     layers, _ = checkpoint.split_layers(checkpoint.read_header(file))

@@ -58,7 +58,7 @@ def test_card_and_describe_say_what_is_unknown(bare, capsys):
     assert hw.cpu_model  # platform.processor() or the machine type stands in
     out = capsys.readouterr().out
     assert COLD in out and "CPU flags unknown" in out and "residency unknown" in out
-    assert hardware.cpu_features() == () and not hardware.native_bf16()
+    assert hardware.cpu_features() == () and not hardware.native_dtype("bf16")
 
 
 def test_evict_and_residency_degrade(bare, scratch):

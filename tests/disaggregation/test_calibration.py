@@ -2,7 +2,7 @@
 
 import pytest
 
-from memlab.disaggregation import calibration, profiles
+from memlab.disaggregation import calibration, profiles, workload
 from memlab.core import models
 from memlab.disaggregation.profiles import Profile, simple_profile
 from memlab.disaggregation.simulator import simulate
@@ -51,8 +51,8 @@ def test_spec_profile_is_labelled(tmp_path):
 def test_trace_at_utilization_sets_rate():
     prof = simple_profile()
     w = Traffic(num_requests=50, prompt_tokens=100, output_tokens=10)
-    lo = calibration.trace_at_utilization(prof, w, 0.2)
-    hi = calibration.trace_at_utilization(prof, w, 0.8)
+    lo = workload.trace_at_utilization(prof, w, 0.2)
+    hi = workload.trace_at_utilization(prof, w, 0.8)
     assert hi[-1].arrived_at_s == pytest.approx(lo[-1].arrived_at_s / 4)
 
 

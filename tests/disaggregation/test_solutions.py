@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from memlab.core import exercises, footprint
+from memlab.core import footprint
+from memlab.course import exercises
 from memlab.disaggregation import profiles, simstats, solutions, workload
 
 

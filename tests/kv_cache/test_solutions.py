@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from memlab.core import exercises, footprint
+from memlab.core import footprint
+from memlab.course import exercises
 from memlab.kv_cache import breakeven, reuse, solutions
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from memlab.core import exercises
+from memlab.course import exercises
 from memlab.memory_processing import mempipe, offload, solutions
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from memlab.core import exercises, footprint, roofline
+from memlab.core import footprint, roofline
+from memlab.course import exercises
 from memlab.memory_wall import solutions
 
 SMOLLM = footprint.resolve_config("smollm2-135m")

@@ -1,10 +1,11 @@
-"""memlab.core.footprint (issue 5 part): formulas checked against real tensors, MoE/MLA configs, fits."""
+"""memlab.core.footprint and memlab.quantization.fits: formulas checked against real tensors, MoE/MLA configs, fits."""
 
 import pandas as pd
 import pytest
 import torch
 
 from memlab.core import footprint, models
+from memlab.quantization import fits
 
 
 def _prefill_cache(model, num_tokens):
@@ -86,35 +87,35 @@ def test_activations_grow_with_tokens_and_batch():
 def test_fits_table_against_a_device_table():
     devices = pd.DataFrame({"name": ["small", "big", "a link"], "kind": ["gpu", "gpu", "link"],
                             "capacity_gb": [24, 80, None]})
-    t = footprint.fits_table(["llama-3.1-8b", "llama-3.1-70b"], ("bf16", "int4"), 8192, table=devices)
+    t = fits.fits_table(["llama-3.1-8b", "llama-3.1-70b"], ("bf16", "int4"), 8192, table=devices)
     assert set(t["device"]) >= {"small", "big"} and "a link" not in set(t["device"])
-    fits = t.set_index(["model", "precision", "device"])["fits"]
-    assert fits["llama-3.1-8b", "bf16", "small"] and not fits["llama-3.1-70b", "bf16", "big"]
-    assert fits["llama-3.1-70b", "int4", "big"] and not fits["llama-3.1-70b", "int4", "small"]
+    fit = t.set_index(["model", "precision", "device"])["fits"]
+    assert fit["llama-3.1-8b", "bf16", "small"] and not fit["llama-3.1-70b", "bf16", "big"]
+    assert fit["llama-3.1-70b", "int4", "big"] and not fit["llama-3.1-70b", "int4", "small"]
 
 
 def test_single_device_fits_reads_the_table():
     """The lab's sentence comes from the table: the precisions that fit, the smallest device, or none."""
     devices = pd.DataFrame({"name": ["small", "big"], "kind": ["gpu", "gpu"], "capacity_gb": [24, 80]})
-    t = footprint.fits_table(["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b"], ("bf16", "int4"), 8192, table=devices)
-    lines = footprint.single_device_fits(t)
+    t = fits.fits_table(["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b"], ("bf16", "int4"), 8192, table=devices)
+    lines = fits.single_device_fits(t)
     assert lines[0].startswith("llama-3.1-8b fits one GPU at bf16, int4;") and "small (22.4 GiB) at bf16" in lines[0]
     assert lines[1].startswith("llama-3.1-70b fits one GPU at int4 only;") and "big (74.5 GiB) at int4" in lines[1]
     assert lines[2] == "llama-3.1-405b fits no single GPU at bf16, int4"
     # the same models against a bigger card: 405B fits it at GGUF's q4_0 (4.5 bits) but not at memlab's int4
     # (5 bits, and a bf16 embedding and lm_head), read from the table, not typed
     bigger = pd.concat([devices, pd.DataFrame({"name": ["huge"], "kind": ["gpu"], "capacity_gb": [256]})])
-    t = footprint.fits_table(["llama-3.1-405b"], ("bf16", "int4", "q4_0"), 8192, table=bigger)
-    assert footprint.single_device_fits(t) == ["llama-3.1-405b fits one GPU at q4_0 only; the smallest that holds "
+    t = fits.fits_table(["llama-3.1-405b"], ("bf16", "int4", "q4_0"), 8192, table=bigger)
+    assert fits.single_device_fits(t) == ["llama-3.1-405b fits one GPU at q4_0 only; the smallest that holds "
                                                "it: huge (238.4 GiB) at q4_0"]
     with pytest.raises(Exception, match="no device of kind 'fpga'"):
-        footprint.single_device_fits(t, kind="fpga")
+        fits.single_device_fits(t, kind="fpga")
 
 
 def test_the_fits_table_counts_weights_with_the_format_model():
     """One model of bytes: the fits table's weights are `weights_bytes` in each format, int8/int4 keeping the
     embedding, lm_head and norms in bf16; float precisions are every parameter at their width, as before."""
-    t = footprint.fits_table(["llama-3.1-8b"], ("fp32", "bf16", "int8", "int4", "q4_0"), 8192,
+    t = fits.fits_table(["llama-3.1-8b"], ("fp32", "bf16", "int8", "int4", "q4_0"), 8192,
                              table=pd.DataFrame({"name": ["g"], "kind": ["gpu"], "capacity_gb": [80]}))
     cfg = footprint.famous_configs()["llama-3.1-8b"]
     got = dict(zip(t["precision"], t["weights_bytes"]))
@@ -124,18 +125,18 @@ def test_the_fits_table_counts_weights_with_the_format_model():
     d, V, matrices = 4096, 128256, total - 2 * 128256 * 4096 - (2 * 32 + 1) * 4096
     assert got["int4"] == matrices * 5 // 8 + 2 * (2 * V * d + 65 * d)             # 5-bit matrices, bf16 rest
     assert got["q4_0"] == (matrices + 2 * V * d) * 9 // 16 + 4 * 65 * d              # 4.5 bits, F32 norms
-    assert footprint.footprint(cfg, "q4_0").weights_bytes == got["q4_0"]
+    assert fits.footprint(cfg, "q4_0").weights_bytes == got["q4_0"]
 
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_streamed_bytes_of_a_config_equal_those_of_the_model(tied):
     """One decode step reads every weight but an untied input embedding (one row of it per token)."""
     from transformers import LlamaForCausalLM
-    from memlab.quantization import quantize
+    from memlab.quantization import records
     config = models.tiny_config(tie_word_embeddings=tied)
     model = LlamaForCausalLM(config)
     buffers = sum(b.nbytes for b in model.buffers())  # RoPE's inv_freq: counted by the model, not a weight
-    assert footprint.streamed_bytes(config, "fp32") == quantize.streamed_bytes(model) - buffers
+    assert footprint.streamed_bytes(config, "fp32") == records.streamed_bytes(model) - buffers
     embedding = config.vocab_size * config.hidden_size * 4
     assert footprint.streamed_bytes(config) == footprint.weights_bytes(config) - (0 if tied else embedding)
 
@@ -169,6 +170,6 @@ def test_plots_take_records():
     fig = plots.quant_tradeoff(rs)
     assert "int4 decodes 3.0x" in fig._suptitle.get_text()
     assert plots.quant_roofline(rs, 30e9).axes
-    table = footprint.fits_table(["llama-3.1-8b"], ("bf16", "int4"), 1024,
+    table = fits.fits_table(["llama-3.1-8b"], ("bf16", "int4"), 1024,
                                  table=pd.DataFrame({"name": ["g"], "kind": ["gpu"], "capacity_gb": [8]}))
     assert plots.fits_heatmap(table).axes

@@ -112,7 +112,7 @@ def test_bytes_are_counted_from_tensors():
     linears = [m for m in q8.modules() if isinstance(m, quantize.Int8Linear)]
     int8_bytes = sum(m.qweight.numel() for m in linears)
     assert sum(m.qweight.element_size() for m in linears) == len(linears)
-    bits = quantize.linear_bits_per_weight(q8, [n for n, m in q8.named_modules() if isinstance(m, quantize.Int8Linear)],
+    bits = records.linear_bits_per_weight(q8, [n for n, m in q8.named_modules() if isinstance(m, quantize.Int8Linear)],
                                            int8_bytes)
     assert 8 < bits < 8.5                                        # 8 bits + one bf16 scale per row
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import memlab as ml
-from memlab.core import exercises
+from memlab.course import exercises
 
 
 @pytest.mark.parametrize("num_tokens", [1, 13])

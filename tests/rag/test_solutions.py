@@ -6,7 +6,7 @@ import pytest
 
 import memlab as ml
 from memlab import rag
-from memlab.core import exercises
+from memlab.course import exercises
 
 
 @pytest.mark.parametrize("per_topic", [1, None])

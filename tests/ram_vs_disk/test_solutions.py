@@ -3,7 +3,8 @@
 import pytest
 
 import memlab as ml
-from memlab.core import exercises, loading
+from memlab.core import loading
+from memlab.course import exercises
 from memlab.ram_vs_disk import runs, solutions
 
 

@@ -8,7 +8,7 @@ import torch
 
 from memlab.core import generation, loading, models
 from memlab.sharding import checkpoint_shards, pipeline, parallel as sharding, tensor_parallel
-from memlab.core.checkpoint import weight_map
+from memlab.sharding.reads import weight_map
 from memlab.sharding.workers import ParallelConfig
 from memlab.core.errors import MemlabError
 
@@ -194,7 +194,7 @@ def test_cli_shard_checkpoint_json(varied_dir, capsys, monkeypatch, tmp_path):
 def test_read_tensor_reads_a_block_once_into_its_own_memory(varied_dir, rows, cols):
     from safetensors.torch import load_file
 
-    from memlab.core.checkpoint import read_tensor
+    from memlab.sharding.reads import read_tensor
     files = weight_map(varied_dir)
     for name in ("model.embed_tokens.weight", "model.layers.0.mlp.down_proj.weight"):
         full = load_file(str(files[name]))[name]

@@ -6,7 +6,8 @@ import torch
 from transformers import AutoConfig
 
 import memlab as ml
-from memlab.core import exercises, models, tensors
+from memlab.core import models, tensors
+from memlab.course import exercises
 from memlab.sharding import parallel, pipeline
 from memlab.sharding.workers import ParallelConfig
 

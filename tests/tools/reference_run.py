@@ -57,7 +57,7 @@ def main() -> int:
             lab_runs.setdefault(key, {})[f"{mode}_peak_bytes"] = r["peak_pss_bytes"]
             lab_runs[key][f"{mode}_wall_s"] = round(r["wall_s"], 1)
     (work / "lab_runs.txt").write_text(json.dumps(lab_runs, indent=1))
-    from memlab.core import reference
+    from memlab.course import reference
     old = REF / f"{args.name}.json"
     if args.merge and old.exists():  # a rerun of some labs: keep the others' records
         kept = json.loads(old.read_text())

@@ -5,7 +5,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import memlab as ml
-from memlab.core import exercises, footprint, generation, loading, tensors
+from memlab.core import footprint, generation, loading, tensors
+from memlab.course import exercises
 from memlab.ttft import solutions
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from memlab.core import checks
+from memlab.course import checks
 
 
 def test_a_holding_claim_prints_one_ok_line(capsys):

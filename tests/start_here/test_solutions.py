@@ -1,10 +1,12 @@
-"""Lab 00's worked solutions (end of memlab/core/exercises.py) against what the code measures, and
+"""Lab 00's worked solutions (memlab/start_here/solutions.py) against what the code measures, and
 its exercises mark a wrong answer (twice the solution) as a miss."""
 
 import pytest
 
 import memlab as ml
-from memlab.core import exercises, footprint, tensors
+from memlab.core import footprint, tensors
+from memlab.course import exercises
+from memlab.start_here import solutions
 
 
 def test_decode_bandwidth_is_the_weights_a_decode_step_reads(tiny, monkeypatch):
@@ -13,7 +15,7 @@ def test_decode_bandwidth_is_the_weights_a_decode_step_reads(tiny, monkeypatch):
     held = tensors.model_bytes(tiny.model) - sum(b.nbytes for b in tiny.model.buffers())
     assert held == footprint.weights_bytes(tiny.config, "fp32")
     measured = held * r.decode_tok_per_s / 1e9  # what lab 00 grades against: bytes x tokens per second
-    solution = exercises.decode_gb_per_s(held, r.tpot_s)
+    solution = solutions.decode_gb_per_s(held, r.tpot_s)
     assert solution == pytest.approx(measured, rel=1e-9)
     assert exercises.grade("00-decode-bw", solution, measured, rel=0.01) is True
     assert exercises.grade("00-decode-bw", 2 * solution, measured, rel=0.01) is False
@@ -23,7 +25,7 @@ def test_decode_bandwidth_is_the_weights_a_decode_step_reads(tiny, monkeypatch):
 
 def test_the_older_lab00_exercises_mark_twice_the_solution_a_miss(monkeypatch):
     monkeypatch.delenv("MEMLAB_SOLUTIONS", raising=False)
-    mib = exercises.weights_mib(134_515_008)
+    mib = solutions.weights_mib(134_515_008)
     assert exercises.grade("00-weights", 2 * mib, mib, rel=0.01) is False
-    e2e = exercises.e2e_s(0.1, 0.02, 11)
+    e2e = solutions.e2e_s(0.1, 0.02, 11)
     assert exercises.grade("00-e2e", 0.1 + 11 * 0.02, e2e, rel=0.02) is False  # one TPOT too many

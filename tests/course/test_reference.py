@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from memlab.core import errors, reference
+from memlab.core import errors
+from memlab.course import reference
 
 ROOT = Path(__file__).resolve().parents[2]
 

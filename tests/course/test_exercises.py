@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 import memlab as ml
-from memlab.core import checks, exercises, footprint, roofline
+from memlab.core import footprint, roofline
+from memlab.course import checks, exercises
+from memlab.start_here import solutions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,10 +27,10 @@ def test_unanswered_right_and_wrong(capsys, monkeypatch):
 
 def test_the_solutions_path_fills_the_answer_and_fails_on_a_wrong_solution(monkeypatch):
     monkeypatch.setenv("MEMLAB_SOLUTIONS", "1")
-    assert exercises.grade("x", None, 513.0, rel=0.01, solution=exercises.weights_mib,
+    assert exercises.grade("x", None, 513.0, rel=0.01, solution=solutions.weights_mib,
                            inputs=dict(num_params=134_515_008)) is True
     with pytest.raises(checks.ClaimFailed, match="worked solution"):
-        exercises.grade("x", None, 1000.0, rel=0.01, solution=exercises.weights_mib, inputs=dict(num_params=134_515_008))
+        exercises.grade("x", None, 1000.0, rel=0.01, solution=solutions.weights_mib, inputs=dict(num_params=134_515_008))
     assert exercises.grade("x", 500.0, 513.0, rel=0.01) is False  # a learner's own answer still only misses
 
 
@@ -47,7 +49,7 @@ def test_a_band_grades_a_measured_time(capsys, monkeypatch):
 def test_the_lock_refuses_to_measure_before_a_prediction(monkeypatch, capsys):
     monkeypatch.delenv("MEMLAB_SOLUTIONS", raising=False)
     with pytest.raises(exercises.PredictionNeeded, match=r"predict first.*reveal\('t-lock'\)"):
-        exercises.lock("t-lock", None, solution=exercises.weights_mib, inputs=dict(num_params=2**20))
+        exercises.lock("t-lock", None, solution=solutions.weights_mib, inputs=dict(num_params=2**20))
     assert isinstance(exercises.PredictionNeeded("x"), ml.MemlabError)  # one line in a notebook, no traceback
     exercises.lock("t-lock", 3.0)  # answered: the measurement runs
     assert exercises.reveal("t-lock") == 4.0  # the door to the worked solution: its source and its value
@@ -69,8 +71,8 @@ def test_every_lock_is_graded_and_every_band_locked():
 
 def test_worked_solutions_match_the_physics(tiny):
     cfg = tiny.config
-    assert exercises.weights_mib(footprint.num_params(cfg)) * 2**20 == footprint.weights_bytes(cfg, "fp32")
-    assert exercises.e2e_s(0.1, 0.02, 11) == pytest.approx(0.3)
+    assert solutions.weights_mib(footprint.num_params(cfg)) * 2**20 == footprint.weights_bytes(cfg, "fp32")
+    assert solutions.e2e_s(0.1, 0.02, 11) == pytest.approx(0.3)
     bw = 20e9
     bound = roofline.predict(roofline.decode_workload(cfg, 1, 8), 1e15, bw).tok_per_s
     assert ml.memory_wall.solutions.decode_bound_tok_per_s(cfg, bw) == pytest.approx(bound, rel=0.05)
@@ -78,9 +80,9 @@ def test_worked_solutions_match_the_physics(tiny):
 
 
 def test_the_int4_byte_ratio_solution_matches_the_tensors(tiny):
-    from memlab.quantization import quantize
+    from memlab.quantization import quantize, records
     int4 = quantize.build(tiny.model, quantize.VARIANTS["int4"])
-    measured = quantize.streamed_bytes(tiny.model) / quantize.streamed_bytes(int4)
+    measured = records.streamed_bytes(tiny.model) / records.streamed_bytes(int4)
     assert ml.quantization.solutions.fp32_over_int4_bytes(tiny.config) == pytest.approx(measured, rel=0.02)
 
 
