@@ -293,3 +293,27 @@ def test_the_course_harness_serves_the_notebooks_only():
             users = [m for m, p in MODULES.items() if part_of(m) not in ("course", "top")
                      and any(t == module for t, _, _ in imports(p))]
             assert not users, f"{module} is the notebooks' harness, but {users} import it"
+
+
+def test_imports_sit_at_the_top_except_in_the_cli():
+    """A module's memlab dependencies are read in its first lines. Only the CLI modules import inside
+    functions: registering a command must not import what it runs (`memlab --help` loads no torch,
+    tests/test_cli_imports.py)."""
+    for module, path in MODULES.items():
+        if path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inner = [t for t, _, _ in imports_in(node)]
+                assert not inner, f"{path.relative_to(ROOT)}:{node.lineno} {node.name}() imports {inner}: import at the top"
+
+
+def imports_in(tree: ast.AST) -> list[tuple[str, int, tuple[str, ...]]]:
+    """The memlab imports anywhere inside `tree` (a function)."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node.lineno, ()) for a in node.names if a.name.split(".")[0] == "memlab"]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "memlab":
+            out.append((node.module, node.lineno, tuple(a.name for a in node.names)))
+    return out

@@ -36,11 +36,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from memlab.core.ceilings_gpu import GPU_ABSENT, host_device_copies, on_device  # noqa: F401  (the GPU's, re-exported)
-from memlab.core.ceilings_gpu import rows as gpu_rows  # noqa: F401
-from memlab.core import pagecache
+from memlab.core import ckernels, models, pagecache
+from memlab.core.guard import available_bytes
+from memlab.core.hardware import last_level_cache_bytes
 from memlab.core.measure import busy, repeat, sync, torch_threads
 from memlab.core.paths import write_atomic
+from memlab.core.ceilings_gpu import GPU_ABSENT, host_device_copies, on_device  # noqa: F401  (the GPU's, re-exported)
+from memlab.core.ceilings_gpu import rows as gpu_rows  # noqa: F401
 
 GB = 1e9
 PARK_S = 0.2  # seconds for numpy BLAS threads to stop spinning after a call (OpenBLAS parks them after ~0.1 s)
@@ -119,7 +121,6 @@ def read_rates(a: torch.Tensor, repeats: int = 5) -> dict[str, float]:
     same bytes seen as a matrix A; a GEMV, as a decode step's). On a Zen 4 EPYC the BLAS read ran
     faster than the sum, and a roof from the sum alone was beaten by decode. numpy's BLAS threads spin
     after each call and slow what torch runs next: it is timed last, with a pause before and after."""
-    from memlab.core import ckernels
     here = read_kernel_names() if a.device.type == "cpu" else {"sum"}
     out = {"sum": a.numel() * 4 / repeat(lambda: a.sum(), repeats, device=a.device).min / GB}
     if "c" in here:
@@ -139,7 +140,6 @@ def read_rates(a: torch.Tensor, repeats: int = 5) -> dict[str, float]:
 def read_kernel_names() -> set[str]:
     """The read kernels `read_rates` times on this machine's CPU."""
     from importlib.util import find_spec
-    from memlab.core import ckernels
     have = {"sum": True, "c": ckernels.library() is not None, "blas": find_spec("numpy") is not None}
     return {name for name, ok in have.items() if ok}
 
@@ -208,7 +208,6 @@ def _cache_file(cache_dir: Path, mode: str) -> Path:
 def measure(quick: bool = False, refresh: bool = False, cache_dir: Path | str | None = None,
             disk: bool = True) -> Ceilings:
     """This machine's Ceilings: cached per machine unless `refresh`; quick ~seconds, full < 1 min."""
-    from memlab.core import models
 
     folder = Path(cache_dir) if cache_dir is not None else models.cache_dir()
     mode = "quick" if quick else "full"
@@ -235,8 +234,6 @@ def array_size(quick: bool = False) -> int:
     (server CPUs have hundreds of MiB of L3: smaller arrays would measure the cache, not DRAM),
     but at most an eighth of the memory available now (triad holds three arrays; a container's
     limit counts, as on Binder)."""
-    from memlab.core.guard import available_bytes
-    from memlab.core.hardware import last_level_cache_bytes
     want = max((128 if quick else 512) * 2**20, 2 * last_level_cache_bytes())
     return int(min(want, available_bytes() // 8)) // 4 * 4
 

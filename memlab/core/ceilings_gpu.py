@@ -25,6 +25,7 @@ import dataclasses
 
 import torch
 
+from memlab.core import hardware
 from memlab.core.errors import DeviceUnavailableError
 from memlab.core.measure import repeat
 
@@ -61,7 +62,6 @@ def on_device(ceil, device: str = "cuda"):
     """`ceil` with the GPU's roofs in place of the CPU's (memory: HBM; compute: GPU matmul per dtype),
     for `memory_wall.plots.roofline` and `roofline.predict`; `ceil` itself for device "cpu" (or
     "auto" without a GPU). Refuses a record that holds no GPU numbers."""
-    from memlab.core import hardware
     kind = hardware.resolve_device(device).type if str(device).strip().lower() == hardware.AUTO \
         else torch.device(device).type
     if kind == "cpu":

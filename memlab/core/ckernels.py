@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from memlab.core.hardware import cpu_features
+from memlab.core.models import cache_dir
 from memlab.core.paths import data_path, write_atomic
 
 _LIB: dict = {}  # the loaded library per process ({} until first use): loading twice would map it twice
@@ -54,13 +56,11 @@ def _build(out: Path) -> str:
 
 def cache_dir_kernels() -> Path:
     """The folder of the compiled library (beside the kernel choices of `core.kernels`)."""
-    from memlab.core.models import cache_dir
     return cache_dir() / "kernels"
 
 
 def key() -> str:
     """What the compiled library depends on (the source, the compiler, the CPU's flags), hashed."""
-    from memlab.core.hardware import cpu_features
     return hashlib.sha256(data_path("gemv.c").read_bytes() + data_path("step.c").read_bytes() + _compiler().encode()
                           + " ".join(cpu_features()).encode()).hexdigest()[:16]
 

@@ -15,9 +15,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memlab.core import quantformat
-from memlab.core.errors import InvalidArgumentError
+from memlab.core import models, quantformat
 from memlab.core.dtypes import dtype_bytes
+from memlab.core.errors import InvalidArgumentError, UnknownModelError
+from memlab.core.paths import data_path
 
 if TYPE_CHECKING:  # annotations only: arithmetic on a config needs no torch (`memlab fits` imports none)
     import torch
@@ -184,7 +185,6 @@ def attention_kind(config: Any) -> str:
 
 def famous_configs(path: str | Path | None = None) -> dict[str, dict]:
     """The shipped configs of famous models (data/model_configs.json), keyed by short name."""
-    from memlab.core.paths import data_path
     data = json.loads(Path(path or data_path("model_configs.json")).read_text())
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
@@ -221,9 +221,7 @@ def resolve_config(model: Any) -> Any:
         return read_config_json(p)
     if (p / "config.json").is_file():
         return read_config_json(p / "config.json")
-    from memlab.core import models
     if model in models.CATALOG:
         return read_config_json(models.prepare(model) / "config.json")
-    from memlab.core.errors import UnknownModelError
     raise UnknownModelError(f"No config for {model!r}: use one of {', '.join(famous)}, a catalog model, "
                             "a config.json file or a checkpoint folder.")

@@ -32,6 +32,7 @@ import psutil
 
 from memlab.core import pagecache
 from memlab.core.errors import DeviceUnavailableError
+from memlab.core.models import cache_dir as default_cache_dir
 from memlab.core.units import fmt_bytes
 
 if TYPE_CHECKING:
@@ -233,7 +234,6 @@ def card(cache_dir: str | Path | None = None) -> HardwareCard:
 
     The GPU and torch's threads come from torch where it is imported already or could see a GPU;
     elsewhere no GPU is certain and torch is not imported for the card (module docstring)."""
-    from memlab.core.models import cache_dir as default_cache_dir
 
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     probe = folder

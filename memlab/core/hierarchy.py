@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memlab.core import ceilings
+from memlab.core.hardware import last_level_cache_bytes
 
 MiB = 2**20
 SMALLEST = 4 * MiB  # smaller arrays time the kernel's launch and thread start more than the reads
@@ -67,7 +68,6 @@ def from_rates(sizes_bytes, rates_gb_per_s, os_cache_bytes: int = 0, margin: flo
 
 def staircase(quick: bool = False, repeats: int | None = None) -> Staircase:
     """Measure the read rate at every working set of `sizes(ceilings.array_size(quick))`, on the CPU."""
-    from memlab.core.hardware import last_level_cache_bytes
     ns = sizes(ceilings.array_size(quick))
     reps = repeats or (3 if quick else 7)
     rates = [ceilings.stream(n, reps, read_only=True)["read"] for n in ns]

@@ -36,11 +36,12 @@ import torch
 
 from memlab.core import ceilings, ckernels
 from memlab.core.errors import InvalidArgumentError
-from memlab.core.held import FLOAT_KERNELS, Gemv, QGemv, bind, wrap  # noqa: F401  (re-exported)
 from memlab.core.hardware import last_level_cache_bytes
-from memlab.core.measure import busy, repeat, torch_threads  # noqa: F401  (torch_threads: re-exported)
+from memlab.core.models import cache_dir
 from memlab.core.paths import write_atomic
 from memlab.core.tensors import tensor_bytes
+from memlab.core.held import FLOAT_KERNELS, Gemv, QGemv, bind, wrap  # noqa: F401  (re-exported)
+from memlab.core.measure import busy, repeat, torch_threads  # noqa: F401  (torch_threads: re-exported)
 
 # how far above `KernelChoice.roof_gb_per_s` a kernel past the caches may read before the roof probe is called
 # wrong: the two are timed seconds apart on a machine whose bandwidth moves that much (AVX2 EPYC, 2 vCPUs: the
@@ -184,7 +185,6 @@ def _key(role: str, mats: list, kernel: str, threads: int) -> str:
 
 
 def _cache_file():
-    from memlab.core.models import cache_dir
     return cache_dir() / "kernels" / f"{socket.gethostname()}-{ckernels.key()[:8]}.json"  # new C code: timed again
 
 

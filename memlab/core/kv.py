@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+from memlab.core import generation
 
 
 def kv_tensors(cache) -> list[torch.Tensor]:
@@ -24,7 +25,6 @@ def kv_tensors(cache) -> list[torch.Tensor]:
 
 def cache_from(tensors: list[torch.Tensor], model):
     """A DynamicCache holding (copies of) the K/V tensors, ready for prefill or decode_step."""
-    from memlab.core import generation
     cache = generation.new_cache(model)
     for i in range(0, len(tensors), 2):
         cache.update(tensors[i], tensors[i + 1], i // 2)

@@ -23,7 +23,10 @@ from pathlib import Path
 import pandas as pd
 
 from memlab.core.errors import InvalidArgumentError
+from memlab.core.guard import available_bytes
+from memlab.core.hardware import card
 from memlab.core.paths import package_root, write_atomic
+from memlab.core.units import fmt_bytes
 
 REFERENCE_DIR = package_root() / "memlab" / "data" / "reference"  # package data, installed or not
 
@@ -70,7 +73,6 @@ def _numbers(lab: str, numbers: dict) -> dict[str, float]:
 
 def record(lab: str, numbers: dict, folder: str | Path) -> Path:
     """Write one lab's headline numbers, with this machine's card and mode, to `<folder>/<lab>.json`."""
-    from memlab.core.hardware import card
 
     data = {"lab": lab, "mode": mode(), "card": asdict(card()),
             "numbers": {k: (None if math.isnan(v) else v) for k, v in _numbers(lab, numbers).items()}}
@@ -124,8 +126,6 @@ def cost(run: dict) -> str:
 def plan(lab: str, references: list[ReferenceRun] | None = None) -> None:
     """What this lab took on each reference machine (time and peak memory, quick and full mode,
     kernel and children) and whether this machine has the memory the mode it runs in needs."""
-    from memlab.core.guard import available_bytes
-    from memlab.core.units import fmt_bytes
 
     this_mode = mode()
     need = 0

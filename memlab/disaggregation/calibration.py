@@ -25,9 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memlab.core import measure
+from memlab.core import footprint, generation, launch, measure
+from memlab.core.hardware import card
 from memlab.core.models import DEFAULT_MODEL
+from memlab.core.text import prompt_ids
+from memlab.disaggregation import serve
+from memlab.disaggregation.kv_transfer import recv_gloo, send_gloo
 from memlab.disaggregation.profiles import Profile, load_profile, profile_path, save_profile
+from memlab.disaggregation.serve import to_records, worker_model
 from memlab.disaggregation.simulator import simulate
 from memlab.disaggregation.workload import Cluster, RequestRecord, Traffic, trace_at_utilization, validation_workload
 
@@ -97,7 +102,6 @@ def fit_profile(cal: Calibration, name: str = "measured") -> Profile:
 
 def _synthetic_cache(model, batch: int, context: int, dtype):
     """A cache of random K/V: a decode step's cost depends on the cache's size, not its values."""
-    from memlab.core import footprint, generation
     cfg = model.config
     kvh, hd = cfg.num_key_value_heads, footprint.head_dim(cfg)
     cache = generation.new_cache(model)
@@ -119,8 +123,6 @@ def _busy_until_told(model, tokenizer, phase: str, dtype) -> None:
 
     (A file flag, not a gloo irecv: polling an irecv's is_completed() never saw it complete here.)
     """
-    from memlab.core import generation
-    from memlab.core.text import prompt_ids
     flag = _flag_path(phase)
     ids = torch.tensor([prompt_ids(tokenizer, 160)])
     while not flag.exists():
@@ -145,10 +147,6 @@ def measure_points(rank: int, loaded, prompt_lengths=(32, 128, 384), batches=(1,
     """
     import torch.distributed as dist
 
-    from memlab.core import footprint, generation
-    from memlab.core.hardware import card
-    from memlab.core.text import prompt_ids
-    from memlab.disaggregation.kv_transfer import recv_gloo, send_gloo
     model, cfg = loaded.model, loaded.config
     dtype = next(model.parameters()).dtype
     kvh, hd, layers = cfg.num_key_value_heads, footprint.head_dim(cfg), cfg.num_hidden_layers
@@ -195,11 +193,7 @@ def measure_points(rank: int, loaded, prompt_lengths=(32, 128, 384), batches=(1,
 
 def _warm_worker_model(model_name, quick):
     """One worker's model, loaded and warmed by a tiny prefill, and its measurement grid."""
-    from memlab.core import generation, loading
-    torch.set_num_threads(1)
-    loaded = loading.load(model_name, "mmap")  # both workers map one file: its pages are in memory once
-    with torch.inference_mode():
-        generation.prefill(loaded.model, torch.tensor([[1, 2, 3, 4]]), generation.new_cache(loaded.model))
+    loaded = worker_model(model_name)
     kw = dict(prompt_lengths=(32, 128, 384), repeats=2) if quick else dict(
         prompt_lengths=(16, 64, 128, 256, 512), batches=(1, 2, 4), contexts=(64, 256, 1024), repeats=3)
     return loaded, kw
@@ -208,7 +202,6 @@ def _warm_worker_model(model_name, quick):
 def _validate_worker(rank, world_size, model_name, trace, workload, utilization, quick):
     import torch.distributed as dist
 
-    from memlab.disaggregation import serve
     loaded, kw = _warm_worker_model(model_name, quick)
     cal = measure_points(rank, loaded, **kw)
     busy = measure_points(rank, loaded, **kw, neighbour_busy=True)
@@ -226,8 +219,6 @@ def validate(model: str = DEFAULT_MODEL, trace=None, quick: bool = True, utiliza
     suffers on one machine, the usual missing cost). Without `trace`, the requests come from `workload` at `utilization` of the measured capacity,
     so the real workers are loaded but not saturated (queueing would amplify any cost error).
     """
-    from memlab.core import launch
-    from memlab.disaggregation.serve import to_records
     workload = workload or validation_workload(quick)
     out = launch.run_workers(_validate_worker, world_size=2, timeout_s=timeout_s,
                              args=(str(model), tuple(trace) if trace else None, workload, utilization, quick))
@@ -272,7 +263,6 @@ def _calibrate_worker(rank, world_size, model_name, quick):
 def calibrate(model: str = DEFAULT_MODEL, quick: bool = True, save: bool = True,
               timeout_s: float = 600) -> tuple[Profile, Calibration]:
     """Measure this machine with two real worker processes and fit a Profile (saved to the cache)."""
-    from memlab.core import launch
     cal = launch.run_workers(_calibrate_worker, world_size=2, timeout_s=timeout_s, args=(str(model), quick))[0]
     profile = fit_profile(cal, f"{Path(str(model)).name} on {cal.host}")
     if save:

@@ -39,7 +39,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from memlab.core import footprint, generation, launch
 from memlab.core.errors import InvalidArgumentError
+from memlab.core.hardware import cpu_or_cuda
 from memlab.core.measure import sync
 from memlab.core.models import DEFAULT_MODEL
 from memlab.core.text import prompt_ids
@@ -52,6 +54,7 @@ from memlab.disaggregation.kv_transfer import (
     send_kv,
     send_other_transports,
 )
+from memlab.disaggregation.serve import worker_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,6 @@ TRANSFER_REPEATS = 5  # one transfer on a shared 2-core machine varies by a fact
 
 def split_device(device: str | torch.device = "cpu") -> str:
     """The device type the split's workers run on: "cpu" or "cuda" ("auto" on a Mac: "cpu")."""
-    from memlab.core.hardware import cpu_or_cuda
     if str(device).strip().lower().startswith("mps"):  # before resolving: it would only say mps is absent here
         raise InvalidArgumentError(f"device={str(device)!r}: the split runs on cpu or cuda; "
                                    "torch.distributed has no backend for mps.")
@@ -135,23 +137,15 @@ def _resend(rank: int, peer: int, cache, first: int, model, dtype, dev, is_cuda:
 
 def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, folder, device_type):
     """Rank 0: colocated reference, then prefill + send; rank 1: receive + decode."""
-    from memlab.core import footprint, generation, loading
-    torch.set_num_threads(1)
     is_cuda = device_type == "cuda"
+    dev = torch.device("cuda", rank % torch.cuda.device_count()) if is_cuda else torch.device("cpu")
     if is_cuda:
-        dev = torch.device("cuda", rank % torch.cuda.device_count())
         torch.cuda.set_device(dev)
-        # resident, not mmap: sharing one mapping's pages is a CPU-memory saving, and each worker
-        # copies the weights into VRAM anyway (a mapping would only add a pass through the page cache)
-        loaded = loading.load(model_name, "resident", device=str(dev))
-    else:
-        dev = torch.device("cpu")
-        loaded = loading.load(model_name, "mmap")  # both workers map one file: its pages are in memory once
+    loaded = worker_model(model_name, dev)
     model, peer = loaded.model, 1 - rank
     dtype = next(model.parameters()).dtype
     results = []
     with torch.inference_mode():
-        generation.prefill(model, torch.tensor([[1, 2, 3, 4]], device=dev), generation.new_cache(model))  # warm up
         for n in lengths:
             name, path = f"memlab_kv_{tag}_{n}", Path(folder) / f"kv_{n}.safetensors"
             if rank == 0:
@@ -213,7 +207,6 @@ def run_split(model: str = DEFAULT_MODEL, prompt_tokens=(64, 256), max_new_token
 
     device: "cpu", "cuda" (each worker on a GPU, the cache through host memory) or "auto".
     """
-    from memlab.core import launch
     lengths = (prompt_tokens,) if isinstance(prompt_tokens, int) else tuple(prompt_tokens)
     if max_new_tokens < 2:
         raise InvalidArgumentError("max_new_tokens must be >= 2: the decode worker makes tokens 2..n")

@@ -13,9 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from memlab.core import devices
-from memlab.core.models import DEFAULT_MODEL
+from memlab.core import devices, footprint, roofline
 from memlab.core.errors import MemlabError
+from memlab.core.hardware import card
+from memlab.core.models import DEFAULT_MODEL, cache_dir
+from memlab.core.paths import write_atomic
+from memlab.core.results import as_dict
+from memlab.core.units import fmt_rate, fmt_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +113,6 @@ def link_bytes_per_s(name: str, table_path=None) -> float:
 def spec_profile(device: str, config, link: str = "PCIe 4.0 x16", dtype: str = "bf16", mfu: float = 0.5,
                  step_overhead_s: float = 1e-3, link_latency_s: float = 10e-6, table_path=None) -> Profile:
     """A roofline-style profile for hardware that is not here (spec-derived, labelled so)."""
-    from memlab.core import footprint, roofline
     row = devices.row(device, table_path)
     peak = float(row.get(f"{dtype}_tflop_per_s") or row.get("fp16_tflop_per_s") or row["fp32_tflop_per_s"]) * 1e12 * mfu
     bw = float(row["bandwidth_gb_per_s"]) * 1e9
@@ -124,23 +127,18 @@ def spec_profile(device: str, config, link: str = "PCIe 4.0 x16", dtype: str = "
 
 def fmt_profile(p: Profile) -> str:
     """One line a learner can read: what a 512-token prefill, a decode step and 1 MB of KV cost."""
-    from memlab.core.units import fmt_rate, fmt_time
     return (f"{p.name} [{p.source}]: prefill 512 tok {fmt_time(p.prefill_s([512]))}, decode step "
             f"B=1/C=512 {fmt_time(p.decode_step_s(1, 512))}, B=32 {fmt_time(p.decode_step_s(32, 32 * 512))}, "
             f"link {fmt_rate(p.link_bytes_per_s)} + {fmt_time(p.link_latency_s)}")
 
 
 def profile_path(model: str = DEFAULT_MODEL) -> Path:
-    from memlab.core.hardware import card
-    from memlab.core.models import cache_dir
     return cache_dir() / "profiles" / f"{Path(str(model)).name}-{card().host}.json"
 
 
 def save_profile(profile: Profile, path: str | Path) -> Path:
     import json
 
-    from memlab.core.results import as_dict
-    from memlab.core.paths import write_atomic
     return write_atomic(path, json.dumps(as_dict(profile), indent=1))
 
 

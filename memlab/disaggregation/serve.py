@@ -12,6 +12,7 @@ import time
 import torch
 import torch.distributed as dist
 
+from memlab.core import generation, launch, loading
 from memlab.core.text import prompt_ids
 from memlab.disaggregation.kv_transfer import (
     cache_bytes,
@@ -23,11 +24,11 @@ from memlab.disaggregation.kv_transfer import (
     recv_scalar,
     send_scalar,
 )
+from memlab.disaggregation.workload import RequestRecord
 
 
 def _serve_prefill(loaded, trace, peer: int) -> list[dict]:
     """Rank 0: wait for each arrival, prefill, hand the KV to the decode rank without blocking."""
-    from memlab.core import generation
     model, rows, pending = loaded.model, [], []
     prompts = [prompt_ids(loaded.tokenizer, r.prompt_tokens) for r in trace]   # tokenized beforehand
     dist.barrier()
@@ -56,7 +57,6 @@ def _serve_prefill(loaded, trace, peer: int) -> list[dict]:
 
 def _serve_decode(loaded, trace, peer: int) -> list[dict]:
     """Rank 1: take requests in arrival order, one at a time, and decode each to its last token."""
-    from memlab.core import generation
     model, rows = loaded.model, []
     dtype = next(model.parameters()).dtype
     dist.barrier()
@@ -88,7 +88,6 @@ def serve_rows(rank: int, loaded, trace) -> list[dict]:
 
 def to_records(trace, prefill_rows, decode_rows):
     """Merge both ranks' timestamps into the simulator's RequestRecord, so real and simulated compare."""
-    from memlab.disaggregation.workload import RequestRecord
     out = []
     for spec, p, d in zip(trace, prefill_rows, decode_rows):
         first, fin, n = p["first_token_at_s"], d["finished_at_s"], spec.output_tokens
@@ -101,18 +100,26 @@ def to_records(trace, prefill_rows, decode_rows):
     return tuple(out)
 
 
-def _serve_worker(rank, world_size, model_name, trace):
-    from memlab.core import generation, loading
+def worker_model(model_name: str, device: torch.device | None = None):
+    """One lab 07 worker's model, the same way in every run (the split, the served trace, the calibration):
+    one torch thread; on a CPU a mapping of the checkpoint (both workers map one file: its pages are in
+    memory once), on a GPU resident in its VRAM (each worker copies the weights there anyway, so a mapping
+    would only add a pass through the page cache); then warmed by one tiny prefill."""
     torch.set_num_threads(1)
-    loaded = loading.load(model_name, "mmap")  # both workers map one file: its pages are in memory once
+    on_gpu = device is not None and device.type == "cuda"
+    loaded = loading.load(model_name, "resident", device=str(device)) if on_gpu else loading.load(model_name, "mmap")
     with torch.inference_mode():
-        generation.prefill(loaded.model, torch.tensor([[1, 2, 3, 4]]), generation.new_cache(loaded.model))
-    return serve_rows(rank, loaded, trace)
+        ids = torch.tensor([[1, 2, 3, 4]], device=device or "cpu")
+        generation.prefill(loaded.model, ids, generation.new_cache(loaded.model))
+    return loaded
+
+
+def _serve_worker(rank, world_size, model_name, trace):
+    return serve_rows(rank, worker_model(model_name), trace)
 
 
 def serve_trace(model: str, trace, timeout_s: float = 600):
     """Serve a request trace (simulator RequestSpecs) for real: rank 0 prefills, rank 1 decodes."""
-    from memlab.core import launch
     trace = tuple(sorted(trace, key=lambda r: r.arrived_at_s))
     rows = launch.run_workers(_serve_worker, world_size=2, timeout_s=timeout_s, args=(str(model), trace))
     return to_records(trace, rows[0], rows[1])

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from memlab.core.errors import InvalidArgumentError
+from memlab.core.results import as_dict
 from memlab.disaggregation.profiles import Profile
 from memlab.disaggregation.simulator import simulate
-from memlab.disaggregation.workload import RequestRecord
-from memlab.disaggregation.workload import Cluster, Traffic
+from memlab.disaggregation.workload import Cluster, RequestRecord, Traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,6 @@ class SimSummary:
 
     def as_json(self, profile=None) -> dict:
         """The `memlab simulate --json` view: the summary, plus the profile it ran on."""
-        from memlab.core.results import as_dict
         return {**as_dict(self), **({"profile": as_dict(profile)} if profile is not None else {})}
 
 

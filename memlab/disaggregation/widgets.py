@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from memlab.disaggregation import simstats
 from memlab.disaggregation.profiles import Profile
 from memlab.disaggregation.simulator import simulate
 from memlab.disaggregation.workload import Cluster, Traffic
@@ -19,7 +20,6 @@ def explore(profile: Profile, rate_per_s: float, num_prefill: int, num_decode: i
             prompt_tokens: int, output_tokens: int = 32, num_requests: int = 300,
             ttft_slo_s: float = 2.0, tpot_slo_s: float = 0.2):
     """Simulate both modes for one slider setting; {mode: SimSummary} and the records, for drawing."""
-    from memlab.disaggregation import simstats
     work = Traffic(num_requests, rate_per_s, prompt_tokens, 0.5, output_tokens, 0.5, seed=0)
     out = {}
     for mode in ("disagg", "colocated"):

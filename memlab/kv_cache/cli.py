@@ -1,4 +1,7 @@
-"""`memlab kvcache` (lab 09): serve a shared prefix from each tier and print TTFT beside its predictions."""
+"""`memlab kvcache` (lab 09): serve a shared prefix from each tier and print TTFT beside its predictions.
+
+Each command imports what it runs inside its function, so `memlab --help` imports no torch (tests/test_cli_imports.py).
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import math
 
 from memlab.core import footprint, roofline
 from memlab.core.footprint import config_value, head_dim
+from memlab.kv_cache.reuse import prefix_flops
 
 
 def kv_file_bytes(config, prefix_tokens: int, dtype: str = "fp32") -> int:
@@ -52,7 +53,6 @@ def recompute_prefix_s(config, runs, prefix_tokens: int) -> float:
     (`reuse.prefix_flops`: 2 per body weight per token, plus the causal attention's P^2 term). The two
     longest recomputed prefixes in `runs` give both: the line through their (FLOPs, prefix_s),
     evaluated at the new prefix's FLOPs."""
-    from memlab.kv_cache.reuse import prefix_flops
     a, b = sorted((r for r in runs if r.way == "recompute"), key=lambda r: r.prefix_tokens)[-2:]
     f = [prefix_flops(config, p) for p in (a.prefix_tokens, b.prefix_tokens, prefix_tokens)]
     return roofline.time_by_flops(f[0], a.prefix_s, f[1], b.prefix_s, f[2])

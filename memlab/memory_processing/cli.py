@@ -1,4 +1,6 @@
 """`memlab mempipe`: the paper's four steps in one decode step (lab 08); `--offload`: the GPU/FPGA search.
+
+Each command imports what it runs inside its function, so `memlab --help` imports no torch (tests/test_cli_imports.py).
 """
 
 from __future__ import annotations

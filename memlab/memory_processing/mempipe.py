@@ -29,8 +29,9 @@ import torch.nn.functional as F
 
 from memlab.core import limits, measure
 from memlab.core.errors import InvalidArgumentError
-from memlab.core.limits import check_context
 from memlab.core.generation import decode_step, new_cache, prefill
+from memlab.core.limits import check_context
+from memlab.core.results import as_dict
 from memlab.core.text import prompt_ids
 
 STEPS = ("prep", "comp", "ret", "apply")  # the paper's four steps, in order
@@ -82,7 +83,6 @@ class PipeProfile:
 
     def as_json(self) -> dict:
         """The `memlab mempipe --json` view: the fields plus memory_share."""
-        from memlab.core.results import as_dict
         return {**as_dict(self), "memory_share": self.memory_share}
 
     def shares(self) -> dict[str, float]:

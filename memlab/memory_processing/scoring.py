@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from memlab.core import measure
+from memlab.core import ceilings, measure
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import last_level_cache_bytes
 from memlab.memory_processing.mempipe import build_index, page_scores
@@ -88,7 +88,6 @@ def cpu_ceilings(num_bytes: int | None = None, matmul_n: int = 1024, repeats: in
     bandwidth: `memlab.core.ceilings.stream`'s read kernel (the index kernels only read their keys);
     FLOP/s = 2 n^3 / t(n x n matmul), median of `repeats`. On as many threads as the kernels.
     """
-    from memlab.core import ceilings
     with measure.torch_threads(num_threads):
         bw = ceilings.stream(num_bytes or ceilings.array_size(), repeats, read_only=True)["read"] * 1e9  # DRAM, not L3
         m = torch.randn(matmul_n, matmul_n)

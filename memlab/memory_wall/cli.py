@@ -1,4 +1,6 @@
 """`memlab ceilings` and `memlab roofline` (lab 01).
+
+Each command imports what it runs inside its function, so `memlab --help` imports no torch (tests/test_cli_imports.py).
 """
 
 from __future__ import annotations

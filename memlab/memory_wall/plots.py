@@ -8,6 +8,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from memlab.core.units import fmt_bytes
 from memlab.memory_wall.history import growth_per_2_years, peak_tflop_per_s
 
 
@@ -112,7 +113,6 @@ def memory_wall(devices) -> Figure:
 def staircase(st, marks: dict | None = None) -> Figure:
     """Read GB/s against working-set size (log2 axis), with the OS-reported cache, the measured edge
     of the cache and `marks` ({label: bytes}, e.g. a model's weights) drawn as vertical lines."""
-    from memlab.core.units import fmt_bytes
     fig, ax = plt.subplots(figsize=(8, 4.4))
     ax.plot(st.sizes_bytes, st.read_gb_per_s, "o-", color="tab:blue", label="read kernel, best of repeats")
     ax.axhline(st.dram_gb_per_s, color="0.5", lw=1, ls=":", label=f"DRAM (largest array) {st.dram_gb_per_s:.1f} GB/s")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from memlab.core.fastpath import FastLlama
+from memlab.core.generation import decode_step, new_cache, prefill
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,6 @@ def profile_decode_step(step, label: str = "", top: int = 12) -> StepProfile:
 def profile_both(model, input_ids: torch.Tensor) -> tuple[StepProfile, StepProfile]:
     """Profile one warmed-up decode step of transformers' eager model and of `FastLlama` with torch's
     F.linear for every matmul and torch's operators between them: every kernel an aten op the profiler sees."""
-    from memlab.core.generation import decode_step, new_cache, prefill
     T = input_ids.shape[1]
     cache = new_cache(model)
     tok = prefill(model, input_ids, cache).argmax(-1, keepdim=True)  # (B, 1)

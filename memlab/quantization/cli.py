@@ -1,4 +1,6 @@
 """`memlab quant` and `memlab fits` (lab 04).
+
+Each command imports what it runs inside its function, so `memlab --help` imports no torch (tests/test_cli_imports.py).
 """
 
 from __future__ import annotations

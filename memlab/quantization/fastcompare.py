@@ -17,6 +17,8 @@ import torch
 
 from memlab.core import ckernels, fastpath, kernels, roofline, tensors
 from memlab.core.errors import InvalidArgumentError
+from memlab.core.loading import load
+from memlab.core.measure import repeat
 from memlab.quantization import quality, quantize
 
 # variant -> (constructor for the layer matrices, constructor for the lm_head): None keeps the dtype
@@ -93,7 +95,6 @@ def compare(base, results, bandwidth_bytes_per_s: float, cfg, variants=tuple(LIN
     `engines`: variant -> an `engine` built already (its kernels shown before it ran)."""
     from tqdm.auto import tqdm
 
-    from memlab.core.loading import load
     eager = {r.variant: r for r in results if r.is_available}
     prompt = quality.eval_ids(base.tokenizer, cfg.prompt_tokens)
     if "fp32" not in eager:
@@ -125,7 +126,6 @@ def matmul_seconds(fast: fastpath.FastLlama, repeats: int = 5) -> float:
     o, gate/up, down and the lm_head) applied in turn to one activation row, median of `repeats`.
     A decode step minus this is what the rest of the step costs (attention, norms, RoPE, dispatch).
     A step in C runs each role's matrices in one C call (`ckernels.Batch`): so are they timed here."""
-    from memlab.core.measure import repeat
     d = fast.embed.shape[1]
     x = torch.randn(1, 1, d, dtype=fast.dtype, device=fast.device)
     mats = [(layer[k], k) for layer in fast.layers for k in ("qkv", "o", "gate_up", "down")] + [(fast.lm_head, "head")]

@@ -15,16 +15,16 @@ import math
 import time
 
 import numpy as np
+from memlab.core import models
+from memlab.core.hardware import card
+from memlab.quantization import quality
+from memlab.quantization.records import QuantResult
 
 
 def measure_gguf(variant, cfg, reference=None):
     """A QuantResult for the GGUF file under llama.cpp (same prompt, text and question)."""
     from transformers import AutoTokenizer
 
-    from memlab.core import models
-    from memlab.core.hardware import card
-    from memlab.quantization import quality
-    from memlab.quantization.records import QuantResult
     path = models.gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(models.prepare(cfg.model))
     t0 = time.perf_counter()
@@ -84,7 +84,6 @@ def open_gguf(n_ctx: int = 2048, logits_all: bool = True):
     import torch
     from llama_cpp import Llama
 
-    from memlab.core import models
     return Llama(model_path=str(models.gguf_path()), n_threads=torch.get_num_threads(), n_ctx=n_ctx,
                  logits_all=logits_all, verbose=False)
 

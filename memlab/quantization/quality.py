@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from memlab.core.errors import MemlabError
 from memlab.core.paths import data_path
 
 EVAL_TEXT = "eval_text.txt"
@@ -26,7 +27,6 @@ def eval_text(path: str | Path | None = None) -> str:
     """The perplexity text shipped in `data/` (public domain; see eval_text.SOURCE.md)."""
     path = Path(path) if path is not None else data_path(EVAL_TEXT)
     if not path.is_file():
-        from memlab.core.errors import MemlabError
         raise MemlabError(f"The evaluation text {path} is missing; reinstall memlab or pass a text file.")
     return path.read_text(encoding="utf-8")
 

@@ -17,11 +17,14 @@ from types import SimpleNamespace
 
 import torch
 
-from memlab.core import tensors
+from memlab.core import ceilings, roofline, tensors
 from memlab.core.errors import InvalidArgumentError
+from memlab.core.generation import generate
 from memlab.core.hardware import card
+from memlab.core.loading import load
 from memlab.core.measure import repeat
 from memlab.quantization import quality, quantize, records
+from memlab.quantization.gguf_reference import measure_gguf
 from memlab.quantization.records import QuantConfig, QuantResult
 
 
@@ -37,7 +40,6 @@ def _device(model) -> torch.device:
 
 def _speed(model, tokenizer, prompt_ids, cfg: QuantConfig):
     """Median prefill and decode tok/s over `repeats` greedy runs (first run is a warm-up if >1)."""
-    from memlab.core.generation import generate
     loaded = SimpleNamespace(model=model, tokenizer=tokenizer, device=_device(model), name=cfg.model, dtype="")
     runs = [generate(loaded, prompt_ids, max_new_tokens=cfg.new_tokens, stop_at_eos=False)
             for _ in range(cfg.repeats + (cfg.repeats > 1))][(cfg.repeats > 1):]
@@ -46,7 +48,6 @@ def _speed(model, tokenizer, prompt_ids, cfg: QuantConfig):
 
 
 def answer_question(model, tokenizer) -> str:
-    from memlab.core.generation import generate
     loaded = SimpleNamespace(model=model, tokenizer=tokenizer, device=_device(model), name="", dtype="")
     return generate(loaded, quality.QUESTION, max_new_tokens=24).text.strip()
 
@@ -54,13 +55,11 @@ def answer_question(model, tokenizer) -> str:
 def measure(name: str, cfg: QuantConfig, reference: QuantResult | None = None,
             base=None) -> QuantResult:
     """Build variant `name` of cfg.model and measure it; `reference` is the fp32 result (or None)."""
-    from memlab.core.loading import load
     v = quantize.VARIANTS[name]
     reason = quantize.missing_reason(v, cfg.device)
     if reason:
         return _unavailable(v, reason, cfg.device)
     if v.library == "llama.cpp":
-        from memlab.quantization.gguf_reference import measure_gguf
         return measure_gguf(v, cfg, reference)
     loaded = base if base is not None and v.load_dtype == "fp32" else load(cfg.model, dtype=v.load_dtype,
                                                                            device=cfg.device)
@@ -100,7 +99,6 @@ def compare(cfg: QuantConfig | None = None, progress: bool = True, base=None) ->
     `base`: the fp32 model already loaded (a lab's), so memory holds one fp32 copy, not two."""
     from tqdm.auto import tqdm
 
-    from memlab.core.loading import load
     cfg = cfg or QuantConfig()
     names = ["fp32"] + [v for v in cfg.variants if v != "fp32"]
     if base is not None and next(base.model.parameters()).dtype != torch.float32:
@@ -121,7 +119,6 @@ def compare(cfg: QuantConfig | None = None, progress: bool = True, base=None) ->
 
 def decode_bound_tok_per_s(result: QuantResult, bandwidth_bytes_per_s: float) -> float:
     """Fastest decode the memory allows: bandwidth / bytes streamed per token (`roofline`'s bound)."""
-    from memlab.core import roofline
     return roofline.decode_tok_per_s_bound(result.streamed_bytes, bandwidth_bytes_per_s) \
         if result.streamed_bytes else float("nan")
 
@@ -142,7 +139,6 @@ def read_bandwidth_bytes_per_s(size_bytes: int | None = None, repeats: int = 5) 
     """Memory read bandwidth as a decode step sees it, bytes/s: the read kernel of
     `memlab.core.ceilings.stream` (sum of one large fp32 array, best of `repeats`), on arrays of
     `ceilings.array_size()` by default: at least twice the last-level cache, so DRAM is measured."""
-    from memlab.core import ceilings
     return ceilings.stream(size_bytes or ceilings.array_size(), repeats, read_only=True)["read"] * 1e9
 
 

@@ -34,8 +34,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from memlab.core import ckernels, hardware, tensors
 from memlab.core.errors import InvalidArgumentError
-from memlab.core import ckernels, tensors
 
 GROUP_SIZE = 32
 
@@ -279,7 +279,6 @@ def emulation_note(dtype: str) -> str:
     """Say when half-precision matmuls have no native CPU support here (they run, slowly)."""
     if dtype not in ("bf16", "fp16"):
         return ""
-    from memlab.core import hardware
     # torch's capability string stops at "AVX512": read the CPU's own flags instead
     have = hardware.cpu_features()
     if not have or hardware.native_dtype(dtype, have):  # no flags to read: say nothing

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from memlab.core import limits, tensors
 from memlab.core.errors import InvalidArgumentError
+from memlab.core.hardware import cpu_or_cuda, resolve_device
 from memlab.core.models import DEFAULT_MODEL
 from memlab.quantization import quantize
 
@@ -19,7 +20,6 @@ from memlab.quantization import quantize
 def run_device(device: str = "auto") -> tuple[str, str]:
     """Where lab 04 runs its torch variants for the lab's DEVICE, and why: cuda stays cuda; mps and
     cpu give "cpu" (memlab's int4 and torch.ao's dynamic int8 have no mps kernels)."""
-    from memlab.core.hardware import cpu_or_cuda, resolve_device
     if cpu_or_cuda(device) == "cuda":
         return "cuda", "on the GPU (llama.cpp stays on the CPU)"
     if resolve_device(device).type == "mps":
@@ -43,7 +43,6 @@ class QuantConfig:
             raise InvalidArgumentError(f"unknown variant(s) {unknown}; choose from {', '.join(quantize.VARIANTS)}")
         for name, minimum in (("new_tokens", 2), ("ppl_tokens", 2), ("prompt_tokens", 1), ("repeats", 1)):
             limits.count(getattr(self, name), name, minimum)
-        from memlab.core.hardware import resolve_device
         kind = resolve_device(self.device).type  # "auto" -> what is here; a missing GPU is a clear error
         if kind not in ("cpu", "cuda"):
             raise InvalidArgumentError(f"device={self.device!r}: the quantized kernels run on cpu or cuda "

@@ -1,4 +1,6 @@
 """`memlab rag`: answer from retrieved chunks, timed (lab 06).
+
+Each command imports what it runs inside its function, so `memlab --help` imports no torch (tests/test_cli_imports.py).
 """
 
 from __future__ import annotations

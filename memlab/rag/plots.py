@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from memlab.core.units import fmt_bytes
 
 
 def _rag_label(r) -> str:
@@ -89,7 +90,6 @@ def retrieval_latency(results) -> Figure:
 
 
 def _fmt_index_bytes(results, store: str) -> str:
-    from memlab.core.units import fmt_bytes
     sizes = [r.index_bytes for r in results if r.store == store]
     return fmt_bytes(sizes[0]) if sizes else "-"
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from memlab.core import limits
+from memlab.core import limits, pagecache
 from memlab.core.errors import InvalidArgumentError
-from memlab.core import pagecache
+from memlab.core.generation import encode, generate
 from memlab.core.hardware import HardwareCard, card
 from memlab.rag.chunks import Embedder
 
@@ -104,7 +104,6 @@ def build_prompt(question: str, texts: list[str] | tuple = ()) -> str:
 def prompt_tokens(loaded, question: str, store=None, embedder: Embedder | None = None, k: int = 3) -> int:
     """Tokens `rag_ttft` would prefill for `question` with `k` chunks from `store`: retrieves and
     counts, without running the model (a lab's prediction needs the length before the measurement)."""
-    from memlab.core.generation import encode
     r = retrieve(store, question, embedder, k) if store is not None and k > 0 else None
     return len(encode(loaded.tokenizer, build_prompt(question, r.top_texts if r else ())))
 
@@ -115,7 +114,6 @@ def rag_ttft(loaded, question: str, store=None, embedder: Embedder | None = None
 
     `store=None` (or k=0) times the question alone, without retrieval.
     """
-    from memlab.core.generation import encode, generate
     r = retrieve(store, question, embedder, k, cold) if store is not None and k > 0 else None
     g = generate(loaded, build_prompt(question, r.top_texts if r else ()), max_new_tokens=max_new_tokens)
     question_tokens = len(encode(loaded.tokenizer, question))

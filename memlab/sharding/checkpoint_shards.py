@@ -17,12 +17,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from memlab.core import limits
+from memlab.core import hardware, limits, models
 from memlab.core.checkpoint import read_header
-from memlab.sharding.reads import weight_map
+from memlab.core.launch import run_workers
+from memlab.core.measure import release_freed_memory, rss_bytes
 from memlab.core.models import DEFAULT_MODEL
 from memlab.core.results import as_dict
 from memlab.sharding import parallel
+from memlab.sharding.reads import weight_map
 from memlab.sharding.workers import ParallelConfig, peak_rss_bytes
 
 INDEX = "model.safetensors.index.json"
@@ -121,7 +123,6 @@ def load_worker(rank, world_size, folder):
     import torch
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM
-    from memlab.core.measure import rss_bytes
 
     config = AutoConfig.from_pretrained(folder)
     with torch.device("meta"):
@@ -146,7 +147,6 @@ def load_worker(rank, world_size, folder):
 
 def measure_load(folder, timeout_s: float = 300.0) -> ShardLoadResult:
     """Load a single-file or sharded checkpoint in a fresh process; peak RSS and time per file."""
-    from memlab.core.launch import run_workers
 
     files = shard_files(folder)
     [(start, peak, load_s, per_file)] = run_workers(load_worker, world_size=1, args=(str(folder),),
@@ -179,8 +179,6 @@ class CheckpointResult:
 def compare_checkpoint(model: str = DEFAULT_MODEL, max_shard_bytes: int = 64 * 2**20,
                        max_new_tokens: int = 8, check_tokens: bool = True) -> CheckpointResult:
     """Shard the model's checkpoint, then measure both loads, each in a fresh process."""
-    from memlab.core import hardware, models
-    from memlab.core.measure import release_freed_memory
     folder = models.prepare(model)
     out = save_shards(folder, models.cache_dir() / f"{folder.name}-shards-{max_shard_bytes // 2**20}MiB",
                       max_shard_bytes)

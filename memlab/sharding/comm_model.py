@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from memlab.core.launch import run_workers
 from memlab.core.measure import sync
+from memlab.sharding.workers import worker_device
 
 __all__ = ["LinkProbe", "probe_link", "CommPrediction", "predict_decode"]
 
@@ -37,7 +39,6 @@ class LinkProbe:
 
 
 def _probe_worker(rank, world_size, sizes, repeats, allreduce_bytes, backend):
-    from memlab.sharding.workers import worker_device
     dev = worker_device(rank, backend)
     out = []
     for n in sizes:
@@ -73,7 +74,6 @@ def _probe_worker(rank, world_size, sizes, repeats, allreduce_bytes, backend):
 def probe_link(sizes_bytes=(4, 2304, 65536, 1 << 20, 8 << 20), repeats: int = 20,
                allreduce_bytes: int = 2304, backend: str = "gloo", timeout_s: float = 120) -> LinkProbe:
     """Measure one-way message time between two processes and fit t = alpha + n / beta."""
-    from memlab.core.launch import run_workers
     (one_way, ar), _ = run_workers(_probe_worker, world_size=2,
                                    args=(tuple(sizes_bytes), repeats, allreduce_bytes, backend),
                                    timeout_s=timeout_s, backend=backend)

@@ -14,10 +14,12 @@ import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from memlab.core import dtypes
-from memlab.core.results import as_dict
-from memlab.sharding.workers import ParallelConfig
+from memlab.core import dtypes, generation, hardware, loading, models
 from memlab.core.errors import MemlabError
+from memlab.core.launch import run_workers
+from memlab.core.results import as_dict
+from memlab.sharding import pipeline, tensor_parallel
+from memlab.sharding.workers import ParallelConfig
 
 __all__ = ["ShardResult", "run", "reference_tokens", "step_times", "ParallelConfig"]
 
@@ -65,7 +67,6 @@ def reference_tokens(folder, prompt_ids: list, max_new_tokens: int, dtype: str =
     A single-file fp32 checkpoint is mapped, not copied: its pages go back to the page cache when
     the model is freed; a sharded one is read resident and its heap trimmed after, so the calling
     process (a lab's kernel) does not keep a model's worth of memory while the workers run."""
-    from memlab.core import generation, loading
     single = len(list(Path(folder).glob("*.safetensors"))) == 1 and dtype == "fp32"
     loaded = loading.load(str(folder), "mmap" if single else "resident", dtype=dtype)
     res = generation.generate(loaded, list(prompt_ids), max_new_tokens=max_new_tokens, stop_at_eos=False)
@@ -81,10 +82,7 @@ def step_times(ranks, step: int) -> float:
 
 def run(cfg: ParallelConfig, mode: str = "pipeline") -> ShardResult:
     """Launch cfg.world_size workers of the given mode, gather their records, check the tokens."""
-    from memlab.core import hardware, models
-    from memlab.core.launch import run_workers
     from transformers import AutoConfig, AutoTokenizer
-    from memlab.sharding import pipeline, tensor_parallel
 
     if mode not in ("pipeline", "tensor"):
         raise MemlabError(f"mode must be 'pipeline' or 'tensor', got {mode!r}.")

@@ -25,11 +25,19 @@ from __future__ import annotations
 import torch
 
 from memlab.core import dtypes, tensors
-from memlab.sharding.reads import read_tensor, weight_map
-from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, load_in_turn, maybe_fail,
-                                     peak_rss_bytes, worker_device)
 from memlab.core.errors import MemlabError
 from memlab.core.generation import cache_kwarg
+from memlab.core.measure import rss_bytes
+from memlab.sharding.reads import read_tensor, weight_map
+from memlab.sharding.workers import (
+    Comm,
+    ParallelConfig,
+    RankResult,
+    load_in_turn,
+    maybe_fail,
+    peak_rss_bytes,
+    worker_device,
+)
 
 __all__ = ["layer_split", "Stage", "load_stage", "worker", "activation_bytes_per_token", "gpipe_bubble_fraction"]
 
@@ -134,7 +142,6 @@ def _cache_bytes(caches) -> int:
 
 def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: ParallelConfig) -> RankResult:
     """One rank of a pipeline-parallel greedy generation (run by launch.run_workers)."""
-    from memlab.core.measure import rss_bytes
     from transformers import DynamicCache
 
     import transformers.models.llama.modeling_llama  # noqa: F401  imports count as base, not weights

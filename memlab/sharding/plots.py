@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from memlab.core.units import MiB
 
 
 def shard_memory(results, title: str | None = None) -> Figure:
@@ -14,7 +15,6 @@ def shard_memory(results, title: str | None = None) -> Figure:
 
     `results`: ShardResults (a 1-rank run is the single-process baseline).
     """
-    from memlab.core.units import MiB
     fig, ax = plt.subplots(figsize=(9, 4))
     ticks, labels, x = [], [], 0.0
     for res in results:
@@ -82,7 +82,6 @@ def decode_gantt(result, step: int | None = None) -> Figure:
 
 def shard_load(loads) -> Figure:
     """Peak RSS of a checkpoint load, single file vs shards, beside the prediction start + largest file."""
-    from memlab.core.units import MiB
     fig, ax = plt.subplots(figsize=(7, 3.8))
     names = [f"{r.layout}\n{r.num_files} file(s), largest {r.largest_file_bytes / MiB:.0f} MiB" for r in loads]
     ax.bar(names, [r.start_rss_bytes / MiB for r in loads], color="tab:gray", label="before reading (model allocated)")

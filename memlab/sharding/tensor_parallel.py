@@ -21,10 +21,18 @@ import torch
 import torch.nn.functional as F
 
 from memlab.core import dtypes, tensors
-from memlab.sharding.reads import read_tensor, weight_map
-from memlab.sharding.workers import (Comm, ParallelConfig, RankResult, load_in_turn, maybe_fail,
-                                     peak_rss_bytes, worker_device)
 from memlab.core.errors import MemlabError
+from memlab.core.measure import rss_bytes
+from memlab.sharding.reads import read_tensor, weight_map
+from memlab.sharding.workers import (
+    Comm,
+    ParallelConfig,
+    RankResult,
+    load_in_turn,
+    maybe_fail,
+    peak_rss_bytes,
+    worker_device,
+)
 
 __all__ = ["check", "split_range", "allreduce_bytes_per_token", "TPShard", "load_shard", "worker"]
 
@@ -168,7 +176,6 @@ def load_shard(folder, rank: int, world_size: int, device, dtype=None) -> TPShar
 
 def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: ParallelConfig) -> RankResult:
     """One rank of a tensor-parallel greedy generation (run by launch.run_workers)."""
-    from memlab.core.measure import rss_bytes
 
     import transformers.models.llama.modeling_llama  # noqa: F401  imports count as base, not weights
     from transformers import AutoModelForCausalLM  # noqa: F401

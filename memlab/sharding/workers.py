@@ -23,7 +23,8 @@ import torch.distributed as dist
 
 from memlab.core import limits
 from memlab.core.errors import MemlabError
-from memlab.core.measure import sync
+from memlab.core.hardware import resolve_device
+from memlab.core.measure import release_freed_memory, sync
 from memlab.core.models import DEFAULT_MODEL
 
 __all__ = ["ParallelConfig", "Event", "RankResult", "Comm",
@@ -132,7 +133,6 @@ def load_in_turn(rank: int, world_size: int, load):
     the copies a load makes in passing (a tensor read, then copied into place) peak in one process
     at a time rather than in all at once, and what the load freed goes back to the OS. Returns
     (what load returned, seconds the load itself took: waiting for one's turn is not counted)."""
-    from memlab.core.measure import release_freed_memory
     out, load_s = None, float("nan")
     for turn in range(world_size):
         if turn == rank:
@@ -148,14 +148,12 @@ def load_in_turn(rank: int, world_size: int, load):
 def backend_for(device: str = "auto", world_size: int = 2) -> str:
     """The lab's DEVICE as a torch.distributed backend: "nccl" where it resolves to CUDA and torch
     sees a GPU for every rank, else "gloo" with every rank on the CPU."""
-    from memlab.core.hardware import resolve_device
     cuda = resolve_device(device).type == "cuda"
     return "nccl" if cuda and torch.cuda.device_count() >= world_size else "gloo"
 
 
 def backend_reason(device: str = "auto", world_size: int = 2) -> str:
     """Why `backend_for` chose what it chose, in one sentence."""
-    from memlab.core.hardware import resolve_device
     kind = resolve_device(device).type
     if backend_for(device, world_size) == "nccl":
         return f"NCCL, one GPU per rank ({torch.cuda.device_count()} GPUs seen for {world_size} ranks)"

@@ -1,4 +1,7 @@
-"""`memlab generate`: lab 00 without a notebook (answer a prompt; TTFT, TPOT, tok/s)."""
+"""`memlab generate`: lab 00 without a notebook (answer a prompt; TTFT, TPOT, tok/s).
+
+Each command imports what it runs inside its function, so `memlab --help` imports no torch (tests/test_cli_imports.py).
+"""
 
 from __future__ import annotations
 

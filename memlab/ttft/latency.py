@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from memlab.core import generation, limits, loading, models, pagecache, roofline
+from memlab.core import generation, limits, loading, models, pagecache, paths, roofline
 from memlab.core.ceilings import Ceilings
-from memlab.core import paths
-from memlab.core.text import prompt_ids
 from memlab.core.errors import MemlabError
 from memlab.core.hardware import card
 from memlab.core.measure import summarize
+from memlab.core.results import as_dict
+from memlab.core.text import prompt_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +162,6 @@ class TTFTPoint:
 
 def sweep_json(loaded, measured: Ceilings, points: list[TTFTPoint]) -> dict:
     """The `memlab ttft --json` view: {"load": LoadResult, "ceilings": the roofs used, "points": [TTFTPoint]}."""
-    from memlab.core.results import as_dict
     flops, bandwidth = measured.roof(loaded.dtype, loaded.device.type)
     roofs = {"read_bytes_per_s": bandwidth, "matmul_flop_per_s": flops, "device": str(loaded.device),
              "dtype": loaded.dtype, "measured": as_dict(measured)}

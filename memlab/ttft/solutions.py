@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memlab.core import footprint
+from memlab.core import footprint, roofline
 
 
 def checkpoint_bytes(config) -> float:
@@ -45,7 +45,6 @@ def long_prompt_ttft_s(config, points, prompt_tokens: int) -> float:
     (FLOPs, TTFT), evaluated at the new prompt's FLOPs. FLOPs from `roofline.prefill_workload`: the
     weights' matmuls (2 per weight per token), the last position's lm_head and the attention scores,
     which grow as T^2."""
-    from memlab.core import roofline
     a, b = points[-2:]
     f = [roofline.prefill_workload(config, t).flops for t in (a.prompt_tokens, b.prompt_tokens, prompt_tokens)]
     return roofline.time_by_flops(f[0], a.ttft_s, f[1], b.ttft_s, f[2])
