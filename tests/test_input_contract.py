@@ -312,7 +312,7 @@ def test_write_atomic_keeps_the_old_file_when_the_write_dies(tmp_path):
     assert path.read_text() == '{"ok": 1}' and [p.name for p in tmp_path.iterdir()] == ["record.json"]
 
 
-def test_a_corrupt_cached_ceilings_record_is_measured_again(tmp_path, monkeypatch):
+def test_a_corrupt_cached_ceilings_record_is_measured_again(tmp_path, monkeypatch, quiet_machine):
     from memlab.core import ceilings
     path = ceilings._cache_file(tmp_path, "quick")
     path.parent.mkdir(parents=True)

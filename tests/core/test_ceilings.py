@@ -47,7 +47,7 @@ def test_disk_cold_read_is_verified(tmp_path):
     assert not list(tmp_path.iterdir())  # scratch file removed
 
 
-def test_measure_caches_per_machine(tmp_path, monkeypatch):
+def test_measure_caches_per_machine(tmp_path, monkeypatch, quiet_machine):
     calls = []
     real = ceilings.measure_now
 
@@ -88,7 +88,7 @@ def test_cli_ceilings_json(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("missing", ["read_gb_per_s", "read_kernels"])
-def test_a_cached_record_without_the_read_kernel_is_measured_again(tmp_path, monkeypatch, missing):
+def test_a_cached_record_without_the_read_kernel_is_measured_again(tmp_path, monkeypatch, missing, quiet_machine):
     import dataclasses
     import json
     calls = []

@@ -60,7 +60,7 @@ def test_records_without_gpu_fp16_still_load():
     assert c.gpu_fp16_flop_per_s == 0.0
 
 
-def test_a_cached_cpu_record_is_measured_again_once_a_gpu_is_seen(tmp_path, monkeypatch):
+def test_a_cached_cpu_record_is_measured_again_once_a_gpu_is_seen(tmp_path, monkeypatch, quiet_machine):
     calls = []
     real = _record()
     monkeypatch.setattr(ceilings, "measure_now", lambda **kw: calls.append(1) or real)

@@ -87,7 +87,7 @@ def test_cold_read_is_skipped_and_warm_read_measured(platform, request, scratch)
     assert warm.is_supported and warm.num_bytes == cold.num_bytes and warm.read_bytes_per_s > 0
 
 
-def test_ceilings_disk_probe_in_quick_mode(bare, tmp_path, monkeypatch):
+def test_ceilings_disk_probe_in_quick_mode(bare, tmp_path, monkeypatch, quiet_machine):
     monkeypatch.setattr(ceilings, "array_size", lambda quick=False: 16 * 2**20)  # the disk is the point here
     with pytest.warns(RuntimeWarning, match=COLD):
         c = ceilings.measure(quick=True, refresh=True, cache_dir=tmp_path)
