@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from memlab.core import limits, tensors
+from memlab.core import hardware, limits, tensors
 from memlab.core.errors import InvalidArgumentError
-from memlab.core.hardware import cpu_or_cuda, resolve_device
 from memlab.core.models import DEFAULT_MODEL
 from memlab.quantization import quantize
 
@@ -20,9 +19,9 @@ from memlab.quantization import quantize
 def run_device(device: str = "auto") -> tuple[str, str]:
     """Where lab 04 runs its torch variants for the lab's DEVICE, and why: cuda stays cuda; mps and
     cpu give "cpu" (memlab's int4 and torch.ao's dynamic int8 have no mps kernels)."""
-    if cpu_or_cuda(device) == "cuda":
+    if hardware.cpu_or_cuda(device) == "cuda":
         return "cuda", "on the GPU (llama.cpp stays on the CPU)"
-    if resolve_device(device).type == "mps":
+    if hardware.resolve_device(device).type == "mps":
         return "cpu", "on the CPU: memlab's int4 and torch.ao's dynamic int8 have no kernels for Apple's mps"
     return "cpu", "on the CPU"
 
@@ -43,7 +42,7 @@ class QuantConfig:
             raise InvalidArgumentError(f"unknown variant(s) {unknown}; choose from {', '.join(quantize.VARIANTS)}")
         for name, minimum in (("new_tokens", 2), ("ppl_tokens", 2), ("prompt_tokens", 1), ("repeats", 1)):
             limits.count(getattr(self, name), name, minimum)
-        kind = resolve_device(self.device).type  # "auto" -> what is here; a missing GPU is a clear error
+        kind = hardware.resolve_device(self.device).type  # "auto" -> what is here; a missing GPU is a clear error
         if kind not in ("cpu", "cuda"):
             raise InvalidArgumentError(f"device={self.device!r}: the quantized kernels run on cpu or cuda "
                                        "(`run_device` says where a lab's DEVICE runs them)")
