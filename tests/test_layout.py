@@ -248,9 +248,19 @@ def single_lab_sections() -> list[str]:
     trees = {m: ast.parse(t) for m, t in texts.items()}
     imported = {m: {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
                 for m, tree in trees.items()}
+    aliases: dict[tuple[str, str], set[str]] = {}  # (importer, module) -> the names the importer calls it by
+    for m, tree in trees.items():
+        for n in ast.walk(tree):
+            pairs = [(f"{n.module}.{a.name}", a.asname) for a in n.names] if isinstance(n, ast.ImportFrom) and n.module \
+                else [(a.name, a.asname) for a in n.names] if isinstance(n, ast.Import) else []
+            for target, alias in pairs:
+                if alias:
+                    aliases.setdefault((m, target), set()).add(alias)
 
-    def uses(text: str, names: set, module: str, name: str) -> bool:  # `module.name`, or imported by name
-        return (module, name) in names or re.search(rf"\b{module.rsplit('.', 1)[1]}\.{name}\b", text) is not None
+    def uses(text: str, names: set, module: str, name: str, importer: str = "") -> bool:
+        """`module.name` (or `alias.name`), or `name` imported from `module`."""
+        calls = {module.rsplit(".", 1)[1]} | aliases.get((importer, module), set())
+        return (module, name) in names or any(re.search(rf"\b{c}\.{name}\b", text) for c in calls)
 
     labs = {number: [m for m in MODULES if part_of(m) == topic] for number, topic in enumerate(TOPICS)}
     notebooks = {number: lab_code(lab_notebook(number)) for number in labs}
@@ -264,10 +274,10 @@ def single_lab_sections() -> list[str]:
                 continue
             name = node.name
             if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(tree)) \
-                    or any(uses(texts[m], imported[m], module, name) for m in others if m != module):
+                    or any(uses(texts[m], imported[m], module, name, m) for m in others if m != module):
                 continue
             users = [n for n, mods in labs.items() if uses(notebooks[n], set(), module, name)
-                     or any(uses(texts[m], imported[m], module, name) for m in mods)]
+                     or any(uses(texts[m], imported[m], module, name, m) for m in mods)]
             if len(users) == 1 and f"{module}.{name}" not in KEPT_IN_CORE:
                 found.append(f"{module}.{name} (lab {users[0]:02d} only)")
     return found

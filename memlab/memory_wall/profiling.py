@@ -3,7 +3,8 @@
 `profile_decode_step` runs one warmed-up step under torch.profiler and splits its CPU time into
 matmul kernels and everything else (the overhead wall: hundreds of small operators per token, each
 costing microseconds of Python and dispatcher work whatever its size). `profile_both` sets the
-eager step beside the fast path's (`memlab.core.fastpath`).
+eager step beside the fast path's (`memlab.core.fastpath`). `timed_with_roof` picks the kernel
+timings of a choice (`memlab.core.kernels`) that were timed in the same minute as its roof.
 """
 
 from __future__ import annotations
@@ -80,3 +81,13 @@ def profile_table(*profiles: StepProfile):
     return pd.DataFrame([{"path": p.label, "step_ms": p.step_s * 1e3, "aten_calls": p.num_ops,
                           "matmul_ms": p.matmul_s * 1e3, "other_ms": p.other_s * 1e3,
                           "top_op": p.top_ops[0].name if p.top_ops else ""} for p in profiles])
+
+
+def timed_with_roof(choice) -> tuple:
+    """The KernelTimes of `choice` timed beside its `roof_gb_per_s`: all of them in a fresh choice; in one
+    read from the cache only the chosen kernels at the step's thread count, which `kernels.retime` timed
+    again with the roof (the others are a past minute's, on a machine whose bandwidth drifts)."""
+    if not choice.from_cache:
+        return tuple(choice.times)
+    chosen = set(choice.kernels)
+    return tuple(t for t in choice.times if (t.role, t.kernel) in chosen and t.threads == choice.step_threads)

@@ -20,3 +20,13 @@ def test_profile_both(tiny):
     assert fast.num_ops < eager.num_ops  # fewer, larger operations: the point of the fast path
     table = profiling.profile_table(eager, fast)
     assert list(table["aten_calls"]) == [eager.num_ops, fast.num_ops]
+
+
+def test_timed_with_roof_keeps_only_this_minutes_rows():
+    from types import SimpleNamespace as NS
+    rows = (NS(role="qkv", kernel="c", threads=1), NS(role="qkv", kernel="blas", threads=1),
+            NS(role="qkv", kernel="c", threads=2), NS(role="o", kernel="linear", threads=1))
+    fresh = NS(from_cache=False, kernels=(("qkv", "c"), ("o", "linear")), step_threads=1, times=rows)
+    assert profiling.timed_with_roof(fresh) == rows  # all timed beside the roof
+    cached = NS(**{**vars(fresh), "from_cache": True})  # retime timed only the chosen kernels at step_threads again
+    assert profiling.timed_with_roof(cached) == (rows[0], rows[3])
