@@ -204,7 +204,9 @@ def _validate_worker(rank, world_size, model_name, trace, workload, utilization,
 
     loaded, kw = _warm_worker_model(model_name, quick)
     cal = measure_points(rank, loaded, **kw)
-    busy = measure_points(rank, loaded, **kw, neighbour_busy=True)
+    # a neighbour on another host (torchrun across nodes) shares no cores, and cannot see the stop flag
+    one_host = len(set(launch.rank_hosts())) == 1
+    busy = measure_points(rank, loaded, **kw, neighbour_busy=True) if one_host else cal
     box = [trace or (trace_at_utilization(fit_profile(cal), workload, utilization) if rank == 0 else None)]
     dist.broadcast_object_list(box, src=0)
     return (cal, busy), box[0], serve.serve_rows(rank, loaded, box[0])
