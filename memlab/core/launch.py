@@ -37,9 +37,11 @@ within `timeout_s` (init_process_group's own timeout), naming the address it tri
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import os
 import socket
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -63,7 +65,7 @@ def free_port() -> int:
 def _entry(rank: int, fn: Callable, world_size: int, args: tuple, port: int, backend: str,
            timeout_s: float, threads: int, results) -> None:
     os.environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)  # a local group inside a torchrun rank has its own store
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+    os.environ.update(MEMLAB_SPAWNED="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), OMP_NUM_THREADS=str(threads))
     torch.set_num_threads(threads)
     try:
@@ -142,8 +144,9 @@ def join_torchrun_group(env: RankEnv, backend: str, timeout_s: float) -> None:
                               f"a run over {backend} needs a torchrun of its own")
         return
     try:
-        dist.init_process_group(backend, init_method="env://", rank=env.rank, world_size=env.world_size,
-                                timeout=datetime.timedelta(seconds=timeout_s))
+        with quiet_stderr():  # c10d and gloo log every retry, with C++ stack frames, to fd 2: the one line below says it
+            dist.init_process_group(backend, init_method="env://", rank=env.rank, world_size=env.world_size,
+                                    timeout=datetime.timedelta(seconds=timeout_s))
     except Exception as e:  # unreachable address, nobody listening, a rank that never came
         raise MemlabError(f"rank {env.rank} of {env.world_size} could not join the group at {env.rendezvous} "
                           f"within {timeout_s:.0f} s ({type(e).__name__}: {first_line(e)}): is rank 0's "
@@ -151,10 +154,31 @@ def join_torchrun_group(env: RankEnv, backend: str, timeout_s: float) -> None:
     atexit.register(leave_group)
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """Send what C++ code writes to file descriptor 2 nowhere while the block runs (Python's own
+    exceptions still propagate)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def leave_group() -> None:
     """At exit: leave the torchrun group this process joined (torch warns about a group left open)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def spawned_here() -> bool:
+    """True in a worker that run_workers spawned (it shares its parent's multiprocessing resource
+    tracker); False under torchrun or in a plain process."""
+    return os.environ.get("MEMLAB_SPAWNED") == "1"
 
 
 def first_line(e: BaseException) -> str:

@@ -34,7 +34,8 @@ def _cmd_shard(args) -> int:
     if args.json:
         print_json(r.as_json())
         return 0
-    print(f"{r.mode} parallel, {r.world_size} ranks ({r.backend}), {r.new_tokens} tokens; "
+    where = f"{r.launcher} on {', '.join(dict.fromkeys(r.hosts))}"
+    print(f"{r.mode} parallel, {r.world_size} ranks ({r.backend}, {where}), {r.new_tokens} tokens; "
           f"tokens match one process: {r.tokens_match}")
     print(f"  prefill {fmt_time(r.prefill_s)} | TPOT {fmt_time(r.tpot_s)} | per token per rank: compute "
           f"{fmt_time(r.decode_compute_s_per_token)}, communication {fmt_time(r.decode_comm_s_per_token)} "
