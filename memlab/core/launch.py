@@ -109,7 +109,7 @@ def run_ranks(fn: Callable[..., Any], world_size: int = 2, args: tuple = (), tim
     if world_size < 1:
         raise MemlabError(f"world_size must be >= 1, got {world_size}")
     backend = backend or "gloo"
-    env = rank_env()
+    env = None if spawned_here() else rank_env()  # a spawned worker's RANK is its local group's, not torchrun's
     if env is not None and world_size != 1:
         if world_size != env.world_size:
             raise MemlabError(f"this run needs {world_size} ranks but torchrun started {env.world_size} "
