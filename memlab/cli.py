@@ -6,7 +6,8 @@ object with the record's fields (the public interface: field names stay stable, 
 
 The error contract: a bad option is refused by its type, in one line (exit 2); a `MemlabError` prints `memlab: error: <message>` (exit 2); anything else (out of
 memory, a full or read-only disk, a bug) prints one line saying what happened and to run with
-`--debug` for the traceback (exit 1); Ctrl-C exits 130. `--debug` anywhere on the line shows the
+`--debug` for the traceback (exit 1); Ctrl-C exits 130. Under torchrun (`core.torchrun`) only
+rank 0 prints its result: the other ranks' standard output is dropped (their errors still print). `--debug` anywhere on the line shows the
 traceback instead. This module imports nothing heavy at import time, so even a failure to
 import torch is reported in one line: each part's `cli.py` registers its commands with argparse
 alone, and a command imports what it runs (torch, transformers, matplotlib, simpy) when it runs
@@ -16,6 +17,7 @@ alone, and a command imports what it runs (torch, transformers, matplotlib, simp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
@@ -23,6 +25,7 @@ import traceback
 from pathlib import Path
 
 from memlab.core import cli as core_cli
+from memlab.core import torchrun
 from memlab.core.errors import MemlabError
 from memlab.disaggregation import cli as disaggregation_cli
 from memlab.kv_cache import cli as kv_cache_cli
@@ -124,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        if torchrun.is_lead():
+            return args.func(args)
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # torchrun rank > 0: rank 0 prints
+            return args.func(args)
     except MemlabError as e:
         if debug:
             traceback.print_exc()

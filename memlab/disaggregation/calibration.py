@@ -19,7 +19,7 @@ profile; the relative error of the median TTFT and TPOT is (sim - real) / real.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,8 @@ class Validation:
     profile_source: str
     ttft_p90_rel_error: float = float("nan")   # the same error of the 90th percentiles
     tpot_p90_rel_error: float = float("nan")
+    backend: str = "gloo"                # of the two real workers' group
+    hosts: tuple = ()                    # the prefill and the decode worker's hosts (two under torchrun across nodes)
 
 
 def _lstsq(rows, ys) -> list[float]:
@@ -204,7 +206,9 @@ def _validate_worker(rank, world_size, model_name, trace, workload, utilization,
 
     loaded, kw = _warm_worker_model(model_name, quick)
     cal = measure_points(rank, loaded, **kw)
-    busy = measure_points(rank, loaded, **kw, neighbour_busy=True)
+    # a neighbour on another host (torchrun across nodes) shares no cores, and cannot see the stop flag
+    one_host = len(set(launch.rank_hosts())) == 1
+    busy = measure_points(rank, loaded, **kw, neighbour_busy=True) if one_host else cal
     box = [trace or (trace_at_utilization(fit_profile(cal), workload, utilization) if rank == 0 else None)]
     dist.broadcast_object_list(box, src=0)
     return (cal, busy), box[0], serve.serve_rows(rank, loaded, box[0])
@@ -220,14 +224,17 @@ def validate(model: str = DEFAULT_MODEL, trace=None, quick: bool = True, utiliza
     so the real workers are loaded but not saturated (queueing would amplify any cost error).
     """
     workload = workload or validation_workload(quick)
-    out = launch.run_workers(_validate_worker, world_size=2, timeout_s=timeout_s,
+    ranks = launch.run_ranks(_validate_worker, world_size=2, timeout_s=timeout_s,
                              args=(str(model), tuple(trace) if trace else None, workload, utilization, quick))
+    out = ranks.results
     (cal, busy), trace = out[0][0], out[0][1]
     profile, contended = fit_profile(cal), fit_profile(busy, "measured next to a busy neighbour")
     real = to_records(trace, out[0][2], out[1][2])
     cluster = Cluster("disagg", 1, 1, max_prefill_batch=1, max_decode_batch=1)
     sim = simulate(profile, cluster, trace)
-    return compare(real, sim, profile, simulate(contended, cluster, trace), contended), profile, cal, real, sim
+    v = replace(compare(real, sim, profile, simulate(contended, cluster, trace), contended),
+                backend=ranks.backend, hosts=ranks.hosts)
+    return v, profile, cal, real, sim
 
 
 def compare(real: tuple[RequestRecord, ...], sim: tuple[RequestRecord, ...], profile: Profile,

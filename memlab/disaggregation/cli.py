@@ -22,7 +22,7 @@ def _cmd_disagg(args) -> int:
         print_json(r)
         return 0
     print(f"{r.model_name}: {r.prompt_tokens}-token prompt, {r.new_tokens} new tokens; tokens match "
-          f"single process: {r.tokens_match}")
+          f"single process: {r.tokens_match} ({r.launcher} on {', '.join(dict.fromkeys(r.hosts))})")
     print(f"KV cache sent {fmt_bytes(r.kv_bytes)} (footprint formula {fmt_bytes(r.kv_bytes_predicted)}) in "
           f"{fmt_time(r.transfer_s)} = {fmt_rate(r.transfer_bytes_per_s)} over gloo; "
           f"shared memory {fmt_time(r.shm_transfer_s)}, file {fmt_time(r.file_transfer_s)}")

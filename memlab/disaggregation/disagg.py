@@ -20,7 +20,9 @@ Transports, in the order the lab meets them:
 shm and file always move host tensors (on cuda: rank 0's host copies, read back into host memory).
 
 Timing: perf_counter is CLOCK_MONOTONIC on Linux, one clock for both processes, so a time
-stamped on rank 0 and one stamped on rank 1 subtract directly. TTFT = prompt handed to the
+stamped on rank 0 and one stamped on rank 1 subtract directly. Under torchrun the two ranks may
+sit on two hosts: rank 1's stamps move onto rank 0's clock (`launch.clock_offset`, within half a
+round trip), and shm and file, which need one machine, are skipped (NaN). TTFT = prompt handed to the
 prefill worker -> first token there. TPOT = (last token on the decode worker - first token) / (n - 1),
 so the split's TPOT carries the transfer, as a user would see it. transfer_s = first token on
 rank 0 -> cache rebuilt on rank 1, so on cuda it includes d2h_s and h2d_s. Every stamp after GPU
@@ -33,7 +35,7 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -81,6 +83,9 @@ class SplitResult:
     d2h_s: float                       # rank 0: cache GPU -> pinned host memory (0.0 on cpu)
     h2d_s: float                       # rank 1: received cache host -> GPU (0.0 on cpu)
     transfer_median_s: float = float("nan")  # median of TRANSFER_REPEATS gloo sends (the first: transfer_s)
+    backend: str = "gloo"              # the torch.distributed backend the cache crossed
+    hosts: tuple = ()                  # the host of each rank (prefill, decode)
+    launcher: str = "local"            # "local" (two processes spawned here) or "torchrun"
 
 
 TRANSFER_REPEATS = 5  # one transfer on a shared 2-core machine varies by a factor; the median of five much less
@@ -114,7 +119,8 @@ def _cache_to_host(cache, device: torch.device) -> float:
     return d2h_s
 
 
-def _resend(rank: int, peer: int, cache, first: int, model, dtype, dev, is_cuda: bool, repeats: int) -> list[float]:
+def _resend(rank: int, peer: int, cache, first: int, model, dtype, dev, is_cuda: bool, repeats: int,
+            offset: float = 0.0) -> list[float]:
     """`repeats` more gloo transfers of one cache, each timed as transfer_s is (rank 0 starts the clock
     and sends; rank 1 receives, rebuilds the cache and returns the time it was done). Seconds, on rank 0."""
     times = []
@@ -131,7 +137,7 @@ def _resend(rank: int, peer: int, cache, first: int, model, dtype, dev, is_cuda:
             cache_from([t.to(dev) for t in tensors] if is_cuda else tensors, model)
             if is_cuda:
                 sync(dev)
-            dist.broadcast_object_list([time.perf_counter()], src=1)
+            dist.broadcast_object_list([time.perf_counter() - offset], src=1)
     return times
 
 
@@ -145,6 +151,11 @@ def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, fo
     model, peer = loaded.model, 1 - rank
     dtype = next(model.parameters()).dtype
     results = []
+    same_host = len(set(launch.rank_hosts())) == 1
+    offset = launch.clock_offset()          # rank 1's clock - rank 0's; 0.0 on one host
+    box = [(tag, folder)]                   # rank 0 names the shm blocks and the folder (torchrun: each rank made its own)
+    dist.broadcast_object_list(box, src=0)
+    tag, folder = box[0]
     with torch.inference_mode():
         for n in lengths:
             name, path = f"memlab_kv_{tag}_{n}", Path(folder) / f"kv_{n}.safetensors"
@@ -158,7 +169,8 @@ def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, fo
                 t_first = time.perf_counter()
                 d2h_s = _cache_to_host(cache, dev) if is_cuda else 0.0  # gloo sends host tensors only
                 send_kv(cache, first, t_first, peer)
-                send_other_transports(kv_tensors(cache), name, path, peer)
+                if same_host:
+                    send_other_transports(kv_tensors(cache), name, path, peer)
                 box = [None]
                 dist.broadcast_object_list(box, src=1)
                 rec = box[0]
@@ -192,12 +204,13 @@ def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, fo
                     logits = generation.decode_step(model, torch.tensor([[tokens[-1]]], device=dev), cache)
                     tokens.append(int(logits[0].argmax()))
                 t_last = time.perf_counter()
-                shm_s, file_s = recv_other_transports(shapes, dtype, name, path, peer)
+                shm_s, file_s = (recv_other_transports(shapes, dtype, name, path, peer) if same_host
+                                 else (float("nan"), float("nan")))
                 dist.broadcast_object_list([{
-                    "tokens": tokens, "kv_bytes": cache_bytes(tensors), "t_rebuilt": t_rebuilt,
-                    "t_last": t_last, "decode_s": t_last - t_rebuilt, "shm_s": shm_s, "file_s": file_s,
+                    "tokens": tokens, "kv_bytes": cache_bytes(tensors), "t_rebuilt": t_rebuilt - offset,
+                    "t_last": t_last - offset, "decode_s": t_last - t_rebuilt, "shm_s": shm_s, "file_s": file_s,
                     "h2d_s": h2d_s}], src=1)
-                _resend(rank, peer, None, first, model, dtype, dev, is_cuda, TRANSFER_REPEATS - 1)
+                _resend(rank, peer, None, first, model, dtype, dev, is_cuda, TRANSFER_REPEATS - 1, offset)
     return results if rank == 0 else None
 
 
@@ -213,6 +226,7 @@ def run_split(model: str = DEFAULT_MODEL, prompt_tokens=(64, 256), max_new_token
     device_type = split_device(device)
     with tempfile.TemporaryDirectory(prefix="memlab_kv_") as folder:
         # gloo (run_workers' default) even with a GPU per rank: the cache travels as host tensors
-        out = launch.run_workers(_split_worker, world_size=2, timeout_s=timeout_s,
+        ranks = launch.run_ranks(_split_worker, world_size=2, timeout_s=timeout_s,
                                  args=(str(model), lengths, max_new_tokens, os.getpid(), folder, device_type))
-    return tuple(out[0])
+    return tuple(replace(r, backend=ranks.backend, hosts=ranks.hosts, launcher=ranks.launcher)
+                 for r in ranks.results[0])

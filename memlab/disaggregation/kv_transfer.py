@@ -11,13 +11,15 @@ back (`unpack`, `cache_from`). Transports, in the order the lab compares them:
 from __future__ import annotations
 
 import math
+import os
 import time
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from memlab.core import launch
 from memlab.core.kv import cache_bytes, cache_from, kv_tensors, pack, unpack  # noqa: F401  (one implementation, in the core: lab 09 uses it too)
 
 TRANSPORTS = ("gloo", "shm", "file")
@@ -51,6 +53,8 @@ def write_shm(tensors, name):
 
 def read_shm(shapes, dtype, name):
     shm = shared_memory.SharedMemory(name=name)
+    if os.name == "posix" and not launch.spawned_here():  # the writer unlinks it; a reader that torchrun started has
+        resource_tracker.unregister("/" + name, "shared_memory")  # a tracker of its own, which would warn at exit
     out, off = [], 0
     size = torch.empty((), dtype=dtype).element_size()
     for s in shapes:

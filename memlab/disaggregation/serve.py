@@ -55,12 +55,12 @@ def _serve_prefill(loaded, trace, peer: int) -> list[dict]:
     return rows
 
 
-def _serve_decode(loaded, trace, peer: int) -> list[dict]:
+def _serve_decode(loaded, trace, peer: int, offset: float = 0.0) -> list[dict]:
     """Rank 1: take requests in arrival order, one at a time, and decode each to its last token."""
     model, rows = loaded.model, []
     dtype = next(model.parameters()).dtype
     dist.barrier()
-    t0 = recv_scalar(peer)
+    t0 = recv_scalar(peer) + offset  # rank 0's start, on this rank's clock (offset 0.0 on one host)
     for spec in trace:
         free_at = time.perf_counter()
         size = torch.zeros(1, dtype=torch.long)
@@ -68,7 +68,7 @@ def _serve_decode(loaded, trace, peer: int) -> list[dict]:
         header = torch.zeros(int(size.item()), dtype=torch.long)
         dist.recv(header, peer)
         first, num, n_out, dims = int(header[0]), int(header[1]), int(header[2]), header[3:].tolist()
-        t_first = recv_scalar(peer)
+        t_first = recv_scalar(peer) + offset
         tensors = recv_gloo([tuple(dims[4 * i:4 * i + 4]) for i in range(num)], dtype, peer)
         cache = cache_from(tensors, model)
         landed = time.perf_counter()
@@ -82,8 +82,9 @@ def _serve_decode(loaded, trace, peer: int) -> list[dict]:
 
 def serve_rows(rank: int, loaded, trace) -> list[dict]:
     """Run the trace on this rank (0 prefills, 1 decodes); timestamps relative to rank 0's start."""
+    offset = launch.clock_offset()  # under torchrun the ranks may sit on two hosts, two clocks
     with torch.inference_mode():
-        return _serve_prefill(loaded, trace, 1) if rank == 0 else _serve_decode(loaded, trace, 0)
+        return _serve_prefill(loaded, trace, 1) if rank == 0 else _serve_decode(loaded, trace, 0, offset)
 
 
 def to_records(trace, prefill_rows, decode_rows):

@@ -24,14 +24,18 @@ def _cmd_shard(args) -> int:
                   f"load {fmt_time(x.load_s)} | RSS before {fmt_bytes(x.start_rss_bytes)}, peak "
                   f"{fmt_bytes(x.peak_rss_bytes)} (predicted {fmt_bytes(x.predicted_peak_rss_bytes)})")
         return 0
-    cfg = sharding.ParallelConfig(model=args.model, world_size=args.ranks, max_new_tokens=args.max_new_tokens,
+    from memlab.core import torchrun
+    env = torchrun.rank_env()
+    ranks = args.ranks or (env.world_size if env else 2)  # under torchrun: the ranks it started
+    cfg = sharding.ParallelConfig(model=args.model, world_size=ranks, max_new_tokens=args.max_new_tokens,
                                   batch_size=args.batch_size, micro_batches=args.micro_batches,
                                   backend=args.backend, timeout_s=args.timeout)
     r = sharding.run(cfg, args.mode)
     if args.json:
         print_json(r.as_json())
         return 0
-    print(f"{r.mode} parallel, {r.world_size} ranks ({r.backend}), {r.new_tokens} tokens; "
+    where = f"{r.launcher} on {', '.join(dict.fromkeys(r.hosts))}"
+    print(f"{r.mode} parallel, {r.world_size} ranks ({r.backend}, {where}), {r.new_tokens} tokens; "
           f"tokens match one process: {r.tokens_match}")
     print(f"  prefill {fmt_time(r.prefill_s)} | TPOT {fmt_time(r.tpot_s)} | per token per rank: compute "
           f"{fmt_time(r.decode_compute_s_per_token)}, communication {fmt_time(r.decode_comm_s_per_token)} "
@@ -46,7 +50,8 @@ def _cmd_shard(args) -> int:
 def register(sub) -> None:
     s = sub.add_parser("shard", help="checkpoint shards, pipeline or tensor parallel over torch.distributed")
     s.add_argument("--mode", required=True, choices=["checkpoint", "pipeline", "tensor"])
-    s.add_argument("--ranks", type=limits.COUNT, default=2, help="worker processes (pipeline, tensor)")
+    s.add_argument("--ranks", type=limits.COUNT, default=None,
+                   help="worker processes (pipeline, tensor); default 2, or under torchrun the ranks it started")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
     s.add_argument("--max-new-tokens", type=limits.COUNT, default=16)
     s.add_argument("--batch-size", type=limits.COUNT, default=1)

@@ -5,7 +5,7 @@ Lab 05. Variants, in the order the lab shows them:
   2. pipeline parallel   `run(cfg, "pipeline")`: layers split across ranks (see pipeline.py).
   3. tensor parallel     `run(cfg, "tensor")`: every matrix split across ranks (tensor_parallel.py).
 Workers are real processes talking through torch.distributed (gloo on CPU, NCCL on GPUs),
-started by launch.run_workers; their records come back as one `ShardResult`, whose generated
+started by launch.run_ranks (here, or as torchrun's ranks on one node or several); their records come back as one `ShardResult`, whose generated
 tokens are compared with single-process memlab.core.generation.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from memlab.core import dtypes, generation, hardware, loading, models
+from memlab.core import dtypes, generation, hardware, loading, models, torchrun
 from memlab.core.errors import MemlabError
-from memlab.core.launch import run_workers
+from memlab.core.launch import run_ranks
 from memlab.core.results import as_dict
 from memlab.sharding import pipeline, tensor_parallel
 from memlab.sharding.workers import ParallelConfig
@@ -49,12 +49,15 @@ class ShardResult:
     predicted_comm_bytes_per_token: int  # the formula (pipeline.py / tensor_parallel.py docstrings)
     ranks: tuple                     # tuple[RankResult, ...]
     hardware: object = None          # hardware.HardwareCard of the launching process
+    hosts: tuple = ()                # the host of each rank, rank order
+    launcher: str = "local"          # "local" (processes spawned here) or "torchrun"
 
     def as_json(self) -> dict:
         """The `memlab shard --json` view, flat for tables: the host's name for the card, ranks
         without their timeline events."""
         d = {k: v for k, v in as_dict(replace(self, ranks=())).items() if k not in ("ranks", "hardware")}
         d["host"] = getattr(self.hardware, "host", "")
+        d["hosts"] = list(self.hosts)
         d["ranks"] = [{k: v for k, v in as_dict(replace(r, events=())).items() if k != "events"} for r in self.ranks]
         return d
 
@@ -96,10 +99,12 @@ def run(cfg: ParallelConfig, mode: str = "pipeline") -> ShardResult:
         pipeline.layer_split(config.num_hidden_layers, cfg.world_size)
     prompt_ids = AutoTokenizer.from_pretrained(folder)(cfg.prompt)["input_ids"]
     fn = pipeline.worker if mode == "pipeline" else tensor_parallel.worker
-    ranks = tuple(run_workers(fn, world_size=cfg.world_size, args=(str(folder), prompt_ids, cfg),
-                              timeout_s=cfg.timeout_s, backend=cfg.backend))
+    run_ = run_ranks(fn, world_size=cfg.world_size, args=(str(folder), prompt_ids, cfg),
+                     timeout_s=cfg.timeout_s, backend=cfg.backend)
+    ranks = tuple(run_.results)
     tokens = ranks[0].token_ids
-    ref = reference_tokens(folder, prompt_ids, cfg.max_new_tokens, cfg.dtype) if cfg.check_tokens else ()
+    check = cfg.check_tokens and torchrun.is_lead()  # under torchrun, rank 0 checks (the others print nothing)
+    ref = reference_tokens(folder, prompt_ids, cfg.max_new_tokens, cfg.dtype) if check else ()
     steps = range(1, cfg.max_new_tokens)
     n = max(len(steps), 1)
     wall = sum(step_times(ranks, s) for s in steps)
@@ -115,11 +120,12 @@ def run(cfg: ParallelConfig, mode: str = "pipeline") -> ShardResult:
         mode=mode, model_name=cfg.model, world_size=cfg.world_size, backend=cfg.backend,
         dtype=cfg.dtype, batch_size=cfg.batch_size, micro_batches=cfg.micro_batches,
         prompt_tokens=len(prompt_ids), new_tokens=len(tokens), token_ids=tokens,
-        reference_token_ids=ref, tokens_match=(tokens == ref) if cfg.check_tokens else None,
+        reference_token_ids=ref, tokens_match=(tokens == ref) if check else None,
         prefill_s=step_times(ranks, 0),
         tpot_s=wall / len(steps) if len(steps) else float("nan"),
         decode_compute_s_per_token=comp, decode_comm_s_per_token=comm,
         comm_share=comm / (comm + comp) if comm + comp else 0.0,
         bubble_fraction=1 - sum(r.decode_compute_s for r in ranks) / (cfg.world_size * wall) if wall else 0.0,
         comm_bytes_per_token=sum(r.decode_comm_bytes for r in ranks) / n,
-        predicted_comm_bytes_per_token=pred, ranks=ranks, hardware=hardware.card())
+        predicted_comm_bytes_per_token=pred, ranks=ranks, hardware=hardware.card(),
+        hosts=run_.hosts, launcher=run_.launcher)

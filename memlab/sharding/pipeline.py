@@ -208,4 +208,4 @@ def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: Paral
         load_s=load_s, prefill_compute_s=pre_c, prefill_comm_s=pre_m,
         decode_compute_s=dec_c, decode_comm_s=dec_m,
         decode_comm_bytes=sum(v for k, v in comm.bytes_by_step.items() if k >= 1),
-        num_decode_steps=len(steps), token_ids=tuple(generated), events=tuple(comm.events))
+        num_decode_steps=len(steps), token_ids=tuple(generated), events=comm.timeline())

@@ -210,4 +210,4 @@ def worker(rank: int, world_size: int, folder: str, prompt_ids: list, cfg: Paral
         decode_compute_s=dec_c, decode_comm_s=dec_m,
         decode_comm_bytes=sum(v for k, v in comm.bytes_by_step.items() if k >= 1),
         num_decode_steps=len(steps), token_ids=tuple(generated) if rank == 0 else (),
-        events=tuple(comm.events))
+        events=comm.timeline())

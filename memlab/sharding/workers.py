@@ -9,19 +9,20 @@ Time is split into two kinds, per rank:
   comm_s    = time *blocked* in a torch.distributed call (send wait, recv, all-reduce, gather).
 Blocked time is wire time plus waiting for a slower peer (the pipeline bubble shows up here),
 so `comm_s` is an upper bound on what the link itself costs; `probe_link` measures the wire.
-Timestamps are `time.perf_counter()` (CLOCK_MONOTONIC, shared by processes on one host).
+Timestamps are `time.perf_counter()` (CLOCK_MONOTONIC, shared by processes on one host); ranks on
+other hosts (under torchrun) move theirs onto rank 0's clock (`Comm.timeline`, `launch.clock_offset`).
 """
 from __future__ import annotations
 
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.distributed as dist
 
-from memlab.core import limits
+from memlab.core import launch, limits
 from memlab.core.errors import MemlabError
 from memlab.core.hardware import resolve_device
 from memlab.core.measure import release_freed_memory, sync
@@ -228,6 +229,13 @@ class Comm:
         dist.all_gather(out, t)
         self._record("comm", "all_gather", t0)      # tiny (B x 2 numbers); not in the all-reduce count
         return out
+
+    def timeline(self) -> tuple:
+        """The events on rank 0's clock (a collective: every rank calls it), so that ranks on other
+        hosts line up in step_times and the Gantt chart; unchanged on one host."""
+        off = launch.clock_offset()
+        return tuple(e if not off else replace(e, start_at_s=e.start_at_s - off, end_at_s=e.end_at_s - off)
+                     for e in self.events)
 
     def totals(self, steps) -> tuple:
         """(compute_s, comm_s) summed over events of the given steps."""
