@@ -4,11 +4,12 @@ The parser is built from each part's `cli.register(sub)`: the core's commands (i
 then one module per lab, in course order (lab 00's `generate` first). `--json` prints one JSON
 object with the record's fields (the public interface: field names stay stable, see the README).
 
-The error contract: a bad option is refused by its type, in one line (exit 2); a `MemlabError` prints `memlab: error: <message>` (exit 2); anything else (out of
-memory, a full or read-only disk, a bug) prints one line saying what happened and to run with
-`--debug` for the traceback (exit 1); Ctrl-C exits 130. Under torchrun (`core.torchrun`) only
-rank 0 prints its result: the other ranks' standard output is dropped (their errors still print). `--debug` anywhere on the line shows the
-traceback instead. This module imports nothing heavy at import time, so even a failure to
+The error contract: a bad option is refused by its type, in one line (exit 2); a `MemlabError`
+prints `memlab: error: <message>` (exit 2); anything else (out of memory, a full or read-only disk,
+a bug) prints one line saying what happened and to run with `--debug` for the traceback (exit 1);
+Ctrl-C exits 130. `--debug` anywhere on the line shows the traceback instead. Under torchrun
+(`core.torchrun`) only rank 0 prints its result: the other ranks' standard output is dropped
+(their errors still print). This module imports nothing heavy at import time, so even a failure to
 import torch is reported in one line: each part's `cli.py` registers its commands with argparse
 alone, and a command imports what it runs (torch, transformers, matplotlib, simpy) when it runs
 (tests/test_cli_imports.py).
