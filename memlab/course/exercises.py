@@ -23,6 +23,9 @@ lab 00's in `start_here.solutions`): formulas, never the measurement itself. `ME
 fills every unanswered prediction with its worked solution, and then a miss *does* fail the cell,
 so the labs under nbval with it prove each exercise can be solved from the physics it teaches;
 `tests/course/test_exercises.py` feeds wrong answers and checks that each is marked a miss.
+`MEMLAB_TIME_BANDS=report` turns a worked solution's miss of a *time band* into a printed line: the
+browser test sets it (Chromium and JupyterLab share the cores with the lab's timings there; nbval
+grades every band without it).
 """
 
 from __future__ import annotations
@@ -107,7 +110,9 @@ def grade(exercise_id: str, prediction, expected: float, rel: float = 0.10, unit
     else:
         print(f"[{exercise_id}] not quite: {who} {value:.4g}{u}, this run {target:.4g}{u} "
               f"({need}). Hint: {hint}")
-        if solved:
+        if solved and band and os.environ.get("MEMLAB_TIME_BANDS") == "report":
+            print(f"[{exercise_id}] (a measured time outside its band, reported, not raised: MEMLAB_TIME_BANDS=report)")
+        elif solved:
             raise ClaimFailed(f"exercise {exercise_id}: the worked solution {value:.4g}{u} misses this run's "
                               f"{target:.4g}{u} ({need}): the exercise or its tolerance is wrong")
     return right

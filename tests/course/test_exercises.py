@@ -117,3 +117,18 @@ def test_the_topic_solutions_match_what_the_code_counts(tiny):
     assert ml.rag.solutions.index_bytes(79) == 79 * 384 * 4
     from memlab.sharding import tensor_parallel
     assert ml.sharding.solutions.allreduced_bytes_per_token(cfg, 2) == 2 * tensor_parallel.allreduce_bytes_per_token(cfg)
+
+
+def test_time_bands_can_be_reported_instead_of_raised(monkeypatch, capsys):
+    """Under MEMLAB_TIME_BANDS=report (the browser test) a worked solution's miss of a time band prints;
+    a miss of an exact exercise still raises, and without the variable a band miss raises."""
+    monkeypatch.setenv("MEMLAB_SOLUTIONS", "1")
+    monkeypatch.setenv("MEMLAB_TIME_BANDS", "report")
+    assert exercises.grade("t-band", None, 9.0, band=(0.7, 1.15), solution=lambda: 20.0) is False
+    assert "reported, not raised" in capsys.readouterr().out
+    with pytest.raises(checks.ClaimFailed):
+        exercises.grade("t-exact", None, 1000.0, rel=0.01, solution=lambda: 513.0)
+    monkeypatch.delenv("MEMLAB_TIME_BANDS")
+    with pytest.raises(checks.ClaimFailed):
+        exercises.grade("t-band", None, 9.0, band=(0.7, 1.15), solution=lambda: 20.0)
+
