@@ -26,7 +26,7 @@ lab: setup
 
 test: setup
 	$(BIN)/memlab prepare
-	MEMLAB_QUICK=1 MEMLAB_SOLUTIONS=1 $(BIN)/pytest -q --nbval-lax tests labs
+	MEMLAB_QUICK=1 MEMLAB_SOLUTIONS=1 $(BIN)/pytest -q --durations=20 --nbval-lax tests labs
 
 bench: setup
 	for b in tests/benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

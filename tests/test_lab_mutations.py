@@ -9,6 +9,7 @@ model, so no mutated measurement is kept for later runs.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -127,8 +128,16 @@ def test_a_planted_error_fails_its_lab(lab, tmp_path):
     (plant / "sitecustomize.py").write_text(patch)
     cache = tmp_path / "cache"
     cache.mkdir()
-    model = models.prepare("smollm2-135m")  # converted once, in the real cache; linked, not copied
-    (cache / model.name).symlink_to(model)
+    models.prepare("smollm2-135m")  # converted once, in the real cache; the models are linked, not copied
+    for model in models.cache_dir().iterdir():
+        if model.is_dir() and models.is_complete(model):
+            (cache / model.name).symlink_to(model)
+    # what earlier tests already measured or built from unmutated inputs is copied, not remeasured (the
+    # machine's ceilings, the compiled C kernels and their choice, the RAG corpus's embeddings): each lab
+    # then costs its own cells only; copies, so nothing a mutated run writes reaches the real cache
+    for name in ("ceilings", "kernels", "rag"):
+        if (models.cache_dir() / name).is_dir():
+            shutil.copytree(models.cache_dir() / name, cache / name)
     env = dict(os.environ, PYTHONPATH=f"{plant}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                MEMLAB_CACHE=str(cache), MEMLAB_QUICK="1", MEMLAB_SOLUTIONS="1")
     # -x: stop at the first failing cell, which must be one of the claims (a later cell proves nothing more)
