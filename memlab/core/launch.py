@@ -74,8 +74,10 @@ def _entry(rank: int, fn: Callable, world_size: int, args: tuple, port: int, bac
             shaped.enter(netns)
         if backend == "nccl":
             torch.cuda.set_device(rank % torch.cuda.device_count())
-        dist.init_process_group(backend, rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(seconds=timeout_s))
+        # in a namespace of its own, c10d cannot name the peer's address (no resolver there) and warns per socket
+        with quiet_stderr() if netns else contextlib.nullcontext():
+            dist.init_process_group(backend, rank=rank, world_size=world_size,
+                                    timeout=datetime.timedelta(seconds=timeout_s))
         out = fn(rank, world_size, *args)
         results.put((rank, "ok", out))
     except BaseException as e:  # report, then let the process fail so the parent sees it
