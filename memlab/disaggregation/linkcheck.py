@@ -125,3 +125,10 @@ def prefill_spread(points) -> float:
     moves is the machine's noise, and a TTFT error within it is not the simulator's."""
     pre = [p.prefill_s for p in points]
     return max(pre) / min(pre) - 1
+
+
+def prefill_rel_error(profile: Profile, points) -> float:
+    """The simulator's prefill against this sweep's (median) measured prefill, sim / measured - 1: the part
+    of its TTFT error that is the profile's, not the link's (the profile was calibrated minutes earlier)."""
+    measured = statistics.median(p.prefill_s for p in points)
+    return profile.prefill_s([points[0].prompt_tokens]) / measured - 1

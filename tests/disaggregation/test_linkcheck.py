@@ -72,3 +72,9 @@ def test_sweep_rates_sit_around_the_prediction_within_what_can_be_shaped():
 def test_prefill_spread():
     pts = linkcheck.compare(profile(), [split(0.2, 0.1, prefill_s=s) for s in (0.05, 0.06, 0.075)], 8)
     assert linkcheck.prefill_spread(pts) == pytest.approx(0.5)
+
+
+def test_prefill_rel_error_is_the_profiles_share_of_the_ttft_error():
+    p = profile()
+    pts = linkcheck.compare(p, [split(0.2, 0.1, prefill_s=s) for s in (0.9, 1.0, 1.1)], 8)
+    assert linkcheck.prefill_rel_error(p, pts) == pytest.approx(p.prefill_s([64]) / 1.0 - 1)
