@@ -100,10 +100,26 @@ def namespaces() -> list[str]:
     return [line.split()[0] for line in done.stdout.splitlines() if line.startswith(PREFIX)]
 
 
+def remove_orphans() -> list[str]:
+    """Delete memlab's namespaces whose process is gone (killed before its cleanup ran); their names."""
+    gone = []
+    for name in namespaces():
+        try:
+            os.kill(int(name[len(PREFIX):].split("-")[0]), 0)
+        except ProcessLookupError:
+            remove(name)
+            gone.append(name)
+        except (ValueError, PermissionError):  # not a name memlab made, or another user's live process
+            pass
+    return gone
+
+
 @contextlib.contextmanager
 def shaped_link(gbps: float) -> Iterator[Link]:
-    """A namespace whose loopback sends at `gbps` Gbit/s, removed when the block ends (or at exit)."""
+    """A namespace whose loopback sends at `gbps` Gbit/s, removed when the block ends (or at exit; a
+    process killed before either is cleaned up after by the next shaped_link)."""
     check(gbps)
+    remove_orphans()
     name = f"{PREFIX}{os.getpid()}-{time.monotonic_ns() % 10**9}"
     cleanup = lambda: remove(name)  # noqa: E731  (one object, so atexit.unregister finds it)
     atexit.register(cleanup)

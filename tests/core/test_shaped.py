@@ -79,3 +79,15 @@ def test_a_shaped_link_is_refused_under_torchrun(monkeypatch):
     monkeypatch.setenv("MASTER_PORT", "29999")
     with pytest.raises(errors.MemlabError, match="local ranks only"):
         launch.run_workers(launch_workers.allreduce_rank, 2, link=shaped.Link("memlab-none", 1.0))
+
+
+@needs_shaping
+def test_a_killed_runs_namespace_is_removed_by_the_next_run():
+    code = ("import os, signal; from memlab.core import shaped\n"
+            "with shaped.shaped_link(1.0) as link:\n"
+            "    print(link.namespace, flush=True); os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    name = done.stdout.strip()
+    assert done.returncode == -9 and name in shaped.namespaces(), (done.returncode, name)  # no cleanup ran
+    with shaped.shaped_link(1.0):
+        assert name not in shaped.namespaces()
