@@ -7,7 +7,8 @@ two are put side by side:
   the link's path     copies at both ends (the calibrated loopback fit: latency + bytes / rate_lo)
                       in series with the shaped wire:  transfer = latency + bytes / rate_lo + bytes / G
   TTFT at decode      prefill + transfer: the first token is available on the decode worker
-                      (the simulator's `ttft_includes_transfer`)
+                      (the simulator's `ttft_includes_transfer`); its error splits into the prefill's
+                      miss (the profile against this run's prefill) and the link's (ttft_link_error)
   alpha-beta fit      of the measured transfers over the sweep: transfer = alpha + k x bytes / G, so
                       1 / k is the share of the asked rate the transfers achieved
   break-even          the rate G* below which sending the KV costs more than recomputing the prefill:
@@ -40,7 +41,9 @@ class LinkPoint:
     prefill_s: float               # measured on the prefill worker in the same run (SplitResult.split_ttft_s)
     ttft_s: float                  # measured: prefill + transfer (first token available on the decode worker)
     sim_ttft_s: float
-    ttft_rel_error: float
+    ttft_rel_error: float          # sim / measured - 1
+    sim_prefill_s: float           # the simulator's prefill of this prompt (the profile's)
+    ttft_link_error: float         # the TTFT error with the prefill's miss set aside: (sim - measured transfer) / TTFT
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,8 @@ def compare(profile: Profile, splits, new_tokens: int) -> tuple[LinkPoint, ...]:
         out.append(LinkPoint(r.link_gbps, r.link_measured_gbps, r.prompt_tokens, r.kv_bytes, r.transfer_median_s,
                              sim.transfer_s, sim.transfer_s / r.transfer_median_s - 1,
                              abs(r.transfer_s / r.transfer_median_s - 1), r.split_ttft_s, ttft,
-                             sim.ttft_s, sim.ttft_s / ttft - 1))
+                             sim.ttft_s, sim.ttft_s / ttft - 1, sim.prefill_s,
+                             (sim.ttft_s - ttft - (sim.prefill_s - r.split_ttft_s)) / ttft))
     return tuple(out)
 
 

@@ -78,3 +78,13 @@ def test_prefill_rel_error_is_the_profiles_share_of_the_ttft_error():
     p = profile()
     pts = linkcheck.compare(p, [split(0.2, 0.1, prefill_s=s) for s in (0.9, 1.0, 1.1)], 8)
     assert linkcheck.prefill_rel_error(p, pts) == pytest.approx(p.prefill_s([64]) / 1.0 - 1)
+
+
+def test_ttft_link_error_sets_the_prefill_miss_aside():
+    p = profile()
+    wire = p.link_latency_s + KV / p.link_bytes_per_s + KV * 8 / 0.2e9
+    (pt,) = linkcheck.compare(p, [split(0.2, wire, prefill_s=3 * p.prefill_s([64]))], 8)  # the prefill ran 3x slow
+    assert pt.ttft_rel_error < -0.2                     # the TTFT misses, by the prefill's miss
+    assert pt.ttft_link_error == pytest.approx(0, abs=1e-9)  # the link's part does not
+    (pt,) = linkcheck.compare(p, [split(0.2, 2 * wire, prefill_s=p.prefill_s([64]))], 8)  # the transfer took 2x
+    assert pt.ttft_link_error == pytest.approx(-wire / (p.prefill_s([64]) + 2 * wire))
