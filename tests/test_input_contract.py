@@ -40,6 +40,8 @@ REFUSED_BY_TYPE = [
     (["simulate", "--output-tokens", "0"], "argument --output-tokens: must be >= 1"),
     (["disagg", "--prompt-tokens", "0"], "argument --prompt-tokens: must be >= 1"),
     (["disagg", "--max-new-tokens", "1"], "argument --max-new-tokens: must be >= 2, got 1"),
+    (["disagg", "--real", "--link-gbps", "-1"], "argument --link-gbps: must be > 0, got -1.0"),
+    (["shard", "--mode", "pipeline", "--link-gbps", "0"], "argument --link-gbps: must be > 0, got 0.0"),
     (["mempipe", "--context", "0"], "argument --context: must be >= 1, got 0"),
     (["mempipe", "--page-tokens", "0"], "argument --page-tokens: must be >= 1"),
     (["mempipe", "--budget-tokens", "0"], "argument --budget-tokens: must be >= 1"),
@@ -152,6 +154,18 @@ def test_cli_refuses_bad_input_at_run_time_in_one_line(tiny_dir, pickle_dir, oth
         err = capsys.readouterr().err
         assert err.startswith("memlab: error: ") and words in err, (argv, err)
         assert "Traceback" not in err, (argv, err)
+
+
+@pytest.mark.parametrize("argv", [["disagg", "--real", "--link-gbps", "1"], ["shard", "--mode", "tensor", "--link-gbps", "1"],
+                                  ["disagg", "--real", "--link-gbps", "50"]])
+def test_a_shaped_link_is_refused_in_one_line_where_it_cannot_be_made(argv, tiny_dir, capsys, monkeypatch):
+    from memlab.core import shaped
+    monkeypatch.setattr(shaped.os, "geteuid", lambda: 1000)  # not root: no namespace, no qdisc
+    assert cli.main(argv + ["--model", str(tiny_dir)]) == 2
+    err = capsys.readouterr().err
+    words = "link rate must be 0.01..20.0 Gbit/s, got 50.0" if "50" in argv else \
+        "cannot shape a 1 Gbit/s link here: shaping a link needs root"
+    assert err.startswith("memlab: error: ") and words in err and err.count("\n") == 1, err
 
 
 def test_weights_of_another_architecture_are_refused_before_the_first_forward(other_dirs):

@@ -53,3 +53,8 @@ class InvalidArgumentError(MemlabError, ValueError):
     """An argument outside what makes sense (a count < 1, a rate <= 0, a fraction outside [0, 1]);
     the message names the argument, its limit and the value given."""
 
+
+
+class CannotShapeError(MemlabError):
+    """A shaped link (`--link-gbps` on a real run) was asked for where it cannot be made: not Linux,
+    not root, no `ip`/`tc`, or the kernel refused (the message says which)."""

@@ -51,6 +51,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from memlab.core import shaped
 from memlab.core.errors import MemlabError
 from memlab.core.torchrun import RankEnv, rank_env
 
@@ -63,16 +64,20 @@ def free_port() -> int:
 
 
 def _entry(rank: int, fn: Callable, world_size: int, args: tuple, port: int, backend: str,
-           timeout_s: float, threads: int, results) -> None:
+           timeout_s: float, threads: int, results, netns: str | None = None) -> None:
     os.environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)  # a local group inside a torchrun rank has its own store
     os.environ.update(MEMLAB_SPAWNED="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), OMP_NUM_THREADS=str(threads))
     torch.set_num_threads(threads)
     try:
+        if netns:  # before the first socket: only the ranks' traffic crosses the shaped loopback
+            shaped.enter(netns)
         if backend == "nccl":
             torch.cuda.set_device(rank % torch.cuda.device_count())
-        dist.init_process_group(backend, rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(seconds=timeout_s))
+        # in a namespace of its own, c10d cannot name the peer's address (no resolver there) and warns per socket
+        with quiet_stderr() if netns else contextlib.nullcontext():
+            dist.init_process_group(backend, rank=rank, world_size=world_size,
+                                    timeout=datetime.timedelta(seconds=timeout_s))
         out = fn(rank, world_size, *args)
         results.put((rank, "ok", out))
     except BaseException as e:  # report, then let the process fail so the parent sees it
@@ -93,19 +98,22 @@ class Ranks:
 
 
 def run_workers(fn: Callable[..., Any], world_size: int = 2, args: tuple = (), timeout_s: float = 120,
-                backend: str | None = None, threads_per_rank: int | None = None) -> list[Any]:
+                backend: str | None = None, threads_per_rank: int | None = None,
+                link: shaped.Link | None = None) -> list[Any]:
     """Run `fn(rank, world_size, *args)` on `world_size` ranks; their return values, rank order.
 
     `fn` must be importable (defined at module level in memlab or another module), and its
     return value picklable. Raises MemlabError if any rank fails, dies or exceeds `timeout_s`.
     Under torchrun, see the module's docstring.
     """
-    return run_ranks(fn, world_size, args, timeout_s, backend, threads_per_rank).results
+    return run_ranks(fn, world_size, args, timeout_s, backend, threads_per_rank, link).results
 
 
 def run_ranks(fn: Callable[..., Any], world_size: int = 2, args: tuple = (), timeout_s: float = 120,
-              backend: str | None = None, threads_per_rank: int | None = None) -> Ranks:
-    """`run_workers`, with the hosts of the ranks, the backend and the launcher."""
+              backend: str | None = None, threads_per_rank: int | None = None,
+              link: shaped.Link | None = None) -> Ranks:
+    """`run_workers`, with the hosts of the ranks, the backend and the launcher. With `link` (a
+    `core.shaped.shaped_link`), the spawned ranks run inside its namespace, over its shaped loopback."""
     if world_size < 1:
         raise MemlabError(f"world_size must be >= 1, got {world_size}")
     backend = backend or "gloo"
@@ -114,8 +122,11 @@ def run_ranks(fn: Callable[..., Any], world_size: int = 2, args: tuple = (), tim
         if world_size != env.world_size:
             raise MemlabError(f"this run needs {world_size} ranks but torchrun started {env.world_size} "
                               f"(--nnodes x --nproc-per-node): start {world_size} ranks")
+        if link is not None:
+            raise MemlabError("a shaped link (--link-gbps) runs local ranks only; under torchrun the link "
+                              "between the nodes is the real one: drop --link-gbps")
         return as_torchrun_rank(env, fn, args, timeout_s, backend, threads_per_rank)
-    results = spawn(fn, world_size, args, timeout_s, backend, threads_per_rank)
+    results = spawn(fn, world_size, args, timeout_s, backend, threads_per_rank, link.namespace if link else None)
     return Ranks(results, (socket.gethostname(),) * world_size, backend, "local")
 
 
@@ -225,14 +236,14 @@ def clock_offset(rounds: int = 16) -> float:
 
 
 def spawn(fn: Callable[..., Any], world_size: int, args: tuple, timeout_s: float, backend: str,
-          threads_per_rank: int | None = None) -> list[Any]:
+          threads_per_rank: int | None = None, netns: str | None = None) -> list[Any]:
     """`world_size` local processes (spawn) in one group on 127.0.0.1; their return values, rank order."""
     threads = threads_per_rank or max(1, (os.cpu_count() or 1) // world_size)
     ctx = mp.get_context("spawn")
     results = ctx.SimpleQueue()
     port = free_port()
     procs = [ctx.Process(target=_entry, args=(r, fn, world_size, tuple(args), port, backend,
-                                              timeout_s, threads, results), daemon=True)
+                                              timeout_s, threads, results, netns), daemon=True)
              for r in range(world_size)]
     for p in procs:
         p.start()

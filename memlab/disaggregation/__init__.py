@@ -12,6 +12,7 @@ simulator    the request-level serving simulator (SimPy), chunked prefill includ
 simstats     what its records mean: latency distributions, SLOs, goodput search
 slo          published SLO presets (DistServe, MLPerf Inference), each with its source
 calibration  where the simulator's numbers come from, and how wrong it is
+linkcheck    the simulator checked against a real link of known speed (core.shaped)
 widgets      offline ipywidgets explorers
 plots        the split, KV transports, sweeps, timeline, validation
 solutions    the worked solutions of the lab's exercises
@@ -21,5 +22,5 @@ from memlab.core.lazy import submodules
 
 # each module imports when first read, so importing this topic (or its cli) stays light: core/lazy.py
 __getattr__, __dir__ = submodules(__name__, (
-    "calibration", "disagg", "kv_transfer", "plots", "prefix_cache", "profiles", "published", "serve", "simstats",
+    "calibration", "disagg", "kv_transfer", "linkcheck", "plots", "prefix_cache", "profiles", "published", "serve", "simstats",
     "simulator", "slo", "solutions", "traces", "widgets", "workload"))

@@ -17,7 +17,8 @@ def _cmd_disagg(args) -> int:
         print("memlab disagg runs a real two-process prefill/decode split: add --real "
               "(e.g. memlab disagg --real --prompt-tokens 256).")
         return 2
-    (r,) = run_split(args.model, prompt_tokens=args.prompt_tokens, max_new_tokens=args.max_new_tokens)
+    (r,) = run_split(args.model, prompt_tokens=args.prompt_tokens, max_new_tokens=args.max_new_tokens,
+                     link_gbps=args.link_gbps)
     if args.json:
         print_json(r)
         return 0
@@ -26,6 +27,9 @@ def _cmd_disagg(args) -> int:
     print(f"KV cache sent {fmt_bytes(r.kv_bytes)} (footprint formula {fmt_bytes(r.kv_bytes_predicted)}) in "
           f"{fmt_time(r.transfer_s)} = {fmt_rate(r.transfer_bytes_per_s)} over gloo; "
           f"shared memory {fmt_time(r.shm_transfer_s)}, file {fmt_time(r.file_transfer_s)}")
+    if r.link_gbps:
+        print(f"shaped link: asked {r.link_gbps:g} Gbit/s, measured {r.link_measured_gbps:.3g} Gbit/s "
+              f"(the packed cache alone, median of its sends: {fmt_time(r.wire_median_s)})")
     print(f"split:     TTFT {fmt_time(r.split_ttft_s)}  TPOT {fmt_time(r.split_tpot_s)} "
           f"(decode steps alone {fmt_time(r.split_decode_tpot_s)})")
     print(f"colocated: TTFT {fmt_time(r.colocated_ttft_s)}  TPOT {fmt_time(r.colocated_tpot_s)}")
@@ -151,6 +155,9 @@ def register(sub) -> None:
     s.add_argument("--max-new-tokens", type=limits.cli_type(limits.count, minimum=2), default=16,
                    help="at least 2: the decode worker makes tokens 2..n")
     s.add_argument("--model", default=models.DEFAULT_MODEL)
+    s.add_argument("--link-gbps", type=limits.POSITIVE, default=None,
+                   help="send the KV cache over a loopback the kernel shapes to G gigabits/s (Linux, root; "
+                        "default: the loopback at memory speed)")
     s.add_argument("--json", action="store_true", help="one JSON object with the SplitResult fields")
     s.set_defaults(func=_cmd_disagg)
 

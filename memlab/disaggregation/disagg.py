@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from memlab.core import footprint, generation, launch
+from memlab.core import footprint, generation, launch, shaped, torchrun
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import cpu_or_cuda
 from memlab.core.measure import sync
@@ -55,6 +55,7 @@ from memlab.disaggregation.kv_transfer import (
     recv_other_transports,
     send_kv,
     send_other_transports,
+    time_wire,
 )
 from memlab.disaggregation.serve import worker_model
 
@@ -86,9 +87,13 @@ class SplitResult:
     backend: str = "gloo"              # the torch.distributed backend the cache crossed
     hosts: tuple = ()                  # the host of each rank (prefill, decode)
     launcher: str = "local"            # "local" (two processes spawned here) or "torchrun"
+    link_gbps: float = 0.0             # the shaped link's rate asked for, Gbit/s (core.shaped); 0.0: unshaped loopback
+    link_measured_gbps: float = float("nan")  # kv_bytes x 8 / wire_median_s: the rate the sends achieved
+    wire_median_s: float = float("nan")       # median of WIRE_REPEATS sends of the packed cache alone (no header, rebuild)
 
 
 TRANSFER_REPEATS = 5  # one transfer on a shared 2-core machine varies by a factor; the median of five much less
+WIRE_REPEATS = 3      # the packed cache alone, for the link's measured rate
 
 
 def split_device(device: str | torch.device = "cpu") -> str:
@@ -141,8 +146,10 @@ def _resend(rank: int, peer: int, cache, first: int, model, dtype, dev, is_cuda:
     return times
 
 
-def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, folder, device_type):
-    """Rank 0: colocated reference, then prefill + send; rank 1: receive + decode."""
+def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, folder, device_type, link=None,
+                  rates=(None,)):
+    """Rank 0: colocated reference, then prefill + send; rank 1: receive + decode. Once per link rate
+    (rank 0 re-shapes the namespace's loopback between rates)."""
     is_cuda = device_type == "cuda"
     dev = torch.device("cuda", rank % torch.cuda.device_count()) if is_cuda else torch.device("cpu")
     if is_cuda:
@@ -150,83 +157,108 @@ def _split_worker(rank, world_size, model_name, lengths, max_new_tokens, tag, fo
     loaded = worker_model(model_name, dev)
     model, peer = loaded.model, 1 - rank
     dtype = next(model.parameters()).dtype
-    results = []
+    results, colos = [], {}
     same_host = len(set(launch.rank_hosts())) == 1
     offset = launch.clock_offset()          # rank 1's clock - rank 0's; 0.0 on one host
     box = [(tag, folder)]                   # rank 0 names the shm blocks and the folder (torchrun: each rank made its own)
     dist.broadcast_object_list(box, src=0)
     tag, folder = box[0]
     with torch.inference_mode():
-        for n in lengths:
-            name, path = f"memlab_kv_{tag}_{n}", Path(folder) / f"kv_{n}.safetensors"
-            if rank == 0:
-                ids = prompt_ids(loaded.tokenizer, n)
-                colo = generation.generate(loaded, ids, max_new_tokens=max_new_tokens, stop_at_eos=False)
-                dist.barrier()
-                t_start = time.perf_counter()
-                cache = generation.new_cache(model)
-                first = int(generation.prefill(model, torch.tensor([ids], device=dev), cache)[0].argmax())
-                t_first = time.perf_counter()
-                d2h_s = _cache_to_host(cache, dev) if is_cuda else 0.0  # gloo sends host tensors only
-                send_kv(cache, first, t_first, peer)
-                if same_host:
-                    send_other_transports(kv_tensors(cache), name, path, peer)
-                box = [None]
-                dist.broadcast_object_list(box, src=1)
-                rec = box[0]
-                gaps = max(1, max_new_tokens - 1)
-                transfer_s = rec["t_rebuilt"] - t_first
-                more = _resend(rank, peer, cache, first, model, dtype, dev, is_cuda, TRANSFER_REPEATS - 1)
-                results.append(SplitResult(
-                    str(model_name), n, max_new_tokens,
-                    tuple(rec["tokens"]) == tuple(colo.token_ids)[-max_new_tokens:],
-                    tuple(rec["tokens"]), rec["kv_bytes"],
-                    footprint.kv_cache_bytes(loaded.config, n, dtype=dtype),
-                    transfer_s, rec["kv_bytes"] / transfer_s, rec["shm_s"], rec["file_s"],
-                    t_first - t_start, (rec["t_last"] - t_first) / gaps, rec["decode_s"] / gaps,
-                    colo.ttft_s, colo.tpot_s, device_type, d2h_s, rec["h2d_s"],
-                    statistics.median([transfer_s] + more)))
-            else:
-                dist.barrier()
-                first, t_first, shapes, tensors = recv_kv(dtype, peer)  # into (pageable) host memory
-                on_device, h2d_s = tensors, 0.0
-                if is_cuda:
-                    t0 = time.perf_counter()
-                    on_device = [t.to(dev) for t in tensors]
-                    sync(dev)
-                    h2d_s = time.perf_counter() - t0
-                cache = cache_from(on_device, model)
-                if is_cuda:
-                    sync(dev)  # cache_from copies on the GPU: t_rebuilt must see it done
-                t_rebuilt = time.perf_counter()
-                tokens = [first]
-                for _ in range(max_new_tokens - 1):
-                    logits = generation.decode_step(model, torch.tensor([[tokens[-1]]], device=dev), cache)
-                    tokens.append(int(logits[0].argmax()))
-                t_last = time.perf_counter()
-                shm_s, file_s = (recv_other_transports(shapes, dtype, name, path, peer) if same_host
-                                 else (float("nan"), float("nan")))
-                dist.broadcast_object_list([{
-                    "tokens": tokens, "kv_bytes": cache_bytes(tensors), "t_rebuilt": t_rebuilt - offset,
-                    "t_last": t_last - offset, "decode_s": t_last - t_rebuilt, "shm_s": shm_s, "file_s": file_s,
-                    "h2d_s": h2d_s}], src=1)
-                _resend(rank, peer, None, first, model, dtype, dev, is_cuda, TRANSFER_REPEATS - 1, offset)
+        for gbps in rates:
+            if rank == 0 and gbps is not None:
+                shaped.set_rate(link, gbps)
+            for n in lengths:
+                name, path = f"memlab_kv_{tag}_{n}", Path(folder) / f"kv_{n}.safetensors"
+                if rank == 0:
+                    ids = prompt_ids(loaded.tokenizer, n)
+                    colo = colos.get(n) or generation.generate(loaded, ids, max_new_tokens=max_new_tokens, stop_at_eos=False)
+                    colos[n] = colo
+                    dist.barrier()
+                    t_start = time.perf_counter()
+                    cache = generation.new_cache(model)
+                    first = int(generation.prefill(model, torch.tensor([ids], device=dev), cache)[0].argmax())
+                    t_first = time.perf_counter()
+                    d2h_s = _cache_to_host(cache, dev) if is_cuda else 0.0  # gloo sends host tensors only
+                    send_kv(cache, first, t_first, peer)
+                    if same_host:
+                        send_other_transports(kv_tensors(cache), name, path, peer)
+                    box = [None]
+                    dist.broadcast_object_list(box, src=1)
+                    rec = box[0]
+                    gaps = max(1, max_new_tokens - 1)
+                    transfer_s = rec["t_rebuilt"] - t_first
+                    more = _resend(rank, peer, cache, first, model, dtype, dev, is_cuda, TRANSFER_REPEATS - 1)
+                    wire_s = statistics.median(time_wire(rank, peer, kv_tensors(cache), dtype, WIRE_REPEATS))
+                    results.append(SplitResult(
+                        str(model_name), n, max_new_tokens,
+                        tuple(rec["tokens"]) == tuple(colo.token_ids)[-max_new_tokens:],
+                        tuple(rec["tokens"]), rec["kv_bytes"],
+                        footprint.kv_cache_bytes(loaded.config, n, dtype=dtype),
+                        transfer_s, rec["kv_bytes"] / transfer_s, rec["shm_s"], rec["file_s"],
+                        t_first - t_start, (rec["t_last"] - t_first) / gaps, rec["decode_s"] / gaps,
+                        colo.ttft_s, colo.tpot_s, device_type, d2h_s, rec["h2d_s"],
+                        statistics.median([transfer_s] + more), link_gbps=gbps or 0.0,
+                        link_measured_gbps=shaped.measured_gbps(rec["kv_bytes"], wire_s), wire_median_s=wire_s))
+                else:
+                    dist.barrier()
+                    first, t_first, shapes, tensors = recv_kv(dtype, peer)  # into (pageable) host memory
+                    on_device, h2d_s = tensors, 0.0
+                    if is_cuda:
+                        t0 = time.perf_counter()
+                        on_device = [t.to(dev) for t in tensors]
+                        sync(dev)
+                        h2d_s = time.perf_counter() - t0
+                    cache = cache_from(on_device, model)
+                    if is_cuda:
+                        sync(dev)  # cache_from copies on the GPU: t_rebuilt must see it done
+                    t_rebuilt = time.perf_counter()
+                    tokens = [first]
+                    for _ in range(max_new_tokens - 1):
+                        logits = generation.decode_step(model, torch.tensor([[tokens[-1]]], device=dev), cache)
+                        tokens.append(int(logits[0].argmax()))
+                    t_last = time.perf_counter()
+                    shm_s, file_s = (recv_other_transports(shapes, dtype, name, path, peer) if same_host
+                                     else (float("nan"), float("nan")))
+                    dist.broadcast_object_list([{
+                        "tokens": tokens, "kv_bytes": cache_bytes(tensors), "t_rebuilt": t_rebuilt - offset,
+                        "t_last": t_last - offset, "decode_s": t_last - t_rebuilt, "shm_s": shm_s, "file_s": file_s,
+                        "h2d_s": h2d_s}], src=1)
+                    _resend(rank, peer, None, first, model, dtype, dev, is_cuda, TRANSFER_REPEATS - 1, offset)
+                    time_wire(rank, peer, tensors, dtype, WIRE_REPEATS, offset)
     return results if rank == 0 else None
 
 
 def run_split(model: str = DEFAULT_MODEL, prompt_tokens=(64, 256), max_new_tokens: int = 16,
-              timeout_s: float = 600, device: str = "cpu") -> tuple[SplitResult, ...]:
+              timeout_s: float = 600, device: str = "cpu", link_gbps=None) -> tuple[SplitResult, ...]:
     """Serve each prompt length colocated and split across two real processes (gloo between them).
 
     device: "cpu", "cuda" (each worker on a GPU, the cache through host memory) or "auto".
+    link_gbps: None (the loopback at memory speed), or one rate or several in Gbit/s: the two
+    processes then talk over a loopback the kernel shapes to each rate in turn (core.shaped; Linux,
+    root); one record per rate and prompt length, rates outer.
     """
     lengths = (prompt_tokens,) if isinstance(prompt_tokens, int) else tuple(prompt_tokens)
+    rates = (None,) if link_gbps is None else (link_gbps,) if isinstance(link_gbps, (int, float)) else tuple(link_gbps)
     if max_new_tokens < 2:
         raise InvalidArgumentError("max_new_tokens must be >= 2: the decode worker makes tokens 2..n")
+    split_device(device)  # a bad device is refused before a namespace is made
+    if rates != (None,):
+        if torchrun.rank_env() is not None:
+            raise InvalidArgumentError("a shaped link (--link-gbps) runs local ranks only; under torchrun the "
+                                       "link between the nodes is the real one: drop --link-gbps")
+        for g in rates:
+            shaped.check(g)
+        with shaped.shaped_link(rates[0]) as link:
+            return _run_split(model, lengths, max_new_tokens, timeout_s, device, link, rates)
+    return _run_split(model, lengths, max_new_tokens, timeout_s, device)
+
+
+def _run_split(model, lengths, max_new_tokens, timeout_s, device, link=None, rates=(None,)):
     device_type = split_device(device)
     with tempfile.TemporaryDirectory(prefix="memlab_kv_") as folder:
         # gloo (run_workers' default) even with a GPU per rank: the cache travels as host tensors
         ranks = launch.run_ranks(_split_worker, world_size=2, timeout_s=timeout_s,
-                                 args=(str(model), lengths, max_new_tokens, os.getpid(), folder, device_type))
+                                 args=(str(model), lengths, max_new_tokens, os.getpid(), folder, device_type, link, rates),
+                                 link=link)
     return tuple(replace(r, backend=ranks.backend, hosts=ranks.hosts, launcher=ranks.launcher)
                  for r in ranks.results[0])

@@ -129,3 +129,25 @@ def recv_other_transports(shapes, dtype, name: str, path: Path, src: int) -> tup
     dist.barrier()
     del got
     return shm_s, file_s
+
+
+def time_wire(rank: int, peer: int, tensors, dtype, repeats: int, offset: float = 0.0) -> list[float]:
+    """`repeats` gloo sends of one packed cache alone (no header, no rebuild), for the link's rate.
+
+    Each runs from rank 0's clock just before the send to rank 1's (moved by `offset`) when the
+    last byte has arrived; the seconds, on rank 0 (rank 1 passes the tensors it received).
+    """
+    flat = pack(tensors) if rank == 0 else torch.empty(cache_bytes(tensors) // dtype.itemsize, dtype=dtype)
+    times = []
+    for _ in range(repeats):
+        dist.barrier()
+        if rank == 0:
+            t0 = time.perf_counter()
+            dist.send(flat, peer)
+            box = [None]
+            dist.broadcast_object_list(box, src=1)
+            times.append(box[0] - t0)
+        else:
+            dist.recv(flat, peer)
+            dist.broadcast_object_list([time.perf_counter() - offset], src=1)
+    return times

@@ -203,3 +203,23 @@ def chunked_prefill(rows) -> Figure:
                  "prompts take more steps", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def shaped_link(points, break_even_gbps: float) -> Figure:
+    """KV transfer vs the shaped rate, measured and simulated, beside the prefill it could replace
+    (linkcheck.LinkPoint records)."""
+    pts = sorted(points, key=lambda p: p.link_gbps)
+    g = [p.link_gbps for p in pts]
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ax.plot(g, [p.transfer_s * 1e3 for p in pts], "o-", label="measured: KV transfer (median of 5 sends)")
+    ax.plot(g, [p.sim_transfer_s * 1e3 for p in pts], "x--", label="simulator, same link")
+    ax.plot(g, [p.prefill_s * 1e3 for p in pts], "s:", color="gray", label="measured: the prefill (recompute)")
+    ax.axvline(break_even_gbps, color="tab:red", lw=1, label="predicted break-even")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("shaped link (Gbit/s, log)")
+    ax.set_ylabel("time (ms, log)")
+    ax.set_title("Below the break-even rate, sending the KV costs more than recomputing it", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -41,3 +41,16 @@ def fitted_prefill_s(coefficients: tuple[float, float, float], prompt_tokens: in
     On an idle cluster the first token comes when that prefill ends, so it is also the TTFT."""
     a, b, c = coefficients
     return (a + b * prompt_tokens + c * prompt_tokens ** 2) * time_unit_s
+
+
+# measured / predicted that 07-shaped accepts: the 64-token cache over a loopback shaped to 0.2 Gbit/s, the median
+# of five sends. Set under load (2 cores shared with two other runs, load average ~11): 1.00 (0.121 s measured,
+# 0.121 s predicted); needs a quiet re-measurement. Bits for bytes misses by 8x; the wire alone (no copies) lands
+# inside at 0.2 Gbit/s, where the copies at both ends are under 2 % of the time.
+SHAPED_BAND = (0.7, 1.4)
+
+
+def shaped_transfer_s(kv_bytes: int, gbps: float, link_latency_s: float, link_bytes_per_s: float) -> float:
+    """The KV cache over a wire shaped to G Gbit/s: the copies at both ends at the calibrated loopback's
+    rate, in series with the wire: latency + bytes / loopback rate + bytes x 8 / (G x 1e9)."""
+    return link_latency_s + kv_bytes / link_bytes_per_s + kv_bytes * 8 / (gbps * 1e9)

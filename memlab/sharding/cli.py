@@ -29,7 +29,7 @@ def _cmd_shard(args) -> int:
     ranks = args.ranks or (env.world_size if env else 2)  # under torchrun: the ranks it started
     cfg = sharding.ParallelConfig(model=args.model, world_size=ranks, max_new_tokens=args.max_new_tokens,
                                   batch_size=args.batch_size, micro_batches=args.micro_batches,
-                                  backend=args.backend, timeout_s=args.timeout)
+                                  backend=args.backend, timeout_s=args.timeout, link_gbps=args.link_gbps)
     r = sharding.run(cfg, args.mode)
     if args.json:
         print_json(r.as_json())
@@ -41,6 +41,8 @@ def _cmd_shard(args) -> int:
           f"{fmt_time(r.decode_compute_s_per_token)}, communication {fmt_time(r.decode_comm_s_per_token)} "
           f"({r.comm_share:.0%}) | {r.comm_bytes_per_token:.0f} B/token sent "
           f"(formula {r.predicted_comm_bytes_per_token} B)")
+    if r.link_gbps:
+        print(f"  shaped link: asked {r.link_gbps:g} Gbit/s, measured {r.link_measured_gbps:.3g} Gbit/s (1 and 8 MiB probes)")
     for x in r.ranks:
         print(f"  rank {x.rank}: {x.holds:40s} weights {fmt_bytes(x.weights_bytes)}, KV {fmt_bytes(x.kv_cache_bytes)}, "
               f"peak RSS {fmt_bytes(x.peak_rss_bytes)}")
@@ -59,6 +61,8 @@ def register(sub) -> None:
     s.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
     s.add_argument("--max-shard-mib", type=limits.COUNT0, default=64,
                    help="checkpoint mode: largest shard (0: every tensor in a file of its own)")
+    s.add_argument("--link-gbps", type=limits.POSITIVE, default=None,
+                   help="pipeline, tensor: the ranks talk over a loopback the kernel shapes to G gigabits/s (Linux, root)")
     s.add_argument("--timeout", type=limits.POSITIVE, default=300.0, help="seconds before a stuck run is stopped")
     s.add_argument("--json", action="store_true", help="one JSON object (tokens_match, ranks, comm times)")
     s.set_defaults(func=_cmd_shard)

@@ -72,11 +72,13 @@ def _probe_worker(rank, world_size, sizes, repeats, allreduce_bytes, backend):
 
 
 def probe_link(sizes_bytes=(4, 2304, 65536, 1 << 20, 8 << 20), repeats: int = 20,
-               allreduce_bytes: int = 2304, backend: str = "gloo", timeout_s: float = 120) -> LinkProbe:
-    """Measure one-way message time between two processes and fit t = alpha + n / beta."""
+               allreduce_bytes: int = 2304, backend: str = "gloo", timeout_s: float = 120, link=None) -> LinkProbe:
+    """Measure one-way message time between two processes and fit t = alpha + n / beta.
+
+    link: a `core.shaped.shaped_link`, to probe its shaped loopback instead of the plain one."""
     (one_way, ar), _ = run_workers(_probe_worker, world_size=2,
                                    args=(tuple(sizes_bytes), repeats, allreduce_bytes, backend),
-                                   timeout_s=timeout_s, backend=backend)
+                                   timeout_s=timeout_s, backend=backend, link=link)
     n = torch.tensor(sizes_bytes, dtype=torch.float64)
     t = torch.tensor(one_way, dtype=torch.float64)
     slope, intercept = _fit(n, t)

@@ -14,11 +14,11 @@ import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from memlab.core import dtypes, generation, hardware, loading, models, torchrun
+from memlab.core import dtypes, generation, hardware, loading, models, shaped, torchrun
 from memlab.core.errors import MemlabError
 from memlab.core.launch import run_ranks
 from memlab.core.results import as_dict
-from memlab.sharding import pipeline, tensor_parallel
+from memlab.sharding import comm_model, pipeline, tensor_parallel
 from memlab.sharding.workers import ParallelConfig
 
 __all__ = ["ShardResult", "run", "reference_tokens", "step_times", "ParallelConfig"]
@@ -51,6 +51,8 @@ class ShardResult:
     hardware: object = None          # hardware.HardwareCard of the launching process
     hosts: tuple = ()                # the host of each rank, rank order
     launcher: str = "local"          # "local" (processes spawned here) or "torchrun"
+    link_gbps: float = 0.0           # the shaped link's rate asked for, Gbit/s; 0.0: the unshaped loopback
+    link_measured_gbps: float = float("nan")  # the same link probed after the run: 1 and 8 MiB sends, 8 / slope
 
     def as_json(self) -> dict:
         """The `memlab shard --json` view, flat for tables: the host's name for the card, ranks
@@ -99,8 +101,19 @@ def run(cfg: ParallelConfig, mode: str = "pipeline") -> ShardResult:
         pipeline.layer_split(config.num_hidden_layers, cfg.world_size)
     prompt_ids = AutoTokenizer.from_pretrained(folder)(cfg.prompt)["input_ids"]
     fn = pipeline.worker if mode == "pipeline" else tensor_parallel.worker
-    run_ = run_ranks(fn, world_size=cfg.world_size, args=(str(folder), prompt_ids, cfg),
-                     timeout_s=cfg.timeout_s, backend=cfg.backend)
+    measured = float("nan")
+    if cfg.link_gbps is None:
+        run_ = run_ranks(fn, world_size=cfg.world_size, args=(str(folder), prompt_ids, cfg),
+                         timeout_s=cfg.timeout_s, backend=cfg.backend)
+    else:
+        if torchrun.rank_env() is not None:
+            raise MemlabError("a shaped link (--link-gbps) runs local ranks only; under torchrun the link "
+                              "between the nodes is the real one: drop --link-gbps")
+        with shaped.shaped_link(cfg.link_gbps) as link:
+            run_ = run_ranks(fn, world_size=cfg.world_size, args=(str(folder), prompt_ids, cfg),
+                             timeout_s=cfg.timeout_s, backend=cfg.backend, link=link)
+            probe = comm_model.probe_link((1 << 20, 8 << 20), repeats=3, backend=cfg.backend, link=link)
+        measured = shaped.measured_gbps(probe.beta_bytes_per_s, 1.0)  # the fit's bytes per second, in Gbit/s
     ranks = tuple(run_.results)
     tokens = ranks[0].token_ids
     check = cfg.check_tokens and torchrun.is_lead()  # under torchrun, rank 0 checks (the others print nothing)
@@ -128,4 +141,4 @@ def run(cfg: ParallelConfig, mode: str = "pipeline") -> ShardResult:
         bubble_fraction=1 - sum(r.decode_compute_s for r in ranks) / (cfg.world_size * wall) if wall else 0.0,
         comm_bytes_per_token=sum(r.decode_comm_bytes for r in ranks) / n,
         predicted_comm_bytes_per_token=pred, ranks=ranks, hardware=hardware.card(),
-        hosts=run_.hosts, launcher=run_.launcher)
+        hosts=run_.hosts, launcher=run_.launcher, link_gbps=cfg.link_gbps or 0.0, link_measured_gbps=measured)

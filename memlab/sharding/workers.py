@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.distributed as dist
 
-from memlab.core import launch, limits
+from memlab.core import launch, limits, shaped
 from memlab.core.errors import MemlabError
 from memlab.core.hardware import resolve_device
 from memlab.core.measure import release_freed_memory, sync
@@ -46,6 +46,7 @@ class ParallelConfig:
     backend: str = "gloo"           # "gloo" on CPU, "nccl" on GPUs (one GPU per rank)
     timeout_s: float = 300.0        # a rank that dies or hangs ends the run within this
     check_tokens: bool = True       # also run the single-process reference and compare tokens
+    link_gbps: float | None = None  # ranks talk over a loopback the kernel shapes to this (core.shaped); None: unshaped
     fail_rank: int = -1             # fault injection for the kill test: this rank ...
     fail_at_step: int = -1          # ... kills itself (SIGKILL) at this generation step
 
@@ -53,6 +54,8 @@ class ParallelConfig:
         for name in ("world_size", "max_new_tokens", "batch_size", "micro_batches"):
             limits.count(getattr(self, name), name)
         limits.positive(self.timeout_s, "timeout_s")
+        if self.link_gbps is not None:  # refused here, in one line, before any process starts
+            shaped.check(self.link_gbps)
         if self.batch_size % self.micro_batches:
             raise MemlabError(f"batch_size ({self.batch_size}) must be a multiple of "
                               f"micro_batches ({self.micro_batches}).")

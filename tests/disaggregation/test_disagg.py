@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from memlab.disaggregation import disagg, kv_transfer, serve, workload
-from memlab.core import footprint, generation
+from memlab.core import errors, footprint, generation, shaped
+
+SHAPE_REASON = shaped.why_cannot_shape()
 
 
 def test_pack_unpack_and_cache_roundtrip(tiny):
@@ -77,3 +79,24 @@ def test_real_model_split_matches(real):
     (r,) = disagg.run_split("smollm2-135m", prompt_tokens=64, max_new_tokens=8, timeout_s=600)
     assert r.tokens_match
     assert r.kv_bytes == r.kv_bytes_predicted == 64 * 46_080
+
+
+def test_shaped_split_is_refused_in_one_line_before_starting_processes(tiny_dir, monkeypatch):
+    monkeypatch.setattr(shaped, "why_cannot_shape", lambda: "shaping a link needs root")
+    with pytest.raises(errors.CannotShapeError, match="cannot shape a 1 Gbit/s link here: shaping a link needs root"):
+        disagg.run_split(str(tiny_dir), prompt_tokens=8, max_new_tokens=2, link_gbps=1.0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SHAPE_REASON is not None, reason=f"cannot shape a link here: {SHAPE_REASON}")
+def test_real_model_split_over_shaped_links(real):
+    """The real model's 64-token cache (2.9 MB) at 0.2 and 1 Gbit/s: the same tokens, the rate within 20 %."""
+    import os
+    runs = disagg.run_split("smollm2-135m", prompt_tokens=64, max_new_tokens=6, timeout_s=600, link_gbps=(0.2, 1.0))
+    assert [r.link_gbps for r in runs] == [0.2, 1.0]
+    for r in runs:
+        assert r.tokens_match
+        assert r.link_measured_gbps == pytest.approx(r.link_gbps, rel=0.2), r
+        assert r.transfer_median_s >= r.wire_median_s * 0.8  # the transfer carries the wire, and more
+    assert runs[0].wire_median_s > 3 * runs[1].wire_median_s  # five times slower asked, and it is
+    assert not [n for n in shaped.namespaces() if n.startswith(f"{shaped.PREFIX}{os.getpid()}-")]

@@ -52,3 +52,19 @@ def test_fitted_prefill_is_the_simulated_ttft_of_a_lone_prompt():
     a, b, c = fit.prefill
     assert exercises.grade("07-fit", (a + b * 1024) * 1e-3, r.ttft_s, rel=0.01) is False    # forgot the quadratic term
     assert exercises.grade("07-fit", solved * 1e3, r.ttft_s, rel=0.01) is False             # left it in milliseconds
+
+
+def test_shaped_transfer_is_the_simulators_and_bits_for_bytes_misses():
+    from types import SimpleNamespace
+
+    from memlab.disaggregation import linkcheck
+    kv = 2_949_120
+    prof = replace(profiles.simple_profile(), kv_bytes_per_token=kv // 64, link_bytes_per_s=1.2e9, link_latency_s=2e-4)
+    solved = solutions.shaped_transfer_s(kv, 0.2, prof.link_latency_s, prof.link_bytes_per_s)
+    run = SimpleNamespace(link_gbps=0.2, link_measured_gbps=0.2, prompt_tokens=64, kv_bytes=kv, transfer_median_s=solved,
+                          transfer_s=solved, split_ttft_s=0.05)
+    (pt,) = linkcheck.compare(prof, [run], new_tokens=8)
+    assert solved == pytest.approx(pt.sim_transfer_s, rel=1e-9)
+    assert exercises.grade("07-shaped", solved, solved, band=solutions.SHAPED_BAND) is True
+    bytes_for_bits = prof.link_latency_s + kv / prof.link_bytes_per_s + kv / (0.2e9)  # forgot the 8 bits per byte
+    assert exercises.grade("07-shaped", bytes_for_bits, solved, band=solutions.SHAPED_BAND) is False

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from memlab.core import generation, loading, models
+from memlab.core import errors, generation, loading, models, shaped
 from memlab.sharding import checkpoint_shards, pipeline, parallel as sharding, tensor_parallel
 from memlab.sharding.reads import weight_map
 from memlab.sharding.workers import ParallelConfig
@@ -203,3 +203,18 @@ def test_read_tensor_reads_a_block_once_into_its_own_memory(varied_dir, rows, co
         assert got.shape == want.shape and torch.equal(got, want) and got.is_contiguous()
         assert got.untyped_storage().nbytes() == got.numel() * got.element_size()  # no second copy kept
     assert read_tensor(files, name, dtype=torch.bfloat16).dtype == torch.bfloat16
+
+
+@pytest.mark.skipif(shaped.why_cannot_shape() is not None, reason=f"cannot shape a link here: {shaped.why_cannot_shape()}")
+def test_pipeline_over_a_shaped_link_same_tokens_and_the_rate_asked(varied_dir):
+    res = sharding.run(ParallelConfig(model=str(varied_dir), prompt=PROMPT, max_new_tokens=6, timeout_s=120,
+                                      link_gbps=0.5), "pipeline")
+    assert res.tokens_match is True
+    assert res.link_gbps == 0.5
+    assert res.link_measured_gbps == pytest.approx(0.5, rel=0.2)
+
+
+def test_shaped_link_refused_in_config_where_it_cannot_be_made(monkeypatch):
+    monkeypatch.setattr(shaped, "why_cannot_shape", lambda: "shaping a link needs root")
+    with pytest.raises(errors.CannotShapeError, match="needs root"):
+        ParallelConfig(link_gbps=1.0)
