@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import functools
 import os
 import shutil
 import subprocess
@@ -58,7 +59,21 @@ def why_cannot_shape() -> str | None:
     missing = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
     if missing:
         return f"shaping a link needs {' and '.join(missing)} (iproute2: apt-get install iproute2)"
-    return None
+    return _refused_by_kernel()
+
+
+@functools.cache
+def _refused_by_kernel() -> str | None:
+    """Root in a container may still be refused a namespace or a qdisc: try both once, on a throwaway namespace."""
+    name = f"{PREFIX}probe-{os.getpid()}"
+    try:
+        for cmd in (("ip", "netns", "add", name), ("ip", "-n", name, "link", "set", "lo", "up"), tbf_command(name, 1.0)):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                return f"this machine refused `{' '.join(cmd)}`: {(done.stderr or done.stdout).strip()}"
+        return None
+    finally:
+        remove(name)
 
 
 def check(gbps: float) -> None:

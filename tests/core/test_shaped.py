@@ -91,3 +91,18 @@ def test_a_killed_runs_namespace_is_removed_by_the_next_run():
     assert done.returncode == -9 and name in shaped.namespaces(), (done.returncode, name)  # no cleanup ran
     with shaped.shaped_link(1.0):
         assert name not in shaped.namespaces()
+
+
+@needs_shaping
+def test_a_kernel_that_refuses_the_qdisc_is_a_reason_not_a_failure(monkeypatch):
+    """Root in a container may be refused a namespace or a qdisc: why_cannot_shape says so (and the probe's
+    namespace is gone), so the shaped tests and lab 07's section skip with that line instead of failing."""
+    monkeypatch.setattr(shaped, "tbf_command", lambda ns, gbps: ("tc", "-n", ns, "qdisc", "replace", "dev", "lo",
+                                                                 "root", "no-such-qdisc"))
+    shaped._refused_by_kernel.cache_clear()
+    try:
+        reason = shaped.why_cannot_shape()
+    finally:
+        shaped._refused_by_kernel.cache_clear()
+    assert reason is not None and "refused" in reason and "no-such-qdisc" in reason
+    assert not [n for n in shaped.namespaces() if "probe" in n]
