@@ -59,3 +59,30 @@ def test_no_root_no_cgroup_refused_in_one_line(monkeypatch):
     with pytest.raises(MemlabError, match="needs root") as e:
         cgroup.run_limited(["true"], LIMIT)
     assert "\n" not in str(e.value)
+
+
+@needs_cgroup
+def test_the_memory_guard_inside_reads_the_limit_not_the_machine():
+    code = "from memlab.core import guard\nprint(guard.available_bytes())\n"
+    r = cgroup.run_limited([sys.executable, "-c", code], 2**30, timeout_s=120)  # guard imports torch: 128 MiB is too few
+    assert r.returncode == 0 and 0 < int(r.stdout) <= 2**30, r.summary
+
+
+@needs_cgroup
+def test_memlab_limited_runs_generate_inside_and_reports(tiny_dir, capsys):
+    import json
+
+    from memlab.cli import main
+    assert main(["limited", "--limit-gib", "1", "--model", str(tiny_dir), "--strategy", "mmap",
+                 "--max-new-tokens", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["limit_bytes"] == 2**30 and out["returncode"] == 0 and not out["is_oom_killed"]
+    assert out["generation"]["new_tokens"] >= 1 and out["generation"]["weights_origin"] == "trained"
+
+
+def test_memlab_limited_without_a_cgroup_says_so_in_one_line(monkeypatch, capsys):
+    from memlab.cli import main
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["limited", "--limit-gib", "1", "--model", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("memlab: error:") and "needs root" in err and "\n" not in err
