@@ -8,13 +8,16 @@ and a resident load (anonymous memory that cannot be reclaimed without swap) is 
                     or why none can be made here (not Linux, not root, no memory controller)
   2. `run_limited`  a child cgroup with the limit, the command started inside it, its fate read back:
                     exit code, whether the limit's OOM killer ended it, the peak charge; then removed
+  3. `generate_limited`  `memlab generate ... --json` run that way: the record, or None and the one line why
 Elsewhere the lab falls back on evicting pages after each layer (`bigger_than_ram=True`), and says so.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +66,8 @@ def where() -> tuple[str, Path]:
     unified = [line for line in lines if line.startswith("0::")]
     for root in V2_ROOTS:
         folder = root / _own_path(unified[0]).lstrip("/") if unified else root
-        if (folder / "cgroup.controllers").is_file() and "memory" in (folder / "cgroup.controllers").read_text().split():
+        controllers = folder / "cgroup.controllers"
+        if controllers.is_file() and "memory" in controllers.read_text().split():
             return "v2", folder
     raise MemlabError("this Linux has no memory cgroup controller mounted (neither v1 at /sys/fs/cgroup/memory nor "
                       "v2 with 'memory' in cgroup.controllers): use the eviction emulation (bigger_than_ram=True)")
@@ -97,13 +101,13 @@ def run_limited(argv: list[str], limit_bytes: int, timeout_s: float = 600.0) -> 
     try:
         start = time.perf_counter()
         # the child joins the cgroup before it runs a line of `argv`: everything it maps is charged
-        child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True,
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  preexec_fn=lambda: procs.write_text(str(os.getpid())))
         try:
-            out, _ = child.communicate(timeout=timeout_s)
+            out, err = child.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             child.kill()
-            out, _ = child.communicate()
+            out, err = child.communicate()
         wall_s = time.perf_counter() - start
         killed = _oom_kills(folder / events_file) > 0 and child.returncode < 0
         peak = int((folder / peak_file).read_text()) if (folder / peak_file).is_file() else 0
@@ -114,8 +118,22 @@ def run_limited(argv: list[str], limit_bytes: int, timeout_s: float = 600.0) -> 
                 break
             except OSError:
                 time.sleep(0.1)
+    last_error = next((line for line in reversed(err.splitlines()) if line.strip()), "")
     summary = (f"killed by the memory cgroup's limit of {fmt_bytes(limit_bytes)} (page cache included; {version}): "
                "what it holds does not fit" if killed else
                f"exit {child.returncode} under a {fmt_bytes(limit_bytes)} memory cgroup ({version}), peak charge "
-               f"{fmt_bytes(peak)}, {wall_s:.1f} s")
+               f"{fmt_bytes(peak)}, {wall_s:.1f} s" + (f": {last_error}" if child.returncode and last_error else ""))
     return LimitedRun(version, int(limit_bytes), child.returncode, killed, peak, wall_s, out, summary)
+
+
+def generate_limited(model: str, strategy: str, limit_bytes: int, max_new_tokens: int = 4, prompt: str = "hi",
+                     dtype: str = "fp32", force: bool = False,
+                     timeout_s: float = 600.0) -> tuple[LimitedRun, dict | None]:
+    """`memlab generate PROMPT --model M --strategy S --json` in a memory cgroup of `limit_bytes`: the run, and
+    the generation's fields (None when the guard refused it, the limit killed it, or it failed: see `summary`)."""
+    argv = [sys.executable, "-c", "from memlab.cli import main; raise SystemExit(main())", "generate", prompt,
+            "--model", model, "--strategy", strategy, "--dtype", dtype, "--max-new-tokens", str(max_new_tokens),
+            "--json", "--cold"] + (["--force"] if force else [])  # cold: pages cached before, by another
+    # cgroup, stay charged to it and would be read for free; evicted, every page read is charged here
+    run = run_limited(argv, limit_bytes, timeout_s)
+    return run, json.loads(run.stdout) if run.returncode == 0 and run.stdout.strip() else None

@@ -5,9 +5,6 @@ Each command imports what it runs inside its function, so `memlab --help` import
 
 from __future__ import annotations
 
-import json
-import sys
-
 from memlab.core import limits, models
 from memlab.core.cli import print_json
 from memlab.core.units import fmt_bytes, fmt_time
@@ -34,11 +31,8 @@ def _cmd_load(args) -> int:
 
 def _cmd_limited(args) -> int:
     from memlab.ram_vs_disk import cgroup
-    argv = [sys.executable, "-c", "from memlab.cli import main; raise SystemExit(main())", "generate", args.prompt,
-            "--model", args.model, "--strategy", args.strategy, "--dtype", args.dtype,
-            "--max-new-tokens", str(args.max_new_tokens), "--json"]
-    run = cgroup.run_limited(argv + (["--force"] if args.force else []), int(args.limit_gib * 2**30))
-    generation = json.loads(run.stdout) if run.returncode == 0 and run.stdout.strip() else None
+    run, generation = cgroup.generate_limited(args.model, args.strategy, int(args.limit_gib * 2**30),
+                                              args.max_new_tokens, args.prompt, args.dtype, args.force)
     if args.json:
         from memlab.core.results import as_dict
         print_json({**as_dict(run), "generation": generation})

@@ -31,6 +31,10 @@ def test_anonymous_memory_past_the_limit_is_killed_and_said_in_one_line():
     r = cgroup.run_limited([sys.executable, "-c", grab], LIMIT, timeout_s=120)
     assert r.is_oom_killed and r.returncode < 0 and "survived" not in r.stdout
     assert "killed by the memory cgroup's limit of 128.0 MiB" in r.summary and "\n" not in r.summary
+    refuse = "import sys; sys.exit('memlab: error: it will not fit')"
+    refused = cgroup.run_limited([sys.executable, "-c", refuse], LIMIT)
+    assert not refused.is_oom_killed and refused.returncode == 1
+    assert refused.summary.endswith(": memlab: error: it will not fit")  # the child's one line, passed on
     ok = cgroup.run_limited([sys.executable, "-c", "b = bytearray(16 * 2**20); print('fine')"], LIMIT, timeout_s=120)
     assert not ok.is_oom_killed and ok.returncode == 0 and ok.stdout == "fine\n"
     assert 16 * 2**20 <= ok.peak_bytes <= LIMIT
@@ -64,7 +68,8 @@ def test_no_root_no_cgroup_refused_in_one_line(monkeypatch):
 @needs_cgroup
 def test_the_memory_guard_inside_reads_the_limit_not_the_machine():
     code = "from memlab.core import guard\nprint(guard.available_bytes())\n"
-    r = cgroup.run_limited([sys.executable, "-c", code], 2**30, timeout_s=120)  # guard imports torch: 128 MiB is too few
+    # the guard imports torch: 128 MiB is too few
+    r = cgroup.run_limited([sys.executable, "-c", code], 2**30, timeout_s=120)
     assert r.returncode == 0 and 0 < int(r.stdout) <= 2**30, r.summary
 
 
