@@ -51,7 +51,9 @@ def cgroup_floor_tpot_s(config, cold_read_bytes_per_s: float) -> float:
 # measured / predicted time per token that 02-cgroup-floor accepts in full mode (shape:llama-3.2-1b,
 # paged-prefetch in a 2.5 GiB cgroup). The aim is within 1.3x of the floor; the lower end allows
 # the cold read rate of section 1 to be below what the streamer's larger reads reach. One run on an AVX2
-# EPYC VM (v1 cgroup, 2 shared cores at load average ~13), 3 new tokens: 2.75 s per token against a floor
-# of 2.73 s (3.89 GB of layers at a 1.43 GB/s cold read measured hours earlier): 1.01. Set under load from
-# that one run: it needs a quiet full-mode re-measurement.
+# EPYC VM (v1 cgroup, 2 shared cores at load average ~13): 2.75 s per token against a floor of 2.73 s
+# (3.89 GB of layers at a 1.43 GB/s cold read measured hours earlier): 1.01; the lab's cells in full mode,
+# with the cold read of its section 1 (1.5 GB/s): 1.96 s against 2.63 s, 0.75 (the ~1 GiB the limit leaves
+# beside the embedding and the process can keep some layers cached, and the cold read of a 0.5 GB file
+# is not the disk's best). Set under load from these two runs: it needs a quiet full-mode re-measurement.
 CGROUP_FLOOR_BAND = (0.7, 1.6)
