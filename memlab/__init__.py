@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 CORE = ("ceilings", "checkpoint", "cstep", "devices", "dtypes", "errors", "fastpath", "figures", "footprint", "held",
         "generation", "guard", "hardware", "hierarchy", "kernels", "kv", "launch", "limits", "loading", "measure", "models", "pagecache", "paging",
-        "paths", "quantformat", "results", "roofline", "shaped", "tensors", "text", "units")
+        "paths", "quantformat", "results", "roofline", "shaped", "shapetrue", "tensors", "text", "units")
 COURSE = ("checks", "exercises", "reference")  # the notebook harness: memlab/course/
 TOPICS = ("start_here", "memory_wall", "ram_vs_disk", "ttft", "quantization", "sharding", "rag", "disaggregation",
           "memory_processing", "kv_cache")

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memlab.core import models, quantformat
+from memlab.core import models, quantformat, shapetrue
 from memlab.core.dtypes import dtype_bytes
 from memlab.core.errors import InvalidArgumentError, UnknownModelError
 from memlab.core.paths import data_path
@@ -210,10 +210,12 @@ def read_config_json(path: Path) -> dict:
 
 
 def resolve_config(model: Any) -> Any:
-    """A config from a famous-model name, a config.json path, a checkpoint folder, a catalog name or a config."""
+    """A config from a famous or shape:NAME name, a config.json path, a checkpoint folder, a catalog name, a config."""
     if not isinstance(model, (str, Path)):
         return model
     famous = famous_configs()
+    if shapetrue.is_shape_true(model):  # a shape-true model has its published config
+        return shapetrue.published(model)
     if str(model).lower() in famous:
         return famous[str(model).lower()]
     p = Path(model).expanduser()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from memlab.core import limits
+from memlab.core import limits, shapetrue
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import HardwareCard, card
 from memlab.core.measure import PeakMemory, sync
@@ -51,6 +51,7 @@ class GenerationResult:
     device: str
     dtype: str
     hardware: HardwareCard
+    weights_origin: str         # "trained", or "random (shape-true)": then the text is noise, the timing real
 
 
 def new_cache(model):
@@ -175,4 +176,4 @@ def generate(loaded, prompt, *, max_new_tokens: int = 32, batch_size: int = 1, c
         prefill_tok_per_s=batch_size * len(ids) / prefill_s,
         decode_tok_per_s=batch_size * (n - 1) / decode_s if n > 1 else float("nan"),
         peak_rss_bytes=pm.peak_rss_bytes, peak_vram_bytes=pm.peak_vram_bytes,
-        device=str(device), dtype=loaded.dtype, hardware=card())
+        device=str(device), dtype=loaded.dtype, hardware=card(), weights_origin=shapetrue.weights_origin(model.config))

@@ -61,20 +61,48 @@ CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "
                  "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file"))
 
 
-def cgroup_free_bytes() -> int | None:
-    """Memory left under this container's limit (Binder's 2 GB, Docker, Kubernetes): limit - usage +
-    reclaimable file cache; None where no limit is set (or no cgroup files exist: macOS)."""
-    for limit_file, usage_file, stat_file, key in CGROUP_FILES:
-        try:
-            limit = Path(limit_file).read_text().strip()
-            if limit == "max" or int(limit) >= 2**60:
-                return None
-            usage = int(Path(usage_file).read_text())
-            stat = dict(line.split() for line in Path(stat_file).read_text().splitlines() if line.count(" ") == 1)
-        except (OSError, ValueError):
+def own_cgroup_files() -> tuple:
+    """CGROUP_FILES of the memory cgroup this process itself is in (from /proc/self/cgroup), where that is
+    not the root: a limit set on it (`memlab limited` runs a child in one) binds this process too."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return ()
+    found = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if path.strip() in ("", "/"):
             continue
-        return max(int(limit) - usage + int(stat.get(key, 0)), 0)
-    return None
+        if "memory" in controllers.split(","):
+            base = f"/sys/fs/cgroup/memory{path.strip()}"
+            found.append((f"{base}/memory.limit_in_bytes", f"{base}/memory.usage_in_bytes", f"{base}/memory.stat",
+                          "total_inactive_file"))
+        elif controllers == "":
+            for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+                found.append((f"{root}{path.strip()}/memory.max", f"{root}{path.strip()}/memory.current",
+                              f"{root}{path.strip()}/memory.stat", "inactive_file"))
+    return tuple(found)
+
+
+def _free_under(limit_file: str, usage_file: str, stat_file: str, key: str) -> int | None:
+    try:
+        limit = Path(limit_file).read_text().strip()
+        if limit == "max" or int(limit) >= 2**60:
+            return None
+        usage = int(Path(usage_file).read_text())
+        stat = dict(line.split() for line in Path(stat_file).read_text().splitlines() if line.count(" ") == 1)
+    except (OSError, ValueError):
+        return None
+    return max(int(limit) - usage + int(stat.get(key, 0)), 0)
+
+
+def cgroup_free_bytes() -> int | None:
+    """Memory left under the tightest memory cgroup limit this process is under (its own cgroup's, e.g.
+    `memlab limited`; the container's: Binder's 2 GB, Docker, Kubernetes): limit - usage + reclaimable
+    file cache; None where no limit is set (or no cgroup files exist: macOS)."""
+    found = [_free_under(*files) for files in own_cgroup_files() + CGROUP_FILES]
+    found = [free for free in found if free is not None]
+    return min(found) if found else None
 
 
 def available_bytes(device: str = "cpu") -> int:

@@ -5,9 +5,9 @@
   and keeps a safetensors checkpoint + tokenizer in the cache folder, which loads in seconds.
   Note: these fp32 weights are a dequantized *4-bit* file, not the original bf16 release.
 - Hub aliases (`smollm2-360m`, `qwen2.5-0.5b`, `gpt2`), any Hugging Face id, or a local folder:
-  used as-is where the hub is reachable or the files are already cached. Import never touches
-  the network.
+  used as-is where the hub is reachable or the files are already cached (import never goes online).
 - `tiny`: a random-weight Llama with a byte-level tokenizer, for unit tests (milliseconds).
+- `shape:NAME` (`shape:llama-3.2-1b`): a real architecture and size, random weights (`memlab.core.shapetrue`).
 
 Conversions write into a temporary folder and rename it, so an interrupted run never leaves a
 half-written checkpoint; a marker file written last tells a complete checkpoint from a corrupt one.
@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from memlab.core import dtypes
+from memlab.core import dtypes, shapetrue
 from memlab.core.errors import (CorruptCacheError, MemlabError, ModelPackageMissingError,
                                 NoSafetensorsError, UnknownModelError)
 
@@ -66,7 +66,8 @@ def cache_dir() -> Path:
 
 def catalog_text() -> str:
     """The catalog as lines, for error messages and `memlab prepare --help`."""
-    return "\n".join(f"  {s.name:<14} {s.description}" for s in CATALOG.values())
+    return "\n".join(f"  {s.name:<14} {s.description}" for s in CATALOG.values()) + \
+        f"\n  shape:NAME     random weights at a real size (text is noise): {shapetrue.names_text()}"
 
 
 def gguf_path() -> Path:
@@ -139,8 +140,7 @@ def _convert_locked(build, target: Path, **info) -> Path:
         build(tmp)
         _write_marker(tmp, **info)
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be shared and read
-        if target.exists():
-            shutil.rmtree(target)
+        shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -192,6 +192,8 @@ def prepare(name: str = DEFAULT_MODEL, dtype: str = "fp32", cache_dir: str | Pat
                 "unpickling can run code. Convert it once with a tool you trust, e.g. transformers' "
                 "save_pretrained(folder, safe_serialization=True).")
         return folder if dtype == "fp32" else _derived(folder, dtype, root / f"{folder.name}-{dtype}")
+    if shapetrue.is_shape_true(name):
+        return _shape_true(name, dtype, root)
     spec = CATALOG.get(name)
     if spec is None and "/" in name:
         spec = ModelSpec(name, "hub", name, False, "Hugging Face id")
@@ -213,11 +215,21 @@ def prepare(name: str = DEFAULT_MODEL, dtype: str = "fp32", cache_dir: str | Pat
     return base if dtype == "fp32" else _derived(base, dtype, root / f"{spec.name.replace('/', '--')}-{dtype}")
 
 
+def _shape_true(name: str, dtype: str, root: Path) -> Path:
+    """`shape:NAME` in `dtype`, written straight in that dtype (never through a full model in memory)."""
+    fields = shapetrue.published(name)
+    target = root / f"{name.replace(':', '-')}-{dtype}"
+    if not is_complete(target):
+        shapetrue.check_room(root, shapetrue.weights_bytes(shapetrue.hf_config(fields), dtype) + 2**20)
+        tokenizer = prepare(DEFAULT_MODEL, cache_dir=root)  # the bundled model's: ids < every vocab_size here
+        _convert(lambda tmp: shapetrue.build(tmp, fields, dtype, tokenizer), target, source=name, dtype=dtype)
+    return target
+
+
 def _derived(base: Path, dtype: str, target: Path) -> Path:
     """A copy of the fp32 checkpoint `base` stored in `dtype` (half the bytes for bf16/fp16)."""
     if is_complete(target):
         return target
-
     def build(tmp: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtypes.torch_dtype(dtype))
@@ -230,8 +242,8 @@ def _derived(base: Path, dtype: str, target: Path) -> Path:
 def _from_hub(spec: ModelSpec) -> Path:
     from huggingface_hub import snapshot_download
     try:
-        return Path(snapshot_download(spec.location, allow_patterns=["*.json", "*.safetensors", "*.txt",
-                                                                     "*.model", "*.jinja"]))
+        patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
+        return Path(snapshot_download(spec.location, allow_patterns=patterns))
     except Exception as e:  # offline, unknown id, gated repo: all end the same way for a learner
         raise UnknownModelError(
             f"Could not get {spec.location!r} from the Hugging Face hub ({type(e).__name__}). "
@@ -246,8 +258,7 @@ def check_checkpoint(folder: Path) -> None:
             with safe_open(path, "pt") as f:
                 f.keys()
         except Exception as e:
-            raise CorruptCacheError(f"{path} is unreadable ({e}). Delete {folder} and run "
-                                    "`memlab prepare` to rebuild it.") from e
+            raise CorruptCacheError(f"{path} is unreadable ({e}). Delete {folder} and run `memlab prepare`.") from e
 
 
 # --- tiny random models for tests -------------------------------------------------------------
@@ -255,11 +266,10 @@ def check_checkpoint(folder: Path) -> None:
 def tiny_config(**overrides):
     """A 2-layer Llama with GQA (4 query heads, 2 KV heads), hidden 64, byte-level vocab."""
     from transformers import LlamaConfig
-    kw = dict(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-              tie_word_embeddings=True, bos_token_id=256, eos_token_id=257, pad_token_id=258)
-    kw.update(overrides)
-    return LlamaConfig(**kw)
+    kw = dict(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True, bos_token_id=256,
+              eos_token_id=257, pad_token_id=258)
+    return LlamaConfig(**{**kw, **overrides})
 
 
 _CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -274,8 +284,8 @@ def tiny_tokenizer():
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>",
-                                   eos_token="<|im_end|>", pad_token="<pad>")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   pad_token="<pad>")
     fast.chat_template = _CHATML
     return fast
 
@@ -284,9 +294,7 @@ def build_tiny(folder: str | Path, seed: int = 0, **overrides) -> Path:
     """Save a random-weight tiny Llama + tokenizer to `folder` (deterministic for a seed)."""
     import torch
     from transformers import LlamaForCausalLM
-    folder = Path(folder)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(tiny_config(**overrides)).eval()
-    model.save_pretrained(folder)
+    LlamaForCausalLM(tiny_config(**overrides)).eval().save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
-    return folder
+    return Path(folder)

@@ -1,13 +1,14 @@
-"""`memlab load`: one residency strategy, its LoadResult (lab 02).
+"""`memlab load`: one residency strategy, its LoadResult; `memlab limited`: decode in a memory cgroup (lab 02).
 
 Each command imports what it runs inside its function, so `memlab --help` imports no torch (tests/test_cli_imports.py).
 """
 
 from __future__ import annotations
 
+from memlab.core import limits, models
 from memlab.core.cli import print_json
 from memlab.core.units import fmt_bytes, fmt_time
-from memlab.core.cli import add_load_options
+from memlab.core.cli import add_load_options, STRATEGIES
 
 
 def _cmd_load(args) -> int:
@@ -28,8 +29,36 @@ def _cmd_load(args) -> int:
     return 0
 
 
+def _cmd_limited(args) -> int:
+    from memlab.ram_vs_disk import cgroup
+    run, generation = cgroup.generate_limited(args.model, args.strategy, int(args.limit_gib * 2**30),
+                                              args.max_new_tokens, args.prompt, args.dtype, args.force)
+    if args.json:
+        from memlab.core.results import as_dict
+        print_json({**as_dict(run), "generation": generation})
+        return 0
+    print(run.summary)
+    if generation is not None:
+        print(f"{generation['model_name']} ({args.strategy}): decode {generation['decode_tok_per_s']:.2f} tok/s, "
+              f"TTFT {fmt_time(generation['ttft_s'])}" + ("; the text is noise (random shape-true weights)"
+                                                           if generation.get("weights_origin") != "trained" else ""))
+    return 0 if generation is not None or run.is_oom_killed else 1
+
+
 def register(sub) -> None:
     s = sub.add_parser("load", help="load a model with a residency strategy and print the LoadResult")
     add_load_options(s)
     s.add_argument("--json", action="store_true", help="one JSON object with the LoadResult fields")
     s.set_defaults(func=_cmd_load)
+
+    s = sub.add_parser("limited", help="generate inside a memory cgroup whose limit (page cache included) may be "
+                                       "below the model: bigger than RAM for real (Linux, root)")
+    s.add_argument("--limit-gib", type=limits.POSITIVE, required=True, help="the cgroup's memory limit, GiB (2^30 B)")
+    s.add_argument("--model", default=models.DEFAULT_MODEL, help="e.g. shape:llama-3.2-1b (random weights, real size)")
+    s.add_argument("--strategy", default="paged-prefetch", choices=list(STRATEGIES))
+    s.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    s.add_argument("--prompt", default="hi")
+    s.add_argument("--max-new-tokens", type=limits.COUNT, default=4)
+    s.add_argument("--force", action="store_true", help="skip the memory guard (it reads the limit too)")
+    s.add_argument("--json", action="store_true", help="the LimitedRun fields and `generation` (null when killed)")
+    s.set_defaults(func=_cmd_limited)

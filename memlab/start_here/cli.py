@@ -5,7 +5,7 @@ Each command imports what it runs inside its function, so `memlab --help` import
 
 from __future__ import annotations
 
-from memlab.core import dtypes, limits, models
+from memlab.core import dtypes, limits, models, shapetrue
 from memlab.core.cli import print_json
 from memlab.core.units import fmt_bytes, fmt_time
 
@@ -21,6 +21,8 @@ def _cmd_generate(args) -> int:
         print_json(r)
         return 0
     print(r.text)
+    if r.weights_origin != shapetrue.TRAINED:
+        print(f"\n[{r.model_name}: {shapetrue.NOISE_NOTE}]")
     print(f"\n[{r.model_name} {r.dtype} on {r.device}, loaded ({loaded.result.strategy}) in "
           f"{fmt_time(loaded.result.load_time_s)}] prompt {r.prompt_tokens} tok, {r.new_tokens} new tok | "
           f"TTFT {fmt_time(r.ttft_s)} | TPOT {fmt_time(r.tpot_s)} | decode {r.decode_tok_per_s:.1f} tok/s | "
