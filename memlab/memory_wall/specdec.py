@@ -100,8 +100,9 @@ def greedy_decode(model, prompt_ids: list[int], max_new_tokens: int, stop: set[i
 
 @torch.inference_mode()
 def speculative_decode(model, prompt_ids: list[int], max_new_tokens: int, k: int = 4, max_ngram: int = 3,
-                       stop: set[int] = frozenset()) -> DecodeRun:
-    """Greedy decoding that verifies up to k prompt-lookup drafts per forward (module docstring)."""
+                       stop: set[int] = frozenset(), draft=None) -> DecodeRun:
+    """Greedy decoding that verifies up to k drafts per forward (module docstring). `draft(ids, k)` makes
+    the drafts (default: prompt lookup); whatever it guesses, the tokens are greedy's."""
     limits.count(max_new_tokens, "max_new_tokens")
     limits.count(k, "k")
     limits.count(max_ngram, "max_ngram")
@@ -115,7 +116,8 @@ def speculative_decode(model, prompt_ids: list[int], max_new_tokens: int, k: int
     out, done = _finish(out, max_new_tokens, stop)
     while not done:
         # the cache holds prompt + out[:-1]; out[-1] is pending. Never draft past max_new_tokens.
-        drafts = lookup_drafts(prompt_ids + out, min(k, max_new_tokens - len(out) - 1), max_ngram)
+        budget = min(k, max_new_tokens - len(out) - 1)
+        drafts = draft(prompt_ids + out, budget)[:budget] if draft else lookup_drafts(prompt_ids + out, budget, max_ngram)
         x = torch.tensor([[out[-1]] + drafts], device=device)  # (1, T = 1 + drafts)
         logits = model(input_ids=x, use_cache=True, **{kwarg: cache}).logits[0]  # (T, V)
         argmax = logits.argmax(-1).tolist()
