@@ -40,6 +40,7 @@ class DecodeRun:
     decode_s: float         # first token -> last token: what speculation can shorten
     draft_lens: tuple       # drafts fed to each forward after the prefill (0: no match, a plain step)
     accepted: tuple         # of those, how many the model's argmax confirmed
+    cache_tokens: int       # positions in the KV cache at the end: prompt + tokens - 1 (the last is pending)
 
     @property
     def num_verifies(self) -> int:
@@ -95,7 +96,7 @@ def greedy_decode(model, prompt_ids: list[int], max_new_tokens: int, stop: set[i
         done = out[-1] in stop
     end = time.perf_counter()
     n = len(out) - 1
-    return DecodeRun(tuple(out), first_at - start, end - first_at, (0,) * n, (0,) * n)
+    return DecodeRun(tuple(out), first_at - start, end - first_at, (0,) * n, (0,) * n, cache.get_seq_length())
 
 
 @torch.inference_mode()
@@ -128,7 +129,8 @@ def speculative_decode(model, prompt_ids: list[int], max_new_tokens: int, k: int
         accepted.append(n)
         out, done = _finish(out + drafts[:n] + [argmax[n]], max_new_tokens, stop)
     end = time.perf_counter()
-    return DecodeRun(tuple(out), first_at - start, end - first_at, tuple(draft_lens), tuple(accepted))
+    return DecodeRun(tuple(out), first_at - start, end - first_at, tuple(draft_lens), tuple(accepted),
+                     cache.get_seq_length())
 
 
 def expected_tokens_per_verify(acceptance: float, k: int) -> float:

@@ -61,6 +61,7 @@ def test_any_drafts_give_greedy_tokens(tiny, k):
 
     spec = specdec.speculative_decode(tiny.model, ids, 30, k=k, draft=half_right)
     assert spec.token_ids == tuple(truth)
+    assert spec.cache_tokens == len(ids) + len(truth) - 1, "the rejected drafts' K/V must leave the cache"
     assert 0 < sum(spec.accepted) < sum(spec.draft_lens), "both kept and rejected drafts must occur"
     noise = specdec.speculative_decode(tiny.model, ids, 30, k=k, draft=lambda c, b: [(c[-1] + 7) % 200] * b)
     assert noise.token_ids == tuple(truth)
@@ -83,5 +84,6 @@ def test_speculative_tokens_equal_greedy_on_the_real_model(real):
         reference = ml.generate(real, ids, max_new_tokens=24, stop_at_eos=False).token_ids
         spec = specdec.speculative_decode(real.model, ids, 24, k=4)
         assert spec.token_ids == reference, name
+        assert spec.cache_tokens == len(ids) + len(reference) - 1
         if name == "quote":  # the answer copies the prompt: most drafts hold
             assert sum(spec.accepted) > 0.5 * sum(spec.draft_lens)
