@@ -51,3 +51,6 @@ def test_specdec_json_on_the_tiny_model(tiny_dir, capsys):
     assert out["same_tokens"] is True and out["k"] == 2
     assert {"acceptance_rate", "predicted_speedup", "measured_speedup", "costs"} <= set(out)
     assert len(out["costs"]["verify_s"]) == len(out["costs"]["ks"])
+    from tests.test_readme import listed_fields
+    missing = listed_fields()["memlab specdec --json"] - set(out) - set(out["costs"])
+    assert not missing, f"`memlab specdec --json` lacks README fields {sorted(missing)}"
