@@ -63,9 +63,10 @@ def record_fields(command: str) -> set[str]:
     from memlab.disaggregation.disagg import SplitResult
     from memlab.disaggregation.simstats import SimSummary
     from memlab.memory_wall.report import RooflineReport
+    from memlab.memory_wall.specreport import SpecDecReport, VerifyCosts
     from memlab.rag.retrieval import RagTTFT
     records = {"generate": GenerationResult, "load": LoadResult, "ceilings": Ceilings, "roofline": RooflineReport,
-               "disagg": SplitResult, "rag": RagTTFT, "simulate": SimSummary}
+               "disagg": SplitResult, "rag": RagTTFT, "simulate": SimSummary, "specdec": SpecDecReport}
     name = command.split()[1]
     if name == "simulate" and "--validate" in command:
         return {f.name for f in dataclasses.fields(Validation)}
@@ -74,7 +75,7 @@ def record_fields(command: str) -> set[str]:
         from memlab.disaggregation.slo import SLO
         return ({"num_workers", "slo", "colocated", "disagg", "workload", "profile"}
                 | {f.name for f in dataclasses.fields(GoodputResult)} | {f.name for f in dataclasses.fields(SLO)})
-    extra = {"simulate": {"profile"}}.get(name, set())
+    extra = {"simulate": {"profile"}, "specdec": {f.name for f in dataclasses.fields(VerifyCosts)}}.get(name, set())
     return {f.name for f in dataclasses.fields(records[name])} | extra
 
 

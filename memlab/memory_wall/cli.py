@@ -1,4 +1,4 @@
-"""`memlab ceilings` and `memlab roofline` (lab 01).
+"""`memlab ceilings`, `memlab roofline` and `memlab specdec` (lab 01).
 
 Each command imports what it runs inside its function, so `memlab --help` imports no torch (tests/test_cli_imports.py).
 """
@@ -65,6 +65,32 @@ def _cmd_roofline(args) -> int:
     return 0
 
 
+def _cmd_specdec(args) -> int:
+    from memlab.core import ceilings
+    from memlab.core.loading import load
+    from memlab.memory_wall import specreport
+    c = ceilings.measure(quick=True)
+    loaded = load(args.model)
+    rep = specreport.measure(loaded, args.prompt, k=args.k, max_new_tokens=args.tokens, max_ngram=args.max_ngram,
+                             repeats=args.repeats, ceilings=c, num_threads=args.threads, progress=not args.json)
+    if args.json:
+        print_json(rep)
+        return 0
+    v = rep.costs
+    print(f"{rep.model_name}, {rep.prompt_tokens}-token prompt, {v.num_threads} thread(s): a forward of k + 1 tokens "
+          f"(k drafts) vs one decode step ({fmt_time(v.verify_s[0])}), medians of {v.repeats} rounds")
+    print("  k        " + " ".join(f"{k:>5d}" for k in v.ks))
+    print("  measured " + " ".join(f"{r:5.2f}" for r in v.cost_ratio))
+    print("  roofline " + " ".join(f"{r:5.2f}" for r in v.roofline_ratio))
+    print(f"same tokens as greedy: {rep.same_tokens} ({rep.new_tokens} tokens); k = {rep.k}: {rep.num_verifies} verifies, "
+          f"acceptance {rep.acceptance_rate:.0%} ({rep.num_accepted}/{rep.num_drafted} drafts), "
+          f"{rep.tokens_per_verify:.2f} tokens per verify (expected from the acceptance {rep.expected_tokens_per_verify:.2f})")
+    print(f"speed-up over greedy: predicted {rep.predicted_speedup:.2f}x (tokens per verify / mean verify cost "
+          f"{rep.mean_verify_cost:.2f}), measured {rep.measured_speedup:.2f}x "
+          f"(decode {fmt_time(rep.greedy_decode_s)} -> {fmt_time(rep.speculative_decode_s)})")
+    return 0
+
+
 def register(sub) -> None:
     s = sub.add_parser("ceilings", help="measure memory bandwidth, matmul FLOP/s, disk (cached per machine)")
     s.add_argument("--quick", action="store_true", help="seconds instead of under a minute")
@@ -81,3 +107,17 @@ def register(sub) -> None:
     s.add_argument("--out", type=limits.output_file, help="save the roofline figure to this PNG")
     s.add_argument("--json", action="store_true", help="one JSON object with the RooflineReport fields")
     s.set_defaults(func=_cmd_roofline)
+
+    s = sub.add_parser("specdec", help="speculative decoding with prompt-lookup drafts: verify cost per k, "
+                                       "acceptance, predicted vs measured speed-up, same tokens as greedy")
+    s.add_argument("--model", default=models.DEFAULT_MODEL)
+    s.add_argument("--prompt", default="quote", help="text, or a built-in prompt: quote (copies its context), "
+                                                     "prose (does not)")
+    s.add_argument("--k", type=limits.COUNT, default=4, help="the most drafted tokens per verify")
+    s.add_argument("--tokens", type=limits.COUNT, default=48, help="new tokens at most (stops at end of text)")
+    s.add_argument("--max-ngram", type=limits.COUNT, default=3, help="longest n-gram the lookup matches")
+    s.add_argument("--repeats", type=limits.COUNT, default=3)
+    s.add_argument("--threads", type=limits.COUNT, default=1, help="torch threads (1: a shared machine's "
+                                                                   "scheduling stays out of the ratios)")
+    s.add_argument("--json", action="store_true", help="one JSON object with the SpecDecReport fields")
+    s.set_defaults(func=_cmd_specdec)

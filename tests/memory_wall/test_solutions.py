@@ -52,3 +52,15 @@ def test_h100_bound_streams_every_weight_but_the_input_embedding():
     all_weights = bw / footprint.weights_bytes(llama8b, "bf16")
     assert all_weights == pytest.approx(208.6, abs=0.05)
     assert exercises.grade("01-h100", all_weights, expected, rel=0.05) is False
+
+
+def test_the_speculative_speedup_solution_is_the_reports_prediction():
+    from memlab.memory_wall import specreport
+    ratio = (1.0, 1.7, 1.9, 1.7, 1.8)  # a verify-cost curve like one measured on a loaded 2-core CPU
+    for acceptance, lens in [(1.0, [4, 4, 4, 2]), (0.3, [4, 4, 0, 1]), (0.0, [4, 4, 4])]:
+        solution = solutions.speculative_speedup(acceptance, lens, ratio)
+        assert solution == pytest.approx(specreport.predicted_speedup(acceptance, lens, ratio)[2])
+        assert exercises.grade("01-spec", solution, solution, band=solutions.SPEC_BAND) is True
+    # forgetting the verify's cost (tokens per verify alone) is a miss where a verify costs 1.8 steps
+    right = solutions.speculative_speedup(1.0, [4, 4, 4], ratio)
+    assert exercises.grade("01-spec", 5.0, right, band=solutions.SPEC_BAND) is False
