@@ -95,8 +95,10 @@ def lab_exercises():
 
 
 def test_every_lab_exercise_has_a_worked_solution_and_a_tolerance():
-    found = lab_exercises()
-    assert len({ex for _, ex in found}) == len(found), f"exercise ids repeat: {found}"
+    # one exercise may be graded in two places of its lab (quick mode against the computed bound, full mode
+    # against the measured run), but an id belongs to one lab
+    found = sorted(set(lab_exercises()))
+    assert len({ex for _, ex in found}) == len(found), f"an exercise id is used by two labs: {found}"
     per_lab = {lab.stem: sum(1 for stem, _ in found if stem == lab.stem) for lab in (ROOT / "labs").glob("*.ipynb")}
     assert min(per_lab.values()) >= 3, f"every lab has at least three graded exercises: {per_lab}"
     for lab in sorted((ROOT / "labs").glob("*.ipynb")):
