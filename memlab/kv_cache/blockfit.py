@@ -47,16 +47,21 @@ class BlockBreakeven:
 
 def fit(points, tier: str) -> TierFit:
     """Least squares of restore_best_s on (num_transfers, num_bytes) over one tier's points, no
-    intercept: t = n x latency + bytes / rate. R^2 = 1 - SS_res / SS_tot."""
+    intercept: t = n x latency + bytes / rate, both non-negative (rate inf: the bytes' share is below
+    what these points resolve). R^2 = 1 - SS_res / SS_tot."""
     pts = [p for p in points if p.tier == tier]
     if len({p.num_bytes for p in pts}) < 2:
         raise InvalidArgumentError(f"fitting {tier} needs two prefix lengths or more (has {len(pts)} points)")
     X = np.array([[p.num_transfers, p.num_bytes] for p in pts], dtype=float)
     y = np.array([p.restore_best_s for p in pts])
     (latency, per_byte), *_ = np.linalg.lstsq(X, y, rcond=None)
+    if latency < 0 or per_byte < 0:  # a negative cost is not physics: keep the term the points resolve, alone
+        keep = 1 if latency < 0 else 0
+        coef = float(X[:, keep] @ y / (X[:, keep] @ X[:, keep]))
+        latency, per_byte = (0.0, coef) if keep else (coef, 0.0)
     resid = y - X @ np.array([latency, per_byte])
     r2 = 1.0 - float(resid @ resid) / float(((y - y.mean()) ** 2).sum())
-    return TierFit(tier, float(latency), 1.0 / per_byte if per_byte > 0 else math.inf, r2, len(pts))
+    return TierFit(tier, float(latency), float(1.0 / per_byte) if per_byte > 0 else math.inf, r2, len(pts))
 
 
 def fits(points) -> dict[str, TierFit]:

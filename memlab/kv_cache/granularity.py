@@ -70,7 +70,7 @@ class GranularityConfig:
 
     @classmethod
     def quick(cls, **kw) -> "GranularityConfig":
-        return cls(**{**dict(prefix_tokens=(16, 64), block_tokens=(1, 4, 16), repeats=3, suffix_tokens=4,
+        return cls(**{**dict(prefix_tokens=(16, 128), block_tokens=(1, 4, 16, 64), repeats=3, suffix_tokens=4,
                              new_tokens=2), **kw})
 
 

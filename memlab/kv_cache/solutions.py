@@ -58,6 +58,12 @@ def recompute_prefix_s(config, runs, prefix_tokens: int) -> float:
     return roofline.time_by_flops(f[0], a.prefix_s, f[1], b.prefix_s, f[2])
 
 
+# measured / predicted that 09-blocks accepts: a cold restore of the longest quick prefix in per-layer blocks of 3
+# tokens, against the fit over the sweep. PROVISIONAL: set under load (load average 9-10 on 2 cores), needs a
+# quiet re-measurement.
+BLOCKS_BAND = (0.5, 2.0)
+
+
 def block_restore_s(config, fit, prefix_tokens: int, block_tokens: int, layout: str = "per-layer") -> float:
     """A restore in blocks makes one transfer per block: ceil(P / block_tokens) blocks, each per layer
     (x L) or all layers at once (x 1); every transfer pays the tier's latency, every byte its rate:
