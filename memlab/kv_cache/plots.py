@@ -1,4 +1,5 @@
-"""Lab 09's figures: TTFT split into restore and suffix prefill, and the break-even over prefix length.
+"""Lab 09's figures: TTFT split into restore and suffix prefill, the break-even over prefix length,
+restore time over block size.
 
 Each figure makes one point and its title states the finding; axes carry units. Plots never measure.
 """
@@ -11,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from memlab.core.units import fmt_time
+from memlab.core.units import fmt_bytes, fmt_time
 
 COLORS = {"recompute": "tab:red", "ram": "tab:green", "disk-cold": "tab:blue", "disk-warm": "tab:cyan",
           "pinned": "tab:purple"}
@@ -109,5 +110,38 @@ def reserved_vs_used(results) -> Figure:
     ax.set_title(f"Contiguous allocation leaves {first.contiguous_waste:.0%} of its reservation empty; "
                  f"blocks of {first.block_tokens} tokens leave {first.paged_waste:.0%}", fontsize=10)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def block_sweep(points, fits: dict, prefix_tokens: int | None = None) -> Figure:
+    """Restore time over block size at one prefix length, per tier (colour) and layout (marker), log-log,
+    with each tier's fitted line (latency x transfers + bytes / rate) and the recompute time."""
+    P = prefix_tokens or max(p.prefix_tokens for p in points)
+    rows = [p for p in points if p.prefix_tokens == P]
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    colors = {**COLORS, "disk-cold-sequential": "tab:olive"}
+    sizes = np.geomspace(min(p.block_bytes for p in rows) / 1.5, max(p.block_bytes for p in rows) * 1.5, 60)
+    for tier, f in fits.items():
+        pts = [p for p in rows if p.tier == tier]
+        for layout, marker in (("per-layer", "o"), ("contiguous", "s")):
+            mine = [p for p in pts if p.layout == layout]
+            ax.plot([p.block_bytes for p in mine], [p.restore_best_s * 1e3 for p in mine], marker, ls="none",
+                    color=colors.get(tier, "gray"), label=f"{tier}, {layout}")
+        nbytes = pts[0].num_bytes
+        ax.plot(sizes, [(nbytes / b * f.latency_s + nbytes / f.rate_bytes_per_s) * 1e3 for b in sizes], "-",
+                color=colors.get(tier, "gray"), alpha=0.5, lw=1)
+    rec = rows[0].recompute_best_s
+    ax.axhline(rec * 1e3, color="tab:red", ls="--", label=f"recompute the {P} tokens")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("bytes per transfer (one block)")
+    ax.set_ylabel(f"restore {P} prefix tokens (ms, fastest repeat)")
+    slower = [p for p in rows if p.restore_best_s > rec]
+    worst = max(rows, key=lambda p: p.restore_best_s)
+    ax.set_title(f"{worst.tier} in {worst.layout} blocks of {fmt_bytes(worst.block_bytes)}: {worst.num_transfers} "
+                 f"transfers take {fmt_time(worst.restore_best_s)}" + (f", {len(slower)} restores slower than recomputing"
+                                                                        if slower else ""), fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig

@@ -56,3 +56,18 @@ def recompute_prefix_s(config, runs, prefix_tokens: int) -> float:
     a, b = sorted((r for r in runs if r.way == "recompute"), key=lambda r: r.prefix_tokens)[-2:]
     f = [prefix_flops(config, p) for p in (a.prefix_tokens, b.prefix_tokens, prefix_tokens)]
     return roofline.time_by_flops(f[0], a.prefix_s, f[1], b.prefix_s, f[2])
+
+
+# measured / predicted that 09-blocks accepts: a cold restore of the longest quick prefix in per-layer blocks of 3
+# tokens, against the fit over the sweep. PROVISIONAL: set under load (load average 9-10 on 2 cores), needs a
+# quiet re-measurement.
+BLOCKS_BAND = (0.5, 2.0)
+
+
+def block_restore_s(config, fit, prefix_tokens: int, block_tokens: int, layout: str = "per-layer") -> float:
+    """A restore in blocks makes one transfer per block: ceil(P / block_tokens) blocks, each per layer
+    (x L) or all layers at once (x 1); every transfer pays the tier's latency, every byte its rate:
+    t = num_transfers x latency + KV bytes / rate (the fit of `blockfit`)."""
+    num_blocks = math.ceil(prefix_tokens / block_tokens)
+    num_transfers = num_blocks * (config_value(config, "num_hidden_layers") if layout == "per-layer" else 1)
+    return num_transfers * fit.latency_s + footprint.kv_cache_bytes(config, prefix_tokens) / fit.rate_bytes_per_s

@@ -36,3 +36,16 @@ def test_server_crossover_solution_and_a_miss():
                            want, rel=0.01) is True
     # ignoring attention (recompute linear in P) gives "never": a miss, not a near one
     assert exercises.grade("09-crossover", 0.0, want, rel=0.01) is False
+
+
+def test_block_restore_s_counts_the_transfers_the_sweep_makes(tiny):
+    from memlab.kv_cache import blockfit, granularity
+    fit = blockfit.TierFit("disk-cold", 300e-6, 1e9, 1.0, 8)
+    L = tiny.config.num_hidden_layers
+    for layout in granularity.LAYOUTS:
+        n = len(granularity.block_spans(L, 64, 3, layout))
+        want = blockfit.predict_s(fit, n, footprint.kv_cache_bytes(tiny.config, 64))
+        assert solutions.block_restore_s(tiny.config, fit, 64, 3, layout) == pytest.approx(want, rel=1e-12)
+    per_layer = solutions.block_restore_s(tiny.config, fit, 64, 3)
+    one_read = solutions.block_restore_s(tiny.config, fit, 64, 64)  # forgets that every block is a transfer
+    assert exercises.grade("09-blocks", one_read, per_layer, band=solutions.BLOCKS_BAND) is False
