@@ -106,3 +106,15 @@ def test_simulate_json_keys_match_the_readme(capsys):
     assert cli.main(["simulate", "--profile", "simple", "--requests", "20", "--json"]) == 0
     keys = set(json.loads(capsys.readouterr().out))
     assert listed_fields()["memlab simulate --json"] <= keys
+
+
+def test_the_layout_names_every_module_of_the_package():
+    """The README's layout block (memlab/ ... tests/) names each module of core/, course/ and every topic."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    block = text[text.index("\nmemlab/\n"):]
+    block = block[:block.index("```")]
+    words = set(re.findall(r"[a-z_0-9]+", block))
+    missing = [f"{folder.name}/{py.stem}" for folder in sorted((root / "memlab").iterdir()) if folder.is_dir()
+               for py in sorted(folder.glob("*.py")) if py.stem != "__init__" and py.stem not in words]
+    assert not missing, f"the README's layout does not name: {missing}"
