@@ -44,8 +44,8 @@ def fitted_prefill_s(coefficients: tuple[float, float, float], prompt_tokens: in
 
 
 # measured / predicted that 07-shaped accepts: the 64-token cache over a loopback shaped to 0.2 Gbit/s, the median
-# of five sends. Set under load (2 cores shared with two other runs, load average ~11): 1.00 (0.121 s measured,
-# 0.121 s predicted); needs a quiet re-measurement. Bits for bytes misses by 8x; the wire alone (no copies) lands
+# of five sends. Under load (load average ~11): 1.00 (0.121 s measured, 0.121 s predicted); quiet runs
+# (AMD EPYC, 2 vCPUs): 0.95 quick, 0.97 full. Bits for bytes misses by 8x; the wire alone (no copies) lands
 # inside at 0.2 Gbit/s, where the copies at both ends are under 2 % of the time.
 SHAPED_BAND = (0.7, 1.4)
 

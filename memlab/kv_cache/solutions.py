@@ -59,8 +59,8 @@ def recompute_prefix_s(config, runs, prefix_tokens: int) -> float:
 
 
 # measured / predicted that 09-blocks accepts: a cold restore of the longest quick prefix in per-layer blocks of 3
-# tokens, against the fit over the sweep. PROVISIONAL: set under load (load average 9-10 on 2 cores), needs a
-# quiet re-measurement.
+# tokens, against the fit over the sweep. Quiet runs (AMD EPYC, 2 vCPUs): 1.07 quick, 1.16 full; under load (load
+# average 9-10 on 2 cores) 0.98. Wide because a cold read's latency moves with the disk's minute.
 BLOCKS_BAND = (0.5, 2.0)
 
 

@@ -28,7 +28,7 @@ from memlab.core import limits
 from memlab.core.errors import MemlabError
 from memlab.core.generation import cache_kwarg, encode, eos_ids, new_cache, prefill
 from memlab.core.limits import check_context
-from memlab.core.measure import sync, torch_threads
+from memlab.core.measure import repeat, sync, torch_threads
 from memlab.core.roofline import decode_workload, predict
 from memlab.memory_wall.specdec import expected_tokens_per_verify, greedy_decode, speculative_decode
 
@@ -113,6 +113,21 @@ def verify_costs(model, context_ids: list[int], max_k: int = 8, repeats: int = 5
     return VerifyCosts(tuple(range(max_k + 1)), tuple(med), tuple(m / med[0] for m in med), tuple(roof),
                        tuple(r / roof[0] if roof[0] else 0.0 for r in roof), len(context_ids), repeats,
                        num_threads or torch.get_num_threads())
+
+
+@torch.inference_mode()
+def head_read_rates(model, rows=(1, 5), num_threads: int = 1, repeats: int = 5) -> dict[int, float]:
+    """GB/s at which torch's matmul (F.linear, as the eager forward calls it) streams the LM head's weight
+    for a batch of `rows` token rows: the roofline's ~1x verify assumes the weights stream as fast for k + 1
+    rows as for one, and the code torch picks for a few rows may not (one implementation: `measure.repeat`)."""
+    weight = model.get_output_embeddings().weight
+    out = {}
+    with torch_threads(num_threads):
+        for n in rows:
+            x = torch.randn(limits.count(n, "rows"), weight.shape[1], dtype=weight.dtype, device=weight.device)
+            seconds = repeat(lambda: torch.nn.functional.linear(x, weight), repeats, device=weight.device).median
+            out[n] = weight.numel() * weight.element_size() / seconds / 1e9
+    return out
 
 
 def predicted_speedup(acceptance: float, draft_lens, cost_ratio) -> tuple[float, float, float]:

@@ -55,5 +55,5 @@ def cgroup_floor_tpot_s(config, cold_read_bytes_per_s: float) -> float:
 # (3.89 GB of layers at a 1.43 GB/s cold read measured hours earlier): 1.01; the lab's cells in full mode,
 # with the cold read of its section 1 (1.5 GB/s): 1.96 s against 2.63 s, 0.75 (the ~1 GiB the limit leaves
 # beside the embedding and the process can keep some layers cached, and the cold read of a 0.5 GB file
-# is not the disk's best). Set under load from these two runs: it needs a quiet full-mode re-measurement.
+# is not the disk's best). Those two under load; a quiet full-mode lab run: 0.90 (1.72 s against 1.91 s).
 CGROUP_FLOOR_BAND = (0.7, 1.6)

@@ -54,3 +54,15 @@ def test_specdec_json_on_the_tiny_model(tiny_dir, capsys):
     from tests.test_readme import listed_fields
     missing = listed_fields()["memlab specdec --json"] - set(out) - set(out["costs"])
     assert not missing, f"`memlab specdec --json` lacks README fields {sorted(missing)}"
+
+
+def test_head_read_rates_are_the_head_bytes_over_the_time(tiny, monkeypatch):
+    """GB/s = the LM head weight's bytes / the median F.linear time, per row count; rows < 1 refused."""
+    from memlab.core.measure import summarize
+    head = tiny.model.get_output_embeddings().weight
+    monkeypatch.setattr(specreport, "repeat", lambda fn, repeats, device: (fn(), summarize([0.002] * repeats))[1])
+    rates = specreport.head_read_rates(tiny.model, rows=(1, 3))
+    assert rates == pytest.approx({1: head.numel() * head.element_size() / 0.002 / 1e9,
+                                   3: head.numel() * head.element_size() / 0.002 / 1e9})
+    with pytest.raises(MemlabError):
+        specreport.head_read_rates(tiny.model, rows=(0,))
