@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from memlab.core import generation, kv, limits, models, pagecache, paths
+from memlab.core import generation, kv, limits, models, paths
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import card
 from memlab.core.measure import summarize, torch_threads
@@ -162,18 +162,11 @@ class Pool:
 
 
 def prepare(tier: str, path: Path) -> float:
-    """Untimed, before a restore: evict the pool file (cold) or read it whole (warm); the resident
-    fraction just before the restore (nan for ram)."""
-    if tier == "ram":
-        return float("nan")
-    if tier.startswith("disk-cold"):
-        pagecache.evict(path)
-    else:
-        pagecache.measure_read_rate(path, cold=False)
-    return pagecache.resident_fraction(path)
+    """Untimed, before a restore: the block pool's tiers are the prefix tiers' (`tiers.prepare`: evict the
+    file, or read it whole), a cold tier whatever its read order; the resident fraction just before."""
+    return tiers.prepare("disk-cold" if tier.startswith("disk-cold") else tier, path)
 
 
-@torch.inference_mode()
 def greedy_tokens(loaded, cache: torch.Tensor, suffix_ids: list[int], new_tokens: int) -> list[int]:
     """Greedy tokens after the suffix, over a cache built from the (L, 2, 1, K, P, D) tensor."""
     tensors = [cache[layer, i] for layer in range(cache.shape[0]) for i in (0, 1)]
