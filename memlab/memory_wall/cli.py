@@ -78,12 +78,13 @@ def _cmd_specdec(args) -> int:
         print_json(rep)
         return 0
     v = rep.costs
-    print(f"{rep.model_name}, {rep.path} path, {rep.prompt_tokens}-token prompt, {v.num_threads} thread(s): a forward of "
-          f"k + 1 tokens (k drafts) vs one decode step ({fmt_time(v.verify_s[0])}), medians of {v.repeats} rounds")
+    print(f"{rep.model_name}, {rep.path} path, {rep.prompt_tokens}-token prompt, {v.num_threads} thread(s): "
+          f"a forward of k + 1 tokens (k drafts) vs one decode step ({fmt_time(v.verify_s[0])}), medians of {v.repeats} rounds")
     print("  k        " + " ".join(f"{k:>5d}" for k in v.ks))
     print("  measured " + " ".join(f"{r:5.2f}" for r in v.cost_ratio))
     print("  roofline " + " ".join(f"{r:5.2f}" for r in v.roofline_ratio))
-    print("  ran: " + ", ".join(f"k={k} {name}" for k, name in zip(v.ks, v.kernels) if k in (0, 1)) + " (k > 1 as k = 1)")
+    print("  ran: " + ", ".join(f"k={k} {name}" for k, name in zip(v.ks, v.kernels) if k in (0, 1))
+          + " (k > 1 as k = 1)")
     print(f"same tokens as greedy: {rep.same_tokens} ({rep.new_tokens} tokens); k = {rep.k}: {rep.num_verifies} verifies, "
           f"acceptance {rep.acceptance_rate:.0%} ({rep.num_accepted}/{rep.num_drafted} drafts), "
           f"{rep.tokens_per_verify:.2f} tokens per verify (expected from the acceptance {rep.expected_tokens_per_verify:.2f})")
