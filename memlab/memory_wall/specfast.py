@@ -10,18 +10,22 @@ regrouped; a static KV cache):
   a verify         k + 1 tokens in one call: the C step over consecutive positions (`CStep(..., verify=True)`),
                    whose matmuls are gemv.c's blocked GEMM (each weight row read once for all k + 1 rows), or,
                    where the C step cannot run, `FastLlama.forward_tokens(every=True)` with each role's kernel
+  parts            `verify_parts`: a verify's time predicted from its parts, each timed for 1 and k + 1 rows
   rejected drafts  the length goes back (`FastRunner.cut`); their K/V stay in the static cache until the next
                    forward overwrites those positions, and no forward attends past its own position
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from memlab.core import ckernels
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.fastpath import FastLlama
-from memlab.core.measure import torch_threads
+from memlab.core.kernels import time_role
+from memlab.core.measure import repeat, torch_threads
 
 
 def engine(model, max_len: int) -> FastLlama:
@@ -80,3 +84,37 @@ class FastRunner:
     def _room(self, end: int) -> None:
         if end > self.fast.max_len:
             raise InvalidArgumentError(f"{end} positions exceed the fast path's cache of {self.fast.max_len}")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyParts:
+    """A C verify of `rows` tokens against a plain step, from its parts: every matmul of the step through
+    memlab's kernel (`kernels.time_role`, one row and `rows` rows), and the rest of the step (norms, RoPE,
+    attention: the C step with its matmuls left out, which grows with the rows)."""
+
+    rows: int
+    matmul_s: tuple             # (one row, `rows` rows): all the step's matrices, medians
+    rest_s: tuple               # (one row, `rows` rows)
+    weight_bytes: int           # what the matmuls read
+
+    @property
+    def predicted_ratio(self) -> float:
+        """verify / step = (matmuls + rest at `rows` rows) / (matmuls + rest at one row)."""
+        return (self.matmul_s[1] + self.rest_s[1]) / (self.matmul_s[0] + self.rest_s[0])
+
+
+@torch.inference_mode()
+def verify_parts(fast: FastLlama, rows: int, position: int, repeats: int = 5, threads: int = 1) -> VerifyParts:
+    """Time a C verify's parts for 1 and `rows` rows at `position` (module docstring); the C step only."""
+    if fast.cstep is None:
+        raise InvalidArgumentError("verify_parts times the C step's parts: this FastLlama steps through torch")
+    if position + rows > fast.max_len:
+        raise InvalidArgumentError(f"{position + rows} positions exceed the fast path's cache of {fast.max_len}")
+    roles = {r: [w[r].weight for w in fast.layers] for r in ("qkv", "o", "gate_up", "down")}
+    roles["head"] = [fast.lm_head.weight]
+    matmul = [sum(time_role(r, mats, "c", threads, repeats, rows=n).seconds for r, mats in roles.items())
+              for n in (1, rows)]
+    rest = [repeat(lambda n=n: fast.cstep(torch.ones(1, n, dtype=torch.long), position, threads, skip_matmuls=True,
+                                          verify=True), repeats).median for n in (1, rows)]
+    nbytes = sum(m.numel() * m.element_size() for mats in roles.values() for m in mats)
+    return VerifyParts(rows, tuple(matmul), tuple(rest), nbytes)

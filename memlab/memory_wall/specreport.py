@@ -149,10 +149,10 @@ def predicted_speedup(acceptance: float, draft_lens, cost_ratio) -> tuple[float,
 
 def measure(loaded, prompt: str = "quote", k: int = 4, max_new_tokens: int = 48, max_ngram: int = 3,
             repeats: int = 3, costs: VerifyCosts | None = None, ceilings=None, num_threads: int = 1,
-            progress: bool = False, path: str = "eager") -> SpecDecReport:
+            progress: bool = False, path: str = "eager", runner=None) -> SpecDecReport:
     """Greedy and speculative decoding of `prompt` (a PROMPTS name or text), `repeats` times each,
     interleaved, through `path`'s forwards (PATHS); the verify costs are measured here unless given for the
-    same path (they depend on k, not on the prompt)."""
+    same path (they depend on k, not on the prompt). `runner`: a `specfast.FastRunner` to reuse (path "fast")."""
     limits.count(k, "k")
     limits.count(repeats, "repeats")
     if path not in PATHS:
@@ -166,7 +166,7 @@ def measure(loaded, prompt: str = "quote", k: int = 4, max_new_tokens: int = 48,
     stop = eos_ids(model, tokenizer)
     max_k = max(k, 8)
     max_len = len(ids) + max(max_new_tokens, max_k + 1) + k  # the fast path's static cache
-    run = EagerRunner(model) if path == "eager" else FastRunner(engine(model, max_len))
+    run = EagerRunner(model) if path == "eager" else runner or FastRunner(engine(model, max_len))
     if costs is None or len(costs.ks) <= k or costs.path != path:
         peak, bw = (ceilings.flop_per_s(loaded.dtype), ceilings.bandwidth_bytes_per_s) if ceilings else (0.0, 0.0)
         costs = verify_costs(run, ids, max_k, repeats, peak, bw, num_threads, progress)

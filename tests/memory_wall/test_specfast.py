@@ -59,3 +59,20 @@ def test_fast_speculative_tokens_equal_greedy_on_the_real_model(real):
     spec = specdec.speculative_decode(run, ids, 16, k=4)
     assert spec.token_ids == reference
     assert sum(spec.accepted) > 0.5 * sum(spec.draft_lens)
+
+
+def test_verify_parts_time_the_matmuls_and_the_rest_for_both_row_counts(tiny):
+    if ckernels.reason():
+        pytest.skip("no C kernels here")
+    fast = specfast.engine(tiny.model, 24)
+    fast.prefill(torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]]))
+    parts = specfast.verify_parts(fast, 5, 8, repeats=2)
+    assert parts.rows == 5 and all(t > 0 for t in parts.matmul_s + parts.rest_s)
+    assert parts.predicted_ratio == pytest.approx(sum(p[1] for p in (parts.matmul_s, parts.rest_s))
+                                                  / sum(p[0] for p in (parts.matmul_s, parts.rest_s)))
+    assert parts.weight_bytes == sum(p.numel() * p.element_size() for n, p in tiny.model.named_parameters()
+                                     if "proj" in n or "lm_head" in n or ("embed" in n and tiny.model.config.tie_word_embeddings))
+    with pytest.raises(InvalidArgumentError, match="exceed"):
+        specfast.verify_parts(fast, 5, 22)
+    with pytest.raises(InvalidArgumentError, match="torch"):
+        specfast.verify_parts(ml.fastpath.FastLlama(tiny.model, 24, kernels="linear"), 5, 8)
