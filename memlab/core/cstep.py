@@ -92,7 +92,7 @@ class CStep:
             raise InvalidArgumentError(f"position {last} is outside the cache's {self.fast.max_len} positions")
         if verify and ids.dim() == 2 and ids.shape[0] != 1:
             raise InvalidArgumentError(f"a verify feeds one sequence's tokens (1, T), got {tuple(ids.shape)}")
-        if not 1 <= len(tokens) <= (len(tokens) if verify else self.fast.batch_size):
+        if not len(tokens) or (not verify and len(tokens) > self.fast.batch_size):
             raise InvalidArgumentError(f"{len(tokens)} sequences, the cache holds {self.fast.batch_size}")
         if tokens.min() < 0 or tokens.max() >= self.fast.embed.shape[0]:  # C would read outside the embedding
             raise InvalidArgumentError(f"token ids must lie in 0..{self.fast.embed.shape[0] - 1}")
