@@ -8,6 +8,8 @@ here with `-march=native`, so each machine gets code for its own vector units, a
 after torch, the library binds to torch's own OpenMP runtime: one pool, no second set of threads
 spinning). Without a C compiler (or where it fails) `reason()` says why and they are not offered.
 
+`gemm` multiplies a few rows (a verify of k drafts) by one matrix, each weight row read once for all.
+
 The library is cached per machine in the memlab cache (`kernels/gemv-<hash>.so`, the hash over the
 source, the compiler and the CPU's flags), written whole or not at all.
 """
@@ -83,7 +85,10 @@ def library():
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = [P] * pointers + [I, I, I], None
         lib.read_f32.argtypes, lib.read_f32.restype = [P, ctypes.c_int64, I], ctypes.c_float
-        lib.gemv_all.argtypes, lib.gemv_all.restype = [ctypes.POINTER(Mat), I, P, P, I], I
+        for name in ("gemm_f32", "gemm_bf16"):
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = [P, P, P, I, I, I, I], None
+        lib.gemv_all.argtypes, lib.gemv_all.restype = [ctypes.POINTER(Mat), I, P, P, I, I], I
     _LIB["lib"] = lib
     return lib
 
@@ -113,16 +118,19 @@ def mat(held=None, shape: tuple | None = None) -> Mat:
 
 
 class Batch:
-    """Matrices of one shape (held for kernel "c"), each applied to one row in turn, in one C call."""
+    """Matrices of one shape (held for kernel "c"), each applied to the same rows in turn, in one C call
+    (one row: the GEMV; several: the float matrices' GEMM, each weight row read once for all rows)."""
 
     def __init__(self, held: list):
         self.held, self.mats = held, (Mat * len(held))(*[mat(h) for h in held])
-        self.y = torch.empty(held[0].out_features)
+        self.y = torch.empty(0)
 
     def __call__(self, x: torch.Tensor, threads: int = 0) -> torch.Tensor:
-        x = x.reshape(-1).float().contiguous()
+        x = x.reshape(-1, self.held[0].in_features).float().contiguous()  # (M, K)
+        if self.y.shape != (len(x), self.held[0].out_features):
+            self.y = torch.empty(len(x), self.held[0].out_features)
         if library().gemv_all(self.mats, len(self.held), x.data_ptr(), self.y.data_ptr(),
-                              threads or torch.get_num_threads()):
+                              threads or torch.get_num_threads(), len(x)):
             raise MemoryError("memlab's C kernels could not allocate their scratch space")
         return self.y
 
@@ -156,6 +164,16 @@ def gemv(x: torch.Tensor, kind: str, *weights: torch.Tensor, out_features: int, 
         lib.gemv_q8(x.data_ptr(), weights[0].data_ptr(), weights[1].data_ptr(), y.data_ptr(), out_features, K, nt)
     else:
         getattr(lib, f"gemv_{kind}")(x.data_ptr(), weights[0].data_ptr(), y.data_ptr(), out_features, K, nt)
+    return y
+
+
+def gemm(x: torch.Tensor, w: torch.Tensor, threads: int = 0) -> torch.Tensor:
+    """y (M, N) fp32 = x (M, K) W^T for W (N, K) fp32 or bf16, each weight row read once for all M rows
+    (gemv.c's kernel 6: meant for a few rows, a verify or a small batch; `threads` as for `gemv`)."""
+    x = x.reshape(-1, w.shape[1]).float().contiguous()
+    y = torch.empty(len(x), w.shape[0])
+    fn = library().gemm_f32 if w.dtype == torch.float32 else library().gemm_bf16
+    fn(x.data_ptr(), w.data_ptr(), y.data_ptr(), len(x), w.shape[0], w.shape[1], threads or torch.get_num_threads())
     return y
 
 

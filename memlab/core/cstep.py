@@ -64,7 +64,7 @@ class CStep:
 
     def __init__(self, fast, bare: bool = False):
         self.lib, self.fast = ckernels.library(), fast
-        self.lib.step_f32.argtypes = [ctypes.POINTER(_Model), P, I, I, P, I, I]
+        self.lib.step_f32.argtypes = [ctypes.POINTER(_Model), P, I, I, P, I, I, I]
         self.lib.step_f32.restype = I
 
         def mat(m):
@@ -82,18 +82,23 @@ class CStep:
                             mat(fast.lm_head), int(fast.dtype == torch.bfloat16))
         self.vocab = _shape(fast.lm_head)[0]
 
-    def __call__(self, ids: torch.Tensor, position: int, threads: int = 0, skip_matmuls: bool = False) -> torch.Tensor:
-        """Logits (B, V), fp32, of the token ids (B, 1) at `position`; their k and v are written into the cache."""
-        if not 0 <= position < self.fast.max_len:
-            raise InvalidArgumentError(f"position {position} is outside the cache's {self.fast.max_len} positions")
+    def __call__(self, ids: torch.Tensor, position: int, threads: int = 0, skip_matmuls: bool = False,
+                 verify: bool = False) -> torch.Tensor:
+        """Logits (B, V), fp32, of the token ids (B, 1) at `position`; their k and v are written into the cache.
+        `verify`: ids (1, T) are T tokens of sequence 0 at positions position .. position + T - 1 (logits (T, V))."""
         tokens = ids.reshape(-1).to(torch.int64).contiguous()
-        if not 1 <= len(tokens) <= self.fast.batch_size:
+        last = position + len(tokens) - 1 if verify else position
+        if position < 0 or last >= self.fast.max_len:
+            raise InvalidArgumentError(f"position {last} is outside the cache's {self.fast.max_len} positions")
+        if verify and ids.dim() == 2 and ids.shape[0] != 1:
+            raise InvalidArgumentError(f"a verify feeds one sequence's tokens (1, T), got {tuple(ids.shape)}")
+        if not len(tokens) or (not verify and len(tokens) > self.fast.batch_size):
             raise InvalidArgumentError(f"{len(tokens)} sequences, the cache holds {self.fast.batch_size}")
         if tokens.min() < 0 or tokens.max() >= self.fast.embed.shape[0]:  # C would read outside the embedding
             raise InvalidArgumentError(f"token ids must lie in 0..{self.fast.embed.shape[0] - 1}")
         logits = torch.empty(len(tokens), self.vocab)
         rc = self.lib.step_f32(ctypes.byref(self.model), tokens.data_ptr(), len(tokens), position, logits.data_ptr(),
-                               threads or torch.get_num_threads(), int(skip_matmuls))
+                               threads or torch.get_num_threads(), int(skip_matmuls), int(verify))
         if rc:
             raise MemoryError("the C step could not allocate its scratch space")
         return logits

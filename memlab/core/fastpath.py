@@ -181,22 +181,24 @@ class FastLlama:
         return x + mm(F.silu(gate_up[..., :w["ffn"]]) * gate_up[..., w["ffn"]:], w["down"])
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.matmul(_rms_norm(x[:, -1], self.final_norm, self.eps), self.lm_head)  # (B, V)
+        return self.matmul(_rms_norm(x, self.final_norm, self.eps), self.lm_head)  # (B, V) or (B, T, V)
 
-    def forward_tokens(self, ids: torch.Tensor, start: int) -> torch.Tensor:
-        """Logits of the last position for tokens `ids` (B, T) placed at positions start..start+T-1."""
+    def forward_tokens(self, ids: torch.Tensor, start: int, every: bool = False) -> torch.Tensor:
+        """Logits of the last position (B, V), or of `every` position (B, T, V), for tokens `ids` (B, T) placed
+        at positions start..start+T-1; after a context (a verify of drafts) position i sees the cache up to i."""
         B, T = ids.shape
         H, end = self.num_heads, start + T
         cos, sin = self.cos[start:end], self.sin[start:end]  # (T, D)
+        mask = self.positions[:end] <= self.positions[start:end, None] if T > 1 and start else None  # (T, end)
         x = F.embedding(ids, self.embed)  # (B, T, d)
         for w, kc, vc in zip(self.layers, self.k, self.v):
             def attend(qk, v, kc=kc, vc=vc):
                 qk = torch.addcmul(qk * cos, qk.roll(self.head_dim // 2, -1), sin)  # RoPE on q and k at once
                 kc[:B, :, start:end], vc[:B, :, start:end] = qk[:, H:], v
                 return F.scaled_dot_product_attention(qk[:, :H], kc[:B, :, :end], vc[:B, :, :end],
-                                                      is_causal=T > 1 and start == 0, enable_gqa=True)
+                                                      attn_mask=mask, is_causal=T > 1 and start == 0, enable_gqa=True)
             x = self.decoder_layer(x, w, attend)
-        return self._logits(x)
+        return self._logits(x if every else x[:, -1])
 
     def static_step(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """One decode step with fixed shapes: ids (B, 1), pos a 1-element long tensor; every layer
@@ -212,7 +214,7 @@ class FastLlama:
                 vc.index_copy_(2, pos, v)
                 return F.scaled_dot_product_attention(qk[:, :H], kc, vc, attn_mask=mask, enable_gqa=True)
             x = self.decoder_layer(x, w, attend)
-        return self._logits(x)
+        return self._logits(x[:, -1])
 
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torch import nn
 from memlab.core import ckernels
 
 FLOAT_KERNELS = ("linear", "matmul-t", "blas", "c")
+MAX_GEMM_ROWS = 16  # kernel "c" runs up to this many rows in C (a verify of k drafts); more (a prefill): torch's
 
 
 class Gemv(nn.Module):
@@ -38,6 +39,8 @@ class Gemv(nn.Module):
             kind = "f32" if self.weight.dtype == torch.float32 else "bf16"
             y = ckernels.gemv(x, kind, self.weight, out_features=self.out_features)
             return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+        if self.kernel == "c" and x.numel() <= MAX_GEMM_ROWS * self.in_features:  # a few rows (a verify)
+            return ckernels.gemm(x, self.weight).to(x.dtype).view(*x.shape[:-1], self.out_features)
         if self.kernel == "blas":  # numpy's own threads
             x2 = x.reshape(-1, self.in_features).contiguous().numpy()  # (M, K)
             return torch.from_numpy(x2 @ self.array).view(*x.shape[:-1], self.out_features)

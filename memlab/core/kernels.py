@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from memlab.core import ceilings, ckernels
+from memlab.core import ceilings, ckernels, limits
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import last_level_cache_bytes
 from memlab.core.models import cache_dir
@@ -59,9 +59,10 @@ class KernelTime:
     num_matrices: int
     kernel: str               # "linear", "matmul-t", "blas", "c", "aten"
     threads: int              # torch's threads while it ran (the C kernels use as many; numpy's BLAS its own pool)
-    seconds: float            # all num_matrices applied to one row, median
+    seconds: float            # all num_matrices applied to `rows` rows, median
     bytes: int                # what they read
     gb_per_s: float           # bytes / seconds / 1e9
+    rows: int = 1             # activation rows per matrix (1: a decode step; k + 1: a verify of k drafts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +137,10 @@ def _device(m) -> torch.device:  # a tensor's device, or a quantized module's bu
 
 @torch.inference_mode()
 def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5,
-              evict: torch.Tensor | None = None) -> KernelTime:
+              evict: torch.Tensor | None = None, rows: int = 1) -> KernelTime:
     """Time `kernel` with torch on `threads` threads over every matrix of `mats` (tensors, or quantized
-    modules); `evict`: an array read before each repeat (untimed), so the matrices come from memory."""
+    modules) applied to `rows` activation rows; `evict`: an array read before each repeat (untimed), so
+    the matrices come from memory."""
     first, dev = mats[0], _device(mats[0])
     wrapped = [wrap(m, kernel) for m in mats]
     ops = [ckernels.Batch(wrapped)] if kernel == "c" else [w.forward for w in wrapped]
@@ -146,7 +148,7 @@ def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5
         weights, shape, dtype = str(first.dtype).removeprefix("torch."), tuple(first.shape), first.dtype
     else:
         weights, shape, dtype = type(first).__name__, (first.out_features, first.in_features), torch.float32
-    x = torch.randn(1, 1, shape[1], dtype=dtype, device=dev)
+    x = torch.randn(1, limits.count(rows, "rows"), shape[1], dtype=dtype, device=dev)
 
     def run():
         for op in ops:
@@ -156,7 +158,7 @@ def time_role(role: str, mats: list, kernel: str, threads: int, repeats: int = 5
     if kernel == "blas":  # numpy's threads spin a while after a call: let them park before the next timing
         time.sleep(ceilings.PARK_S)
     nbytes = tensor_bytes([t for w in wrapped for t in w.state_dict().values()])  # what the kernel reads
-    return KernelTime(role, weights, shape, len(mats), kernel, threads, s, nbytes, nbytes / s / 1e9)
+    return KernelTime(role, weights, shape, len(mats), kernel, threads, s, nbytes, nbytes / s / 1e9, rows)
 
 
 def candidates(first) -> list[str]:

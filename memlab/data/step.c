@@ -38,6 +38,14 @@ static inline uint16_t to_bf16(float f){ uint32_t u; memcpy(&u,&f,4); return (ui
 static void mv(const mat_t* m, const float* x, float* y, work_t* w, int skip, int B){
   if(skip) return;
   int N=m->N, K=m->K, G=K/32;
+  if(B>1 && (m->kind==F32 || m->kind==BF16)){  /* float weights: gemv.c's blocked kernel (6) */
+    #pragma omp for schedule(static)
+    for(int p=0;p<(N+1)/2;p++){
+      if(m->kind==F32) gemm_pair_f32(x, (const float*)m->w, y, B, N, K, 2*p);
+      else gemm_pair_bf16(x, (const uint16_t*)m->w, y, B, N, K, 2*p);
+    }
+    return;
+  }
   if(m->kind==Q4){
     #pragma omp for schedule(static)
     for(int b=0;b<B;b++) q4_prep(x+(int64_t)b*K, K, w->xq+(int64_t)b*K, w->dx+(int64_t)b*G, w->xs+(int64_t)b*G);
@@ -101,14 +109,16 @@ static void step_free(work_t* w){
   free(w->dx); free(w->xs); free(w->xq);
 }
 
-/* the logits (B, V) of B sequences' tokens at position `pos` (the cache holds at least B sequences);
-   0, or -1 where the scratch could not be allocated */
-int step_f32(const model_t* m, const int64_t* tokens, int B, int pos, float* logits, int nt, int skip_mm){
+/* the logits (B, V) of B sequences' tokens at position `pos` (the cache holds at least B sequences), or with
+   `verify`, of B tokens of sequence 0 at positions pos .. pos + B - 1 (a verify of B - 1 drafts: row b attends
+   to positions <= pos + b, and each weight row is read once for all B rows); 0, or -1 where the scratch
+   could not be allocated */
+int step_f32(const model_t* m, const int64_t* tokens, int B, int pos, float* logits, int nt, int skip_mm, int verify){
   work_t w; int H=m->H, KV=m->KV, D=m->D, d=m->d, F=m->F, C=m->C, group=H/KV, half=m->half, QKV=(H+2*KV)*D;
   if(!step_scratch(m, &w, B)){ step_free(&w); return -1; }
   for(int b=0;b<B;b++)
     for(int i=0;i<d;i++) w.x[(int64_t)b*d+i]=ld(m->embed, tokens[b]*m->erow+i*m->ecol, half);
-  int64_t at=(int64_t)pos*D, seq=(int64_t)KV*C*D;  /* seq: one sequence's cache in one layer, elements */
+  int64_t seq=(int64_t)KV*C*D;  /* one sequence's cache in one layer, elements */
   #pragma omp parallel num_threads(nt)
   {
     for(int l=0;l<m->L;l++){
@@ -118,17 +128,18 @@ int step_f32(const model_t* m, const int64_t* tokens, int B, int pos, float* log
       mv(&ly->qkv, w.h, w.qkv, &w, skip_mm, B);
       #pragma omp for schedule(static)
       for(int bj=0;bj<B*(H+2*KV);bj++){  /* RoPE on q and k heads; k and v into the cache at pos */
-        int b=bj/(H+2*KV), j=bj%(H+2*KV);
+        int b=bj/(H+2*KV), j=bj%(H+2*KV), s=verify?0:b;  /* s: the sequence row b belongs to */
+        int64_t at=(int64_t)(verify?pos+b:pos)*D;
         float* v=w.qkv+(int64_t)b*QKV+(int64_t)j*D;
         if(j<H+KV) rope(v, m->cos, m->sin, at, D, half);
-        if(j>=H) put(j<H+KV ? ly->kc : ly->vc, b*seq+(int64_t)(j<H+KV ? j-H : j-H-KV)*C*D+at, v, D, half);
+        if(j>=H) put(j<H+KV ? ly->kc : ly->vc, s*seq+(int64_t)(j<H+KV ? j-H : j-H-KV)*C*D+at, v, D, half);
       }
       #pragma omp for schedule(static)
       for(int bh=0;bh<B*H;bh++){
-        int b=bh/H, hq=bh%H;
-        int64_t head=(b*seq+(int64_t)(hq/group)*C*D)*(half?2:4);  /* bytes to this sequence's kv head */
+        int b=bh/H, hq=bh%H, s=verify?0:b;
+        int64_t head=(s*seq+(int64_t)(hq/group)*C*D)*(half?2:4);  /* bytes to this sequence's kv head */
         attend(w.qkv+(int64_t)b*QKV+(int64_t)hq*D, (const char*)ly->kc+head, (const char*)ly->vc+head,
-               w.scores+(int64_t)bh*C, w.att+(int64_t)bh*D, pos, D, half);
+               w.scores+(int64_t)bh*C, w.att+(int64_t)bh*D, verify?pos+b:pos, D, half);
       }
       mv(&ly->o, w.att, w.tmp, &w, skip_mm, B);
       #pragma omp for schedule(static)
@@ -151,14 +162,14 @@ int step_f32(const model_t* m, const int64_t* tokens, int B, int pos, float* log
   return 0;
 }
 
-/* every matrix of `m` (count, one shape) applied to x in turn, in one parallel region as the step runs
+/* every matrix of `m` (count, one shape) applied to x (rows x K) in turn, in one parallel region as the step runs
    them: the C kernels' time without a Python call per matrix (core.kernels times kernel "c" with it) */
-int gemv_all(const mat_t* m, int count, const float* x, float* y, int nt){
+int gemv_all(const mat_t* m, int count, const float* x, float* y, int nt, int rows){
   int K=m[0].K; work_t w={0};
-  w.dx=calloc(K/32+1,4); w.xs=calloc(K/32+1,4); w.xq=calloc(K+32,1);
+  w.dx=calloc((size_t)rows*(K/32+1),4); w.xs=calloc((size_t)rows*(K/32+1),4); w.xq=calloc((size_t)rows*K+32,1);
   if(!(w.dx&&w.xs&&w.xq)){ free(w.dx); free(w.xs); free(w.xq); return -1; }
   #pragma omp parallel num_threads(nt)
-  for(int i=0;i<count;i++) mv(&m[i], x, y, &w, 0, 1);
+  for(int i=0;i<count;i++) mv(&m[i], x, y, &w, 0, rows);
   free(w.dx); free(w.xs); free(w.xq);
   return 0;
 }

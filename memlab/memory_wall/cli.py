@@ -72,16 +72,19 @@ def _cmd_specdec(args) -> int:
     c = ceilings.measure(quick=True)
     loaded = load(args.model)
     rep = specreport.measure(loaded, args.prompt, k=args.k, max_new_tokens=args.tokens, max_ngram=args.max_ngram,
-                             repeats=args.repeats, ceilings=c, num_threads=args.threads, progress=not args.json)
+                             repeats=args.repeats, ceilings=c, num_threads=args.threads, progress=not args.json,
+                             path=args.path)
     if args.json:
         print_json(rep)
         return 0
     v = rep.costs
-    print(f"{rep.model_name}, {rep.prompt_tokens}-token prompt, {v.num_threads} thread(s): a forward of k + 1 tokens "
-          f"(k drafts) vs one decode step ({fmt_time(v.verify_s[0])}), medians of {v.repeats} rounds")
+    print(f"{rep.model_name}, {rep.path} path, {rep.prompt_tokens}-token prompt, {v.num_threads} thread(s): "
+          f"a forward of k + 1 tokens (k drafts) vs one decode step ({fmt_time(v.verify_s[0])}), medians of {v.repeats} rounds")
     print("  k        " + " ".join(f"{k:>5d}" for k in v.ks))
     print("  measured " + " ".join(f"{r:5.2f}" for r in v.cost_ratio))
     print("  roofline " + " ".join(f"{r:5.2f}" for r in v.roofline_ratio))
+    print("  ran: " + ", ".join(f"k={k} {name}" for k, name in zip(v.ks, v.kernels) if k in (0, 1))
+          + " (k > 1 as k = 1)")
     print(f"same tokens as greedy: {rep.same_tokens} ({rep.new_tokens} tokens); k = {rep.k}: {rep.num_verifies} verifies, "
           f"acceptance {rep.acceptance_rate:.0%} ({rep.num_accepted}/{rep.num_drafted} drafts), "
           f"{rep.tokens_per_verify:.2f} tokens per verify (expected from the acceptance {rep.expected_tokens_per_verify:.2f})")
@@ -119,5 +122,8 @@ def register(sub) -> None:
     s.add_argument("--repeats", type=limits.COUNT, default=3)
     s.add_argument("--threads", type=limits.COUNT, default=1, help="torch threads (1: a shared machine's "
                                                                    "scheduling stays out of the ratios)")
+    s.add_argument("--path", default="eager", choices=["eager", "fast"],
+                   help="eager (default: transformers' forward, any model it loads) or fast (memlab's fast path: "
+                        "the step and a verify of k drafts in C, each weight row read once for all k + 1 rows)")
     s.add_argument("--json", action="store_true", help="one JSON object with the SpecDecReport fields")
     s.set_defaults(func=_cmd_specdec)

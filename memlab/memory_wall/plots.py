@@ -136,19 +136,23 @@ def staircase(st, marks: dict | None = None) -> Figure:
     return fig
 
 
-def verify_cost(costs) -> Figure:
+def verify_cost(costs, fast=None) -> Figure:
     """A forward of k + 1 tokens (k drafts) over one decode step, measured and the roofline's, against k;
-    k + 1 plain steps for scale: below that line, verifying k drafts in one pass beats decoding them one by one."""
+    k + 1 plain steps for scale: below that line, verifying k drafts in one pass beats decoding them one by one.
+    `fast`: the same through memlab's fast path (`specfast`), measured in the same run."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ks = list(costs.ks)
-    ax.plot(ks, costs.cost_ratio, "o-", color="tab:blue", label=f"measured ({costs.num_threads} thread(s), median)")
+    ax.plot(ks, costs.cost_ratio, "o-", color="tab:blue", label=f"{costs.path} ({costs.num_threads} thread(s), median)")
+    if fast is not None:
+        ax.plot(ks, fast.cost_ratio, "s-", color="tab:green", label=f"{fast.path} path ({fast.kernels[-1]})")
     if any(costs.roofline_ratio):
         ax.plot(ks, costs.roofline_ratio, "--", color="tab:red", label="roofline (weights read once + FLOPs at the peak)")
     ax.plot(ks, [k + 1 for k in ks], ":", color="0.5", label="k + 1 plain steps")
     ax.set_xlabel("k drafted tokens verified in one forward (k = 0: a plain decode step)")
     ax.set_ylabel("time / one decode step")
     k4 = min(4, ks[-1])
-    ax.set_title(f"Verifying {k4} drafts costs {costs.cost_ratio[k4]:.2f}x a step here "
+    best = fast if fast is not None else costs
+    ax.set_title(f"Verifying {k4} drafts costs {best.cost_ratio[k4]:.2f}x a step here, {best.path} path "
                  f"(the roofline: {costs.roofline_ratio[k4]:.2f}x)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

@@ -16,6 +16,8 @@ the answer copies its context (code edits, quotes) and not in free prose, where 
 Variants, in order:
   greedy_decode        plain greedy: one forward of one token per new token (the baseline)
   speculative_decode   the same greedy tokens, drafted by prompt lookup and verified k at a time
+Both run their forwards through a runner: `EagerRunner` (the transformers model, a DynamicCache cut with
+`crop`) or `specfast.FastRunner` (memlab's fast path, a static cache whose length is a position).
 Shapes: T tokens fed in one forward, V vocab.
 """
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from memlab.core import limits
-from memlab.core.generation import cache_kwarg, decode_step, new_cache, prefill
+from memlab.core.generation import cache_kwarg, new_cache, prefill
 from memlab.core.measure import sync
 
 
@@ -80,38 +82,73 @@ def _finish(out: list[int], max_new_tokens: int, stop: set[int]) -> tuple[list[i
     return out[:max_new_tokens], len(out) >= max_new_tokens
 
 
+class EagerRunner:
+    """Greedy decoding's forwards through the transformers model itself (eager, a DynamicCache): what
+    `greedy_decode`, `speculative_decode` and `specreport.verify_costs` call. `specfast.FastRunner` does the
+    same through memlab's fast path; any object with these four methods will do."""
+
+    def __init__(self, model):
+        self.model, self.device, self.kwarg, self.config = model, model.device, cache_kwarg(model), model.config
+
+    def start(self, prompt_ids: list[int]) -> int:
+        """A fresh cache filled with the prompt; greedy's first token."""
+        self.cache = new_cache(self.model)
+        return int(prefill(self.model, torch.tensor([prompt_ids], device=self.device), self.cache).argmax(-1))
+
+    def argmax(self, ids: list[int]) -> list[int]:
+        """Feed `ids` after the cache in one forward; the model's argmax after each of them."""
+        x = torch.tensor([ids], device=self.device)  # (1, T)
+        return self.model(input_ids=x, use_cache=True, **{self.kwarg: self.cache}).logits[0].argmax(-1).tolist()
+
+    def cut(self, n: int) -> None:
+        """Drop the last n positions' K/V (rejected drafts: greedy never saw those tokens)."""
+        self.cache.crop(-n)
+
+    def length(self) -> int:
+        return self.cache.get_seq_length()
+
+    def kernel(self, rows: int) -> str:
+        """What runs a forward of `rows` tokens: transformers' eager forward (torch's matmul picks its code)."""
+        return "eager"
+
+
+def runner_for(model):
+    """`model` itself where it is a runner (has `argmax`), else an EagerRunner over it."""
+    return model if hasattr(model, "argmax") and hasattr(model, "cut") else EagerRunner(model)
+
+
 @torch.inference_mode()
 def greedy_decode(model, prompt_ids: list[int], max_new_tokens: int, stop: set[int] = frozenset()) -> DecodeRun:
-    """Plain greedy decoding, timed: the baseline every speculative run must equal, token for token."""
+    """Plain greedy decoding, timed: the baseline every speculative run must equal, token for token.
+    `model`: a transformers model (eager) or a runner (`EagerRunner`, `specfast.FastRunner`)."""
     limits.count(max_new_tokens, "max_new_tokens")
-    device = model.device
-    cache = new_cache(model)
-    sync(device)
+    run = runner_for(model)
+    sync(run.device)
     start = time.perf_counter()
-    out = [int(prefill(model, torch.tensor([prompt_ids], device=device), cache).argmax(-1))]
+    out = [run.start(prompt_ids)]
     first_at = time.perf_counter()
     done = out[0] in stop
     while not done and len(out) < max_new_tokens:
-        out.append(int(decode_step(model, torch.tensor([[out[-1]]], device=device), cache).argmax(-1)))
+        out.append(run.argmax([out[-1]])[0])
         done = out[-1] in stop
+    sync(run.device)
     end = time.perf_counter()
     n = len(out) - 1
-    return DecodeRun(tuple(out), first_at - start, end - first_at, (0,) * n, (0,) * n, cache.get_seq_length())
+    return DecodeRun(tuple(out), first_at - start, end - first_at, (0,) * n, (0,) * n, run.length())
 
 
 @torch.inference_mode()
 def speculative_decode(model, prompt_ids: list[int], max_new_tokens: int, k: int = 4, max_ngram: int = 3,
                        stop: set[int] = frozenset(), draft=None) -> DecodeRun:
     """Greedy decoding that verifies up to k drafts per forward (module docstring). `draft(ids, k)` makes
-    the drafts (default: prompt lookup); whatever it guesses, the tokens are greedy's."""
+    the drafts (default: prompt lookup); whatever it guesses, the tokens are greedy's. `model` as for greedy."""
     limits.count(max_new_tokens, "max_new_tokens")
     limits.count(k, "k")
     limits.count(max_ngram, "max_ngram")
-    device, kwarg = model.device, cache_kwarg(model)
-    cache = new_cache(model)
-    sync(device)
+    run = runner_for(model)
+    sync(run.device)
     start = time.perf_counter()
-    out = [int(prefill(model, torch.tensor([prompt_ids], device=device), cache).argmax(-1))]
+    out = [run.start(prompt_ids)]
     first_at = time.perf_counter()
     draft_lens, accepted = [], []
     out, done = _finish(out, max_new_tokens, stop)
@@ -119,18 +156,16 @@ def speculative_decode(model, prompt_ids: list[int], max_new_tokens: int, k: int
         # the cache holds prompt + out[:-1]; out[-1] is pending. Never draft past max_new_tokens.
         budget = min(k, max_new_tokens - len(out) - 1)
         drafts = draft(prompt_ids + out, budget)[:budget] if draft else lookup_drafts(prompt_ids + out, budget, max_ngram)
-        x = torch.tensor([[out[-1]] + drafts], device=device)  # (1, T = 1 + drafts)
-        logits = model(input_ids=x, use_cache=True, **{kwarg: cache}).logits[0]  # (T, V)
-        argmax = logits.argmax(-1).tolist()
+        argmax = run.argmax([out[-1]] + drafts)  # one forward of 1 + len(drafts) tokens
         n = accepted_prefix(drafts, argmax)
         if n < len(drafts):
-            cache.crop(-(len(drafts) - n))  # the rejected drafts' K/V: greedy never saw those tokens
+            run.cut(len(drafts) - n)  # the rejected drafts' K/V: greedy never saw those tokens
         draft_lens.append(len(drafts))
         accepted.append(n)
         out, done = _finish(out + drafts[:n] + [argmax[n]], max_new_tokens, stop)
+    sync(run.device)
     end = time.perf_counter()
-    return DecodeRun(tuple(out), first_at - start, end - first_at, tuple(draft_lens), tuple(accepted),
-                     cache.get_seq_length())
+    return DecodeRun(tuple(out), first_at - start, end - first_at, tuple(draft_lens), tuple(accepted), run.length())
 
 
 def expected_tokens_per_verify(acceptance: float, k: int) -> float:

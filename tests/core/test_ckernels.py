@@ -56,3 +56,25 @@ def test_the_library_is_built_once_per_machine():
     lib = ckernels.library()
     assert ckernels.library() is lib
     assert any(p.name.startswith("gemv-") for p in (ckernels.cache_dir_kernels()).iterdir())
+
+
+def test_the_gemm_equals_the_matmul_for_a_few_rows():
+    """Kernel 6 (each weight row read once for M rows) against torch, M = 1..9 (blocks of up to 6: 7 = 4 + 3,
+    9 = 5 + 4), an odd N (the last weight row alone) and K with a tail past the 8-wide vectors."""
+    torch.manual_seed(0)
+    for m in range(1, 10):
+        for k in (7, 45, 96):
+            w, x = torch.randn(37, k), torch.randn(m, k)
+            torch.testing.assert_close(ckernels.gemm(x, w), x @ w.T, rtol=1e-4, atol=1e-4)
+            wb = w.bfloat16()
+            torch.testing.assert_close(ckernels.gemm(x, wb, threads=1), x @ wb.float().T, rtol=1e-4, atol=1e-4)
+
+
+def test_a_batch_of_matrices_runs_several_rows():
+    """`Batch` (what `kernels.time_role` times for "c") on M rows: the last matrix's product, every row."""
+    from memlab.core.held import Gemv
+    torch.manual_seed(1)
+    mats = [torch.randn(50, 64) for _ in range(3)]
+    x = torch.randn(5, 64)
+    torch.testing.assert_close(ckernels.Batch([Gemv(w, "c") for w in mats])(x), x @ mats[-1].T, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(Gemv(mats[0], "c")(x[None]), (x @ mats[0].T)[None], rtol=1e-4, atol=1e-4)

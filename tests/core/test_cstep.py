@@ -135,3 +135,20 @@ def test_real_model_c_step_same_tokens(real):
     ref = list(ml.generate(real, ids, max_new_tokens=16, stop_at_eos=False).token_ids)
     fast = fastpath.FastLlama(real.model, max_len=len(ids) + 16, step="c")
     assert list(fastpath.fast_generate(real.model, torch.tensor([ids]), 16, fast=fast).token_ids) == ref
+
+
+def test_a_verify_in_c_gives_the_logits_of_steps_one_by_one(tiny):
+    """The C step's verify mode (T tokens of one sequence at consecutive positions, one call): each row's
+    logits equal single steps' (row t sees positions <= its own), and the cache holds the same k and v."""
+    fast = fastpath.FastLlama(tiny.model, max_len=24, step="c")
+    ids, drafts = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]]), [7, 3, 3, 8, 1]
+    with torch.inference_mode():
+        fast.prefill(ids)
+        steps = torch.cat([fast.step(torch.tensor([[t]]), 8 + i) for i, t in enumerate(drafts)])  # (T, V)
+        k_steps = fast.cache_k[:, :, :, :13].clone()
+        fast.cache_k[:, :, :, 8:].zero_()
+        verify = fast.cstep(torch.tensor([drafts]), 8, verify=True)
+    torch.testing.assert_close(verify, steps, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast.cache_k[:, :, :, :13], k_steps, rtol=1e-5, atol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="outside"):
+        fast.cstep(torch.tensor([drafts]), 20, verify=True)

@@ -191,3 +191,15 @@ def test_a_busy_machine_keeps_no_kernel_timings(tiny, monkeypatch, tmp_path):
     monkeypatch.setattr(ml.kernels, "busy", lambda: False)
     fastpath.FastLlama(tiny.model, max_len=8)
     assert list((tmp_path / "kernels").glob("*.json"))
+
+
+def test_a_verify_after_a_context_sees_no_later_position(tiny):
+    """forward_tokens(every=True) of T tokens after a context (a verify of drafts) gives each position the
+    logits that single steps give: position i attends to the cache up to i, not to the drafts after it."""
+    fast = fastpath.FastLlama(tiny.model, max_len=24, kernels="linear")
+    ids, drafts = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]]), [7, 3, 3, 8]
+    with torch.inference_mode():
+        fast.prefill(ids)
+        steps = torch.cat([fast.step(torch.tensor([[t]]), 8 + i) for i, t in enumerate(drafts)])  # (T, V)
+        verify = fast.forward_tokens(torch.tensor([drafts]), 8, every=True)[0]
+    torch.testing.assert_close(verify, steps, rtol=1e-4, atol=1e-5)

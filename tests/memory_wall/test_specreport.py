@@ -56,13 +56,38 @@ def test_specdec_json_on_the_tiny_model(tiny_dir, capsys):
     assert not missing, f"`memlab specdec --json` lacks README fields {sorted(missing)}"
 
 
-def test_head_read_rates_are_the_head_bytes_over_the_time(tiny, monkeypatch):
-    """GB/s = the LM head weight's bytes / the median F.linear time, per row count; rows < 1 refused."""
-    from memlab.core.measure import summarize
-    head = tiny.model.get_output_embeddings().weight
-    monkeypatch.setattr(specreport, "repeat", lambda fn, repeats, device: (fn(), summarize([0.002] * repeats))[1])
-    rates = specreport.head_read_rates(tiny.model, rows=(1, 3))
-    assert rates == pytest.approx({1: head.numel() * head.element_size() / 0.002 / 1e9,
-                                   3: head.numel() * head.element_size() / 0.002 / 1e9})
+def test_head_read_rates_time_each_kernel_through_time_role(tiny, monkeypatch):
+    """GB/s per (kernel, rows), each from `kernels.time_role` with that many rows; rows < 1 refused."""
+    from memlab.core import kernels
+    calls = []
+
+    def fake(role, mats, kernel, threads, repeats, rows=1):
+        calls.append((kernel, rows))
+        return kernels.KernelTime(role, "float32", (1, 1), 1, kernel, threads, 0.5, 10 ** 9 * rows, 2.0 * rows, rows)
+    monkeypatch.setattr(specreport, "time_role", fake)
+    rates = specreport.head_read_rates(tiny.model, rows=(1, 3), kernels=("linear", "no-such-kernel"))
+    assert rates == {("linear", 1): 2.0, ("linear", 3): 6.0} and calls == [("linear", 1), ("linear", 3)]
     with pytest.raises(MemlabError):
         specreport.head_read_rates(tiny.model, rows=(0,))
+
+
+def test_specdec_fast_path_json_on_the_tiny_model(tiny_dir, capsys):
+    """`--path fast`: the same tokens as greedy, the path and the code that ran each k in the record."""
+    assert cli.main(["specdec", "--model", str(tiny_dir), "--prompt", "xy xy xy xy xy", "--k", "2", "--tokens", "8",
+                     "--repeats", "1", "--path", "fast", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["same_tokens"] is True and out["path"] == "fast" and out["costs"]["path"] == "fast"
+    assert len(out["costs"]["kernels"]) == len(out["costs"]["ks"])
+    from memlab.core import ckernels
+    if not ckernels.reason():
+        assert out["costs"]["kernels"][:2] == ["c-step/gemv", "c-step/gemm"]
+
+
+def test_time_role_times_several_rows(tiny):
+    """`kernels.time_role(rows=...)`: the kernel runs on that many rows; the bytes read stay the matrices'."""
+    from memlab.core import kernels
+    w = tiny.model.get_output_embeddings().weight
+    one, five = (kernels.time_role("head", [w], "linear", 1, repeats=1, rows=n) for n in (1, 5))
+    assert (one.rows, five.rows) == (1, 5) and one.bytes == five.bytes == w.numel() * w.element_size()
+    with pytest.raises(MemlabError):
+        kernels.time_role("head", [w], "linear", 1, repeats=1, rows=0)
