@@ -5,6 +5,8 @@ Each command imports what it runs inside its function, so `memlab --help` import
 
 from __future__ import annotations
 
+import argparse
+
 from memlab.core import limits, models
 from memlab.core.cli import print_json
 from memlab.core.units import fmt_bytes, fmt_time
@@ -12,6 +14,15 @@ from memlab.core.units import fmt_bytes, fmt_time
 # memlab.rag.stores.KINDS and memlab.rag.sweep.STORES, here so that registering imports neither (tests check they agree)
 STORE_KINDS = ("ram", "disk", "bm25", "faiss-flat", "faiss-hnsw", "faiss-mmap", "sqlite-vec")
 SCALE_STORES = ("flat", "hnsw", "flat-mmap", "hnsw-mmap", "sqlite-vec")
+
+
+def store_list(text: str) -> list[str]:
+    """argparse `type=` for --stores: comma-separated names from SCALE_STORES, refused in one line otherwise."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in names if t not in SCALE_STORES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown store(s) {unknown or [text]}: choose from {', '.join(SCALE_STORES)}")
+    return names
 
 
 def _cmd_rag(args) -> int:
@@ -80,12 +91,12 @@ def register(sub) -> None:
     s = sub.add_parser("rag-scale", help="every vector store from thousands to millions of synthetic vectors: "
                                          "latency, recall, bytes in RAM and on disk")
     s.add_argument("--sizes", type=limits.count_list, help="comma-separated N (default 10000,100000,1000000)")
-    s.add_argument("--stores", type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
+    s.add_argument("--stores", type=store_list,
                    help=f"comma-separated, from {','.join(SCALE_STORES)} (default all)")
     s.add_argument("--layout", choices=["clustered", "uniform"], help="synthetic vectors (default clustered)")
     s.add_argument("--ef-search", type=limits.COUNT, help="HNSW search depth (default: the smallest reaching recall 0.95)")
     s.add_argument("--m", type=limits.COUNT, help="HNSW links per vector (default 32)")
     s.add_argument("--threads", type=limits.COUNT, help="faiss threads while searching (default 1)")
-    s.add_argument("--quick", action="store_true", help="N = 2000 and 20000, fewer queries")
+    s.add_argument("--quick", action="store_true", help="N = 2000 and 10000, fewer queries")
     s.add_argument("--json", action="store_true", help="{points: [ScalePoint], ef_curve: [EfPoint]}")
     s.set_defaults(func=_cmd_rag_scale)

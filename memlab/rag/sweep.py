@@ -58,7 +58,7 @@ class ScaleConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "ScaleConfig":
-        return cls(**{**dict(sizes=(2_000, 20_000), num_queries=100, max_query_s=2.0, num_cold=3), **overrides})
+        return cls(**{**dict(sizes=(2_000, 10_000), num_queries=50, max_query_s=1.0, num_cold=3), **overrides})
 
     def __post_init__(self):
         for n in self.sizes:
@@ -235,7 +235,7 @@ def run(config: ScaleConfig, cache_dir=None, progress: bool = True) -> tuple[lis
             build_s["sqlite-vec"] = 0.0 if existed else time.perf_counter() - start
         threads = indexes.set_threads(config.threads)
         queries, _ = synthetic.make_queries(vectors, config.num_queries, seed=config.seed + 1)
-        tuning, _ = synthetic.make_queries(vectors, min(config.num_queries, 100), seed=config.seed + 2)
+        tuning, _ = synthetic.make_queries(vectors, min(config.num_queries, 100), seed=config.seed + 2)  # Q <= 100
         flat = indexes.open_index(files["flat"], "mmap")
         truth, tuning_truth = (indexes.search(flat, q, config.k)[1] for q in (queries, tuning))
         del flat
