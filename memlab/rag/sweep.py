@@ -215,11 +215,13 @@ def run(config: ScaleConfig, cache_dir=None, progress: bool = True) -> tuple[lis
     """Every store at every size (see the module docstring); also HNSW's efSearch curve per size."""
     from tqdm.auto import tqdm
     points, curves = [], []
+    for n in config.sizes:  # refuse before anything is made: disk for what is not cached yet, RAM for the largest index
+        disk, ram = needs(config, n)
+        vectors_file = synthetic.vectors_file(n, config.dim, config.layout, config.seed, cache_dir)
+        synthetic.check_room(0 if vectors_file.exists() else disk, vectors_file.parent, ram, what=f"N = {n:,}")
     for n in tqdm(config.sizes, desc="sizes", disable=not progress):
         indexes.set_threads(None)
-        disk, ram = needs(config, n)
         folder = synthetic.vectors_file(n, config.dim, config.layout, config.seed, cache_dir).parent
-        synthetic.check_room(0, folder, ram, what=f"N = {n:,}")
         vectors = synthetic.make_vectors(n, config.dim, config.layout, config.seed, cache_dir, progress)
         name = synthetic.vectors_file(n, config.dim, config.layout, config.seed, cache_dir).stem
         files, build_s = {"n": n}, {}

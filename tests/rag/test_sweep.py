@@ -80,5 +80,5 @@ def test_a_size_that_cannot_fit_is_refused_in_one_line_before_anything_is_writte
     monkeypatch.setenv("MEMLAB_CACHE", str(tmp_path))
     assert cli.main(["rag-scale", "--sizes", str(10**13), "--stores", "flat"]) != 0
     err = capsys.readouterr().err.strip()
-    assert "needs" in err and "available" in err and "\n" not in err
+    assert err.startswith("memlab: error: N = 10,000,000,000,000 needs") and "free" in err and "\n" not in err
     assert not list(tmp_path.rglob("*.npy"))
