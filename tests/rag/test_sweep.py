@@ -82,3 +82,13 @@ def test_a_size_that_cannot_fit_is_refused_in_one_line_before_anything_is_writte
     err = capsys.readouterr().err.strip()
     assert err.startswith("memlab: error: N = 10,000,000,000,000 needs") and "free" in err and "\n" not in err
     assert not list(tmp_path.rglob("*.npy"))
+
+
+def test_the_scale_plots_draw_from_real_points(tiny_sweep):
+    import matplotlib
+    matplotlib.use("Agg")
+    points, curve = tiny_sweep
+    fig = rag.plots.latency_vs_size(points, ttft_s=0.5)
+    assert "x faster" in fig.axes[0].get_title() and fig.axes[0].get_xscale() == "log"
+    assert "efSearch = 16" in rag.plots.recall_vs_latency(curve, 16).axes[0].get_title()
+    assert "N = 600" in rag.sweep.claim_vs_measured(points)
