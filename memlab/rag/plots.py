@@ -1,4 +1,5 @@
-"""Lab 06's figures: RAG's TTFT split, retrieval latency per store, TTFT against context.
+"""Lab 06's figures: RAG's TTFT split, retrieval latency per store, TTFT against context; at scale,
+search time against N per store (with the TTFT line) and HNSW's recall against its search time.
 
 Each figure makes one point and its title states the finding; axes carry units.
 """
@@ -13,7 +14,7 @@ from memlab.core.units import fmt_bytes
 def _rag_label(r) -> str:
     if r.store == "none":
         return "question alone"
-    where = {"ram": "RAM index", "disk": "disk (sqlite scan)", "bm25": "disk (FTS5 BM25)"}[r.store]
+    where = {"ram": "RAM index", "disk": "disk (sqlite scan)", "bm25": "disk (FTS5 BM25)"}.get(r.store, r.store)
     state = "" if r.cache_state in ("ram", "none") else f", {r.cache_state}"
     return f"{where}{state}, k={r.top_k}"
 
@@ -114,6 +115,55 @@ def ttft_vs_context(records) -> Figure:
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.set_title(f"{title}\n{records[0].hardware.host}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def latency_vs_size(points, ttft_s: float) -> Figure:
+    """Median search time against N per store and cache state (log-log), the TTFT as a line."""
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(8, 5))
+    groups: dict[str, list] = {}
+    for p in points:
+        groups.setdefault(p.store if p.cache_state == "ram" else f"{p.store} {p.cache_state}", []).append(p)
+    for label, ps in groups.items():
+        ps = sorted(ps, key=lambda p: p.num_vectors)
+        ax.plot([p.num_vectors for p in ps], [p.median_s * 1e3 for p in ps], "o-" if "cold" not in label else "s--",
+                label=label, lw=1.2, ms=4)
+    ax.axhline(ttft_s * 1e3, color="tab:orange", lw=2, label=f"the model's TTFT here: {ttft_s * 1e3:.0f} ms")
+    ax.axhline(ttft_s * 1e2, color="tab:orange", lw=1, ls=":", label="10% of it")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("vectors in the store N (384-d float32; log scale)")
+    ax.set_ylabel("one query's search, median (ms, log scale)")
+    n = max(p.num_vectors for p in points)
+    top = {p.store: p.median_s for p in points if p.num_vectors == n and p.cache_state in ("ram", "warm")}
+    title = "Search time against the store's size"
+    if "flat" in top and "hnsw" in top:
+        title = (f"At N = {n:,} the exact flat scan takes {top['flat'] * 1e3:.1f} ms, "
+                 f"HNSW {top['hnsw'] * 1e3:.2f} ms ({top['flat'] / top['hnsw']:.0f}x faster)")
+    ax.set_title(f"{title}\n{points[0].hardware.host}, {points[0].threads} faiss thread(s)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(True, which="both", alpha=0.2)
+    fig.tight_layout()
+    return fig
+
+
+def recall_vs_latency(curve, chosen_ef: int | None = None) -> Figure:
+    """HNSW's recall@k against its median search time, one line per N, one point per efSearch."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for n in sorted({e.num_vectors for e in curve}):
+        es = [e for e in curve if e.num_vectors == n]
+        ax.plot([e.median_s * 1e3 for e in es], [e.recall_at_k for e in es], "o-", ms=3, label=f"N = {n:,}")
+        for e in es:
+            if e.ef_search == chosen_ef:
+                ax.plot(e.median_s * 1e3, e.recall_at_k, "k*", ms=10)
+    ax.set_xscale("log")
+    ax.set_xlabel("one query's search, median (ms, log scale)")
+    ax.set_ylabel("recall@k against exact search")
+    ax.set_title("A deeper graph search (larger efSearch) buys recall with time"
+                 + (f"\n(* efSearch = {chosen_ef}, chosen)" if chosen_ef else ""), fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

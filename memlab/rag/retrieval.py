@@ -35,6 +35,10 @@ class RetrievalResult:
     top_scores: tuple        # cosine similarity (vector stores) or -bm25 (higher is better)
     top_texts: tuple
     hardware: HardwareCard
+    is_exact: bool = True          # exact search (every score computed) or approximate (HNSW)
+    ram_bytes: int = 0             # vector bytes the store keeps in process memory
+    disk_bytes: int = 0            # the store's file (0 for the in-RAM numpy index)
+    recall_at_k: float | None = None  # approximate stores given an exact one: |top-k ∩ exact top-k| / k
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +60,18 @@ class RagTTFT:
     top_topics: tuple
     text: str                # the model's answer
     hardware: HardwareCard
+    store_ram_bytes: int = 0   # as RetrievalResult.ram_bytes (0: no store)
+    store_disk_bytes: int = 0  # as RetrievalResult.disk_bytes
+    recall_at_k: float | None = None  # as RetrievalResult.recall_at_k
 
 
-def retrieve(store, question: str, embedder: Embedder | None, k: int = 3, cold: bool = False) -> RetrievalResult:
+def retrieve(store, question: str, embedder: Embedder | None, k: int = 3, cold: bool = False,
+             exact=None) -> RetrievalResult:
     """Embed the question, then search `store`, timing both.
 
     Disk stores: `cold=True` evicts the file from the page cache first, `cold=False` reads it all
-    in first (warm); `resident_before` records what mincore saw either way.
+    in first (warm); `resident_before` records what mincore saw either way. An approximate vector
+    store given an `exact` store gets recall@k against it (after the timing).
     """
     limits.count(k, "k")
     if not question.strip():
@@ -71,6 +80,8 @@ def retrieve(store, question: str, embedder: Embedder | None, k: int = 3, cold: 
         state, resident = "ram", 1.0
     else:
         if cold:
+            if hasattr(store, "release"):  # a memory-mapped store unmaps first: mapped pages cannot be evicted
+                store.release()
             pagecache.evict(store.path)
         else:  # warm means all of it: read the file once, so an earlier partial read leaves no holes
             with open(store.path, "rb") as f:
@@ -86,11 +97,15 @@ def retrieve(store, question: str, embedder: Embedder | None, k: int = 3, cold: 
     start = time.perf_counter()
     ids, scores, topics, texts = store.search(query_vec, question, k)
     search_s = time.perf_counter() - start
+    recall = None
+    if exact is not None and not store.is_exact and store.needs_embedding:
+        recall = len(set(ids) & set(exact.search(query_vec, question, k)[0])) / k
     return RetrievalResult(
         question=question, store=store.kind, cache_state=state, resident_before=resident,
         num_chunks=store.num_chunks, index_bytes=store.index_bytes, embed_s=embed_s, search_s=search_s,
         retrieval_s=embed_s + search_s, top_ids=tuple(ids), top_topics=tuple(topics),
-        top_scores=tuple(scores), top_texts=tuple(texts), hardware=card())
+        top_scores=tuple(scores), top_texts=tuple(texts), hardware=card(), is_exact=store.is_exact,
+        ram_bytes=int(store.ram_bytes), disk_bytes=int(store.disk_bytes), recall_at_k=recall)
 
 
 def build_prompt(question: str, texts: list[str] | tuple = ()) -> str:
@@ -109,12 +124,12 @@ def prompt_tokens(loaded, question: str, store=None, embedder: Embedder | None =
 
 
 def rag_ttft(loaded, question: str, store=None, embedder: Embedder | None = None, k: int = 3,
-             cold: bool = False, max_new_tokens: int = 8) -> RagTTFT:
+             cold: bool = False, max_new_tokens: int = 8, exact=None) -> RagTTFT:
     """TTFT the user sees = retrieval_s (embed + search) + the model's TTFT on question + k chunks.
 
-    `store=None` (or k=0) times the question alone, without retrieval.
+    `store=None` (or k=0) times the question alone, without retrieval; `exact` as in `retrieve`.
     """
-    r = retrieve(store, question, embedder, k, cold) if store is not None and k > 0 else None
+    r = retrieve(store, question, embedder, k, cold, exact) if store is not None and k > 0 else None
     g = generate(loaded, build_prompt(question, r.top_texts if r else ()), max_new_tokens=max_new_tokens)
     question_tokens = len(encode(loaded.tokenizer, question))
     return RagTTFT(
@@ -124,4 +139,5 @@ def rag_ttft(loaded, question: str, store=None, embedder: Embedder | None = None
         prompt_tokens=g.prompt_tokens, context_tokens=g.prompt_tokens - question_tokens,
         tokenize_s=g.tokenize_s, prefill_s=g.prefill_s, llm_ttft_s=g.ttft_s,
         ttft_s=(r.retrieval_s if r else 0.0) + g.ttft_s, top_topics=r.top_topics if r else (),
-        text=g.text, hardware=g.hardware)
+        text=g.text, hardware=g.hardware, store_ram_bytes=r.ram_bytes if r else 0,
+        store_disk_bytes=r.disk_bytes if r else 0, recall_at_k=r.recall_at_k if r else None)

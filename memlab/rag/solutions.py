@@ -39,3 +39,11 @@ def ttft_at_k_s(config, sweep, prompt_tokens: int) -> float:
     points = [(roofline.prefill_workload(config, runs[0].prompt_tokens).flops,
                statistics.median(r.llm_ttft_s for r in runs)) for runs in (a, b)]
     return roofline.time_by_flops(*points[0], *points[1], roofline.prefill_workload(config, prompt_tokens).flops)
+
+
+def hnsw_ram_bytes(num_vectors: int, dim: int = 384, m: int = 32) -> float:
+    """An HNSW index in RAM holds the flat vectors (N x D x 4 B) and its graph: 2M neighbour ids (int32)
+    per vector at level 0, M more per level above, and a vector reaches level l with probability M^-l, so
+    M/(M-1) extra links on average; faiss also keeps each vector's level (int32) and link offset (int64)."""
+    links = num_vectors * (2 * m + m / (m - 1))
+    return num_vectors * dim * 4 + links * 4 + num_vectors * (4 + 8)

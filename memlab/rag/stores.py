@@ -6,6 +6,9 @@ Stores, in order (all exact, so the two vector stores return the same chunks):
                 file and scans every row from it, so the rows come through the OS page cache
                 (warm) or from the device (cold, after `pagecache.evict`).
   3. BM25Index  sqlite FTS5 full-text search (BM25) in the same file: lexical, no query embedding.
+The stores people use at scale (FAISS flat, HNSW and mmap; sqlite-vec) are in `memlab.rag.vecstores`;
+`open_store` opens any of them. Every store says `is_exact`, `ram_bytes` (vector bytes it keeps in
+process memory) and `disk_bytes` (its file).
 Score: s_i = q . e_i with unit-length embeddings (cosine similarity); top-k = the k largest s_i.
 Shapes: N chunks, D embedding dim, k hits.
 """
@@ -21,7 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from memlab.core.errors import MemlabError
+from memlab.rag import vecstores
 from memlab.rag.chunks import Chunk, corpus_key, rag_dir
+
+KINDS = ("ram", "disk", "bm25") + vecstores.KINDS
 
 # words too common to help a lexical search (Python keywords such as "with" stay searchable)
 STOPWORDS = frozenset("a an the what which who how why when where does do did is are was be can "
@@ -37,12 +43,13 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 class RamIndex:
     """Exact inner-product search over embeddings held in process RAM."""
-    kind, needs_embedding = "ram", True
+    kind, needs_embedding, is_exact = "ram", True, True
 
     def __init__(self, chunks: list[Chunk], embeddings: np.ndarray):
         self.chunks, self.embeddings = list(chunks), np.ascontiguousarray(embeddings, np.float32)  # (N, D)
         self.num_chunks = len(self.chunks)
         self.index_bytes = self.embeddings.nbytes + sum(len(c.text.encode()) for c in self.chunks)
+        self.ram_bytes, self.disk_bytes = self.embeddings.nbytes, 0
         self.path = None
 
     def search(self, query_vec: np.ndarray | None, question: str, k: int):
@@ -79,7 +86,7 @@ class DiskIndex:
     Each search opens a fresh read-only connection: sqlite's own page cache would otherwise keep
     this small file in process RAM after the first query, and "disk" would quietly become RAM.
     """
-    kind, needs_embedding = "disk", True
+    kind, needs_embedding, is_exact = "disk", True, True
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -87,7 +94,8 @@ class DiskIndex:
             raise MemlabError(f"no RAG database at {self.path}; build it with memlab.rag.retrieval.build_db(...)")
         with self._connect() as con:
             self.num_chunks = con.execute("SELECT count(*) FROM chunks").fetchone()[0]
-        self.index_bytes = self.path.stat().st_size
+        self.index_bytes = self.disk_bytes = self.path.stat().st_size
+        self.ram_bytes = 0   # a fresh connection per search: nothing stays in process memory
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
@@ -113,7 +121,7 @@ class DiskIndex:
 
 class BM25Index(DiskIndex):
     """sqlite FTS5 BM25 over the same file: words, not vectors; the question needs no embedding."""
-    kind, needs_embedding = "bm25", False
+    kind, needs_embedding, is_exact = "bm25", False, False
 
     def search(self, query_vec: np.ndarray | None, question: str, k: int):
         words = [w for w in re.findall(r"\w+", question.lower()) if w not in STOPWORDS]
@@ -133,11 +141,13 @@ class BM25Index(DiskIndex):
 
 
 def open_store(kind: str, chunks: list[Chunk], embeddings: np.ndarray, cache_dir: str | Path | None = None):
-    """"ram", "disk" or "bm25" over the same chunks; the sqlite file is built once per corpus key."""
+    """One of KINDS over the same chunks; each file (sqlite, FAISS, sqlite-vec) is built once per corpus key."""
     if kind == "ram":
         return RamIndex(chunks, embeddings)
+    if kind in vecstores.KINDS:
+        return vecstores.open_vec_store(kind, chunks, embeddings, cache_dir)
     if kind not in ("disk", "bm25"):
-        raise MemlabError(f"unknown store {kind!r}: choose ram, disk or bm25")
+        raise MemlabError(f"unknown store {kind!r}: choose {', '.join(KINDS)}")
     path = rag_dir(cache_dir) / f"db-{corpus_key(chunks)}.sqlite"
     if not path.exists():
         build_db(chunks, embeddings, path)

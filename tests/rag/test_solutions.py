@@ -68,3 +68,17 @@ def test_wrong_answers_are_misses(monkeypatch):
     ram = ml.rag.solutions.ram_index_bytes(79, 59_000)
     assert exercises.grade("06-ram-bytes", 2 * ram, ram, rel=0.01) is False
     assert exercises.grade("06-ram-bytes", ml.rag.solutions.index_bytes(79), ram, rel=0.01) is False  # texts left out
+
+
+def test_hnsw_solution_is_the_index_faiss_writes_and_forgetting_level_0s_doubling_misses(tmp_path):
+    # the file is the arrays an HNSW index holds in RAM (lab 06 grades against RSS growth, within 5%)
+    faiss = pytest.importorskip("faiss")
+    x = np.random.default_rng(0).standard_normal((3000, 384)).astype(np.float32)
+    index = rag.indexes.new_index("hnsw", 384, m=32, ef_construction=16)
+    index.add(x)
+    size = len(faiss.serialize_index(index))
+    solved = ml.rag.solutions.hnsw_ram_bytes(3000, 384, 32)
+    assert exercises.is_right(solved, size, rel=0.01)
+    one_m = 3000 * 384 * 4 + 3000 * 32 * 4 * (1 + 1 / 31) + 3000 * 12   # M links at level 0, not 2M
+    assert not exercises.is_right(one_m, size, rel=0.05)
+    assert not exercises.is_right(3000 * 384 * 4, size, rel=0.05)       # the vectors alone
