@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,20 @@ class ReferenceRun:
         gpu = f", GPU {c['gpu_name']}" if c.get("gpu_name") else ", no GPU"
         return (f"{self.name}: {c.get('cpu_model', '?')} ({c.get('cpu_features', '-')}), {c.get('num_cores', '?')} cores, "
                 f"last-level cache {llc / 2**20:.0f} MiB{gpu}; {self.mode} mode, {self.recorded_at[:10]}")
+
+
+def machine_class(c: dict) -> str:
+    """A reference run's default name, from a hardware card (as a dict): the GPU, else the CPU family, its
+    widest vector and matrix extensions and its cores: "epyc-avx2-2core", "xeon-avx512-amx-2core"."""
+    slug = lambda text: re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")  # noqa: E731
+    if c.get("gpu_name"):
+        return slug(c["gpu_name"])
+    model = re.sub(r"\((r|tm)\)|processor|cpu|@.*", " ", str(c.get("cpu_model", "")).lower())
+    words = [w for w in slug(model).split("-") if w not in ("amd", "intel", "genuine", "")]
+    feats = set(str(c.get("cpu_features", "")).split())
+    ext = ["avx512"] * ("avx512f" in feats) + ["amx"] * any(f.startswith("amx") for f in feats) \
+        or ["avx2"] * ("avx2" in feats) or ["neon"] * ("neon" in feats or "asimd" in feats)
+    return "-".join([words[0] if words else "cpu", *ext, f"{c.get('num_cores', 0)}core"])
 
 
 def runs(folder: str | Path | None = None) -> list[ReferenceRun]:

@@ -127,3 +127,13 @@ def test_the_readme_course_table_shows_the_reference_runs_time_and_memory():
         row = next((line for line in readme.splitlines() if re.match(rf"\| `{lab}_\w+` \|", line)), None)
         assert row, f"the README's course table has no row for lab {lab}"
         assert reference.cost(run) in row, f"README row of lab {lab} should show {reference.cost(run)!r} ({ref.name})"
+
+
+@pytest.mark.parametrize("card, name", [
+    (card_of("AMD EPYC", "avx2 fma"), "epyc-avx2-2core"),
+    (card_of("Intel(R) Xeon(R) Processor", "avx2 fma avx512f avx512_vnni amx_bf16 amx_int8"), "xeon-avx512-amx-2core"),
+    (card_of("AMD Ryzen 9 7950X 16-Core Processor", "avx2 fma avx512f"), "ryzen-avx512-2core"),
+    (card_of("Intel(R) Xeon(R) CPU @ 2.20GHz", "avx2 fma"), "xeon-avx2-2core"),
+    (card_of("AMD EPYC", "avx2 fma", "NVIDIA H100 80GB HBM3"), "nvidia-h100-80gb-hbm3")])
+def test_a_reference_run_is_named_by_its_machine_class(card, name):
+    assert reference.machine_class({**card, "num_cores": 2}) == name

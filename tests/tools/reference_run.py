@@ -5,7 +5,7 @@ nbval; the full pass executes it with its outputs kept (`execute_lab.py`: a fail
 writes the executed notebook to reference/<name>/NN_name.ipynb, what the course site shows (`make site`).
 
     python tests/tools/reference_run.py --name xeon-8480-avx512-amx-2core [--labs 00,03] [--modes quick,full]
-    make reference NAME=epyc-avx2-2core          # the same, every lab
+    make reference [NAME=epyc-avx2-2core]        # every lab; NAME defaults to this machine's class
 
 Nothing else may run on the machine meanwhile: the numbers are timings. A lab that fails stops the
 build (a reference run is a good run); its records stay in the work folder for a look.
@@ -30,13 +30,21 @@ EXECUTED = ROOT / "reference"  # executed reference notebooks, one folder per ma
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--name", required=True, help="the machine's name, e.g. its CPU: xeon-8480-avx512-amx-2core")
+    ap.add_argument("--name", default="", help="the machine class (default: reference.machine_class of this machine's "
+                                                "card, e.g. epyc-avx2-2core, xeon-avx512-amx-2core, or the GPU)")
     ap.add_argument("--labs", default="", help="comma-separated lab numbers (default: every lab)")
     ap.add_argument("--modes", default="quick,full")
     ap.add_argument("--merge", action="store_true", help="keep the labs of the existing reference run that this run skips")
     ap.add_argument("--work", default="", help="folder for the per-lab records (default: a new temporary one)")
     ap.add_argument("--executed", default="", help="folder for the executed notebooks (default: reference/<name>/)")
     args = ap.parse_args()
+    if not args.name:
+        from dataclasses import asdict
+
+        from memlab.core.hardware import card
+        from memlab.course.reference import machine_class
+        args.name = machine_class(asdict(card()))
+        print(f"reference run {args.name} (this machine's class)", flush=True)
     labs = sorted((ROOT / "labs").glob("[0-9][0-9]_*.ipynb"))
     if args.labs:
         wanted = set(args.labs.split(","))
