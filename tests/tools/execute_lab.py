@@ -73,12 +73,6 @@ def slim(nb: dict) -> dict:
     return nb
 
 
-def source_cells(nb: dict) -> list[tuple[str, str]]:
-    """(cell type, source) of every cell: what must match between a lab and its reference notebook."""
-    return [(c["cell_type"], c["source"] if isinstance(c["source"], str) else "".join(c["source"]))
-            for c in nb["cells"]]
-
-
 def execute(lab: Path, out_dir: Path) -> Path:
     import nbformat
     from nbclient import NotebookClient

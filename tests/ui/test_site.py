@@ -1,6 +1,6 @@
 """The course site (`make site`, book/sitebuild.py) and what it is built from (issue 29).
 
-- Each executed reference notebook (`reference/<machine>/NN_name.ipynb`) has its lab's cells, source for
+- labs/ is committed without outputs. Each executed reference notebook (`reference/<machine>/NN_name.ipynb`) has its lab's cells, source for
   source: a lab edited since its reference run fails here, so the site never shows a lab that no longer
   exists (`make reference` on that machine fixes it). Each is executed (it has outputs) and the lot is light.
 - INSTRUCTOR.md's generated tables equal what the reference JSONs and the labs give now, and name every
@@ -54,6 +54,14 @@ def test_executed_reference_notebooks_ship_and_match_their_labs():
             assert any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), f"{executed} has no outputs"
     size = sum(p.stat().st_size for f in folders for p in f.rglob("*") if p.is_file())
     assert size <= MAX_REFERENCE_BYTES, f"the executed notebooks take {size / 2**20:.1f} MiB, over the budget"
+
+
+@pytest.mark.parametrize("lab", sitebuild.labs(), ids=lambda p: p.stem)
+def test_labs_are_committed_without_outputs(lab):
+    """labs/ stays clean for diffs; the outputs live in reference/<machine>/ only."""
+    cells = [c for c in json.loads(lab.read_text())["cells"] if c["cell_type"] == "code"]
+    dirty = [i for i, c in enumerate(cells) if c.get("outputs") or c.get("execution_count") is not None]
+    assert not dirty, f"labs/{lab.name} has outputs in code cells {dirty}: jupyter nbconvert --clear-output --inplace"
 
 
 def test_the_instructors_guide_tables_are_the_reference_runs_and_the_labs():
