@@ -113,7 +113,7 @@ def course_map(names: list[str]) -> str:
     edges = re.findall(r"L(\d\d)(?:\[[^\]]*\])? --> L(\d\d)", graph)
     rows = [line for line in graph.splitlines() if re.match(r"\| `\d\d_\w+` \|", line)]
     out = ["# memlab: where an LLM's weights and context live\n",
-           (ROOT / "README.md").read_text().split("\n\n")[2].strip() + "\n",
+           next(p for p in (ROOT / "README.md").read_text().split("\n\n") if p[:1] not in "#[") + "\n",
            "Every lab below is shown as it ran on a reference machine, outputs and figures included, so you "
            "can read the course before you run it. Run it yourself from the badges (Colab, Binder) or "
            "`make lab`.\n", "## The course map\n",
