@@ -6,8 +6,8 @@ The lab runs in a fresh kernel from `labs/` (as nbval runs it), in the mode the 
 (MEMLAB_QUICK, MEMLAB_SOLUTIONS); an error in any cell fails it (exit 1, nothing written), since a
 reference notebook is a good run. `reference_run.py` runs this under `peak_memory.py` in its full-mode pass.
 
-What a reader does not need is stripped (`slim`): widget state and widget views (progress bars; their
-text stays), execution timestamps, `\\r`-overwritten progress lines in streams. Figures wider than
+What a reader does not need is stripped (`slim`): widget state and widget views (progress bars, whose
+text is the state they started in), execution timestamps, `\\r`-overwritten progress lines in streams. Figures wider than
 MAX_FIGURE_PX are scaled down and every PNG is stored with a 256-colour palette (matplotlib's flat colours
 survive it; a figure shrinks 2-4x), so ten labs stay within a few MB.
 """
@@ -61,8 +61,8 @@ def slim(nb: dict) -> dict:
                     continue
             data = out.get("data")
             if data is not None:
-                for mime in DROP_MIME:
-                    data.pop(mime, None)
+                if any(mime in data for mime in DROP_MIME):
+                    continue  # a widget (a progress bar): its text/plain is the state it started in, 0%
                 if "image/png" in data:
                     png = data["image/png"]
                     data["image/png"] = shrink_png(png if isinstance(png, str) else "".join(png))

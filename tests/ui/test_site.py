@@ -28,7 +28,8 @@ import pytest
 from tests.ui.test_browser import CHROMIUM_ARGS, chromium_path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "book"))
+sys.path[:0] = [str(ROOT / "book"), str(ROOT / "tests" / "tools")]
+import execute_lab  # noqa: E402
 import sitebuild  # noqa: E402
 
 REFERENCE = Path(os.environ.get("MEMLAB_SITE_REFERENCE") or ROOT / "reference")
@@ -54,6 +55,30 @@ def test_executed_reference_notebooks_ship_and_match_their_labs():
             assert any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), f"{executed} has no outputs"
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         assert size <= MAX_MACHINE_BYTES, f"{folder}'s executed notebooks take {size / 2**20:.1f} MiB, over the budget"
+
+
+def test_an_executed_notebook_keeps_what_a_reader_needs_only():
+    """Widget state and views, timestamps and overwritten progress lines go; a wide figure shrinks, and reads."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    wide = Image.new("RGB", (2400, 600), "white")
+    wide.paste((31, 119, 180), (200, 100, 2200, 500))  # a bar in matplotlib's first colour
+    png = io.BytesIO()
+    wide.save(png, format="PNG")
+    cell = {"cell_type": "code", "source": "x", "metadata": {"execution": {"iopub.status.busy": "2026"}}, "outputs": [
+        {"output_type": "display_data", "data": {"text/plain": "0%", "application/vnd.jupyter.widget-view+json": {}}},
+        {"output_type": "stream", "name": "stderr", "text": "  3%|\r 50%|\r100%|\nok\n"},
+        {"output_type": "display_data", "data": {"image/png": base64.b64encode(png.getvalue()).decode(), "text/plain": "<Figure>"}}]}
+    nb = execute_lab.slim({"metadata": {"widgets": {"state": {}}}, "cells": [cell]})
+    assert nb["metadata"] == {} and cell["metadata"] == {}
+    stream, figure = cell["outputs"]
+    assert stream["text"] == "100%|\nok\n"
+    small = Image.open(io.BytesIO(base64.b64decode(figure["data"]["image/png"])))
+    assert small.width == execute_lab.MAX_FIGURE_PX and small.height == 275
+    assert small.convert("RGB").getpixel((550, 137)) == (31, 119, 180)
 
 
 @pytest.mark.parametrize("lab", sitebuild.labs(), ids=lambda p: p.stem)
