@@ -66,14 +66,13 @@ def source_cells(nb: dict) -> list[tuple[str, str]]:
             for c in nb["cells"]]
 
 
-def note_cell(lab: str, ref, others: dict[str, str]) -> dict:
-    """The note at the top of a lab page: the machine it ran on, and where to run it yourself."""
+def note_cell(ref, others: dict[str, str]) -> dict:
+    """The note at the top of a lab page: the machine it ran on, and the same lab on the others (the lab's
+    own first cell has the Colab and Binder badges)."""
     other = " · ".join(f"[{name}]({path})" for name, path in others.items())
     text = (f":::{{note}}\nThis page shows the lab **executed in {ref.mode} mode on the reference machine "
-            f"{ref.name}**: {ref.describe()}. Your numbers will differ; each lab ends with your run beside the "
-            f"reference closest to your machine.\n\n"
-            f"[![Open in Colab](../../badges/colab-badge.svg)]({COLAB.format(lab=lab)}) "
-            f"[![Binder](../../badges/binder-badge.svg)]({BINDER.format(lab=lab)})"
+            f"{ref.name}**: {ref.describe()}. Your numbers will differ: run it yourself from the badges above, "
+            f"and the lab ends with your run beside the reference closest to your machine."
             + (f"\n\nThe same lab on {other}." if other else "") + "\n:::\n")
     return {"cell_type": "markdown", "id": "memlab-reference-note", "metadata": {}, "source": text}
 
@@ -86,7 +85,7 @@ def stage_lab(src: Path, dst: Path, ref, others: dict[str, str]) -> None:
             for url, local in BADGES.items():
                 text = text.replace(url, f"../../badges/{local}")
             cell["source"] = text
-    nb["cells"].insert(1, note_cell(src.name, ref, others))
+    nb["cells"].insert(1, note_cell(ref, others))
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(nb))
 
