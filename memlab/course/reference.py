@@ -180,9 +180,8 @@ def compare(lab: str, numbers: dict, references: list[ReferenceRun] | None = Non
     for key, row in table.iterrows():
         name, scale = label(key, [row["you"], row["reference"]])
         rows[name] = [fmt(row["you"] * scale), fmt(row["reference"] * scale), fmt(row["you / reference"])]
-    shown = pd.DataFrame.from_dict(rows, orient="index",
-                                   columns=["you", f"reference ({ref.name if ref else 'none'})", "you / reference"])
-    shown.index.name = f"lab {lab}"
+    shown = pd.DataFrame.from_dict(rows, orient="index", columns=["you", "reference", "you / reference"])
+    shown.index.name = f"lab {lab}"  # the reference's name is in the line printed above
     return shown
 
 

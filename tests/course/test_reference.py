@@ -29,7 +29,7 @@ def test_record_build_and_compare(tmp_path, monkeypatch, capsys):
     assert table["reference"].isna().tolist() == [False, True]  # a number the reference never recorded
     shown = reference.compare("03", {"ttft_s": 0.4, "new_s": 1.0}, references=[ref])
     assert "compared with the reference run box" in capsys.readouterr().out
-    assert list(shown.columns) == ["you", "reference (box)", "you / reference"]
+    assert list(shown.columns) == ["you", "reference", "you / reference"]
     assert shown.loc["TTFT (ms)"].tolist() == ["400", "200", "2"] and shown.loc["new (s)"].tolist() == ["1", "-", "-"]
 
 
