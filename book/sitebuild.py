@@ -72,7 +72,8 @@ def note_cell(ref, others: dict[str, str]) -> dict:
     other = " · ".join(f"[{name}]({path})" for name, path in others.items())
     text = (f":::{{note}}\nThis page shows the lab **executed in {ref.mode} mode on the reference machine "
             f"{ref.name}**: {ref.describe()}. Your numbers will differ: run it yourself from the badges above, "
-            f"and the lab ends with your run beside the reference closest to your machine."
+            f"and the lab ends with your run beside the reference closest to your machine. It ran with the worked "
+            f"solutions filled in (MEMLAB_SOLUTIONS=1), so each exercise shows its answer: predict before you read on."
             + (f"\n\nThe same lab on {other}." if other else "") + "\n:::\n")
     return {"cell_type": "markdown", "id": "memlab-reference-note", "metadata": {}, "source": text}
 
