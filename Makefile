@@ -1,12 +1,15 @@
 # Two commands do all the set-up on a fresh machine (see README):
 #   make lab    install, convert the bundled model once, open JupyterLab on lab 00
 #   make test   install, then unit + integration tests and every lab in quick mode (nbval)
+#   make reference [NAME=...]  on a quiet machine: every lab, quick + full, its reference JSON and executed notebooks
+#   make site   the course site (build/site/html) from the executed reference notebooks, nothing run again
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-EXTRAS ?= lab,test,rag,quant
+EXTRAS ?= lab,test,rag,quant,site
+NAME   ?=
 
-.PHONY: setup lab test bench clean-cache
+.PHONY: setup lab test bench reference site clean-cache
 
 setup: $(VENV)/.memlab-installed
 
@@ -27,6 +30,15 @@ lab: setup
 test: setup
 	$(BIN)/memlab prepare
 	MEMLAB_QUICK=1 MEMLAB_SOLUTIONS=1 $(BIN)/pytest -q --durations=20 --nbval-lax tests labs
+
+# not part of `make test`: every lab twice, timed, so nothing else may run meanwhile (INSTRUCTOR.md says how long)
+reference: setup
+	$(BIN)/memlab prepare
+	$(BIN)/python tests/tools/reference_run.py $(if $(NAME),--name $(NAME))
+	$(BIN)/python book/sitebuild.py --guide
+
+site: setup
+	$(BIN)/python book/sitebuild.py --out build/site
 
 bench: setup
 	for b in tests/benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -1,8 +1,10 @@
 """Reference runs: what a full-mode run of each lab measured on a named machine (every lab).
 
 Each lab ends with `ml.reference.compare("03", {...its headline numbers...})`, which shows this
-run's numbers beside every shipped reference run's and their ratio: a learner sees how their
-machine differs, an instructor sees what a good run looks like. A reference run is package data,
+run's numbers beside those of the shipped reference run whose machine is closest to this one (the
+same GPU, else the same CPU vendor and extensions, else the same vendor: `closest` says which and
+why) and their ratio: a learner sees how their machine differs, an instructor sees what a good run
+looks like. A reference run is package data,
 `memlab/data/reference/<machine>.json`: the hardware card, each lab's headline numbers from one
 full-mode run of every lab, and each lab's peak memory and time, quick and full. The same call records it: with
 `MEMLAB_RECORD=<folder>` set, `compare` also writes the lab's numbers to `<folder>/<lab>.json`;
@@ -17,6 +19,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -54,6 +57,20 @@ class ReferenceRun:
                 f"last-level cache {llc / 2**20:.0f} MiB{gpu}; {self.mode} mode, {self.recorded_at[:10]}")
 
 
+def machine_class(c: dict) -> str:
+    """A reference run's default name, from a hardware card (as a dict): the GPU, else the CPU family, its
+    widest vector and matrix extensions and its cores: "epyc-avx2-2core", "xeon-avx512-amx-2core"."""
+    slug = lambda text: re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")  # noqa: E731
+    if c.get("gpu_name"):
+        return slug(c["gpu_name"])
+    model = re.sub(r"\((r|tm)\)|processor|cpu|@.*", " ", str(c.get("cpu_model", "")).lower())
+    words = [w for w in slug(model).split("-") if w not in ("amd", "intel", "genuine", "")]
+    feats = set(str(c.get("cpu_features", "")).split())
+    ext = ["avx512"] * ("avx512f" in feats) + ["amx"] * any(f.startswith("amx") for f in feats) \
+        or ["avx2"] * ("avx2" in feats) or ["neon"] * ("neon" in feats or "asimd" in feats)
+    return "-".join([words[0] if words else "cpu", *ext, f"{c.get('num_cores', 0)}core"])
+
+
 def runs(folder: str | Path | None = None) -> list[ReferenceRun]:
     """Every reference run shipped (or in `folder`), by name."""
     folder = Path(folder) if folder is not None else REFERENCE_DIR
@@ -79,26 +96,93 @@ def record(lab: str, numbers: dict, folder: str | Path) -> Path:
     return write_atomic(Path(folder) / f"{lab}.json", json.dumps(data, indent=1) + "\n")
 
 
+UNITS = (("_gflop_per_s", "GFLOP/s"), ("_gb_per_s", "GB/s"), ("_tok_per_s", "tok/s"), ("_s_per_token", "s/token"),
+         ("_s", "s"))  # headline-name suffix -> unit, longest first
+WORDS = {"ttft": "TTFT", "tpot": "TPOT", "ram": "RAM", "rag": "RAG", "kv": "KV", "rel": "relative", "r2": "2 ranks"}
+
+
+def label(key: str, values: list[float]) -> tuple[str, float]:
+    """A headline name as a reader wants it, with its unit, and the factor its values are shown in:
+    ("decode (tok/s)", 1.0); seconds go to ms or µs when every value is below 1 s or 1 ms."""
+    unit, scale, stem = "", 1.0, key
+    for suffix, name in UNITS:
+        if key.endswith(suffix):
+            unit, stem = name, key[: -len(suffix)]
+            break
+    finite = [abs(v) for v in values if v is not None and math.isfinite(v) and v != 0]
+    if unit.startswith("s") and finite and max(finite) < 1:
+        unit, scale = ("µ" if max(finite) < 1e-3 else "m") + unit, (1e6 if max(finite) < 1e-3 else 1e3)
+    words = " ".join(WORDS.get(w, w) for w in stem.split("_"))
+    return (f"{words} ({unit})" if unit else words), scale
+
+
+def fmt(value: float) -> str:
+    """About three significant digits, no exponent below a million: 0.00123, 12.3, 1,234."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.0f}" if 1000 <= abs(value) < 1e6 else f"{value:.3g}"
+
+
+def closest(refs: list[ReferenceRun], mine: dict) -> tuple[ReferenceRun | None, str]:
+    """The reference run whose machine is closest to `mine` (a hardware card as a dict), and why, in words:
+    the same GPU > the same CPU vendor and vector/matrix extensions > the same vendor > any."""
+    if not refs:
+        return None, "no reference run is shipped with this memlab"
+    vendor = lambda c: next((v for v in ("AMD", "Intel", "Apple", "ARM") if v.lower() in  # noqa: E731
+                             str(c.get("cpu_model", "")).lower()), "?")
+    feats = lambda c: set(str(c.get("cpu_features", "")).split()) - {"-", "unknown"}  # noqa: E731
+
+    def score(ref: ReferenceRun) -> tuple:
+        c = ref.card
+        same_gpu = bool(mine.get("gpu_name")) and c.get("gpu_name") == mine.get("gpu_name")
+        same_vendor = vendor(c) == vendor(mine) != "?"
+        return (same_gpu, bool(c.get("gpu_name")) == bool(mine.get("gpu_name")),
+                same_vendor and feats(c) == feats(mine), same_vendor, len(feats(c) & feats(mine)))
+
+    best = max(sorted(refs, key=lambda r: r.name), key=score)  # a tie: the first by name
+    s, c = score(best), best.card
+    why = (f"the same GPU ({c['gpu_name']})" if s[0]
+           else f"a GPU run ({c['gpu_name']}), none with yours ({mine['gpu_name']})" if mine.get("gpu_name") and s[1]
+           else f"the same CPU vendor ({vendor(c)}) and extensions ({c.get('cpu_features')})" if s[2]
+           else f"the same CPU vendor ({vendor(c)}), other extensions (it: {c.get('cpu_features')}; "
+                f"you: {mine.get('cpu_features')})" if s[3]
+           else f"no shipped run shares your GPU or CPU vendor ({mine.get('cpu_model', '?')}): the nearest by extensions")
+    return best, f"compared with the reference run {best.name}: {why}"
+
+
+def comparison(lab: str, numbers: dict, reference: ReferenceRun | None) -> pd.DataFrame:
+    """This run's headline numbers beside the reference's and their ratio, as numbers: one row per name,
+    columns "you", "reference" and "you / reference"."""
+    mine = _numbers(lab, numbers)
+    theirs = reference.labs.get(lab, {}) if reference is not None else {}
+    table = pd.DataFrame({"you": mine})
+    table["reference"] = [theirs.get(k) if theirs.get(k) is not None else math.nan for k in mine]
+    table["you / reference"] = table["you"] / table["reference"]
+    return table
+
+
 def compare(lab: str, numbers: dict, references: list[ReferenceRun] | None = None) -> pd.DataFrame:
-    """This run's headline numbers beside each reference run's: one row per number, a column per
-    machine and the ratio this run / reference. Records them too when MEMLAB_RECORD is set."""
+    """This run's headline numbers beside the reference run closest to this machine (`closest`, said in
+    one line) and their ratio, for reading: names with units, about three significant digits.
+    Records them too when MEMLAB_RECORD is set."""
     mine = _numbers(lab, numbers)
     if os.environ.get("MEMLAB_RECORD"):
         record(lab, mine, os.environ["MEMLAB_RECORD"])
     refs = runs() if references is None else references
-    table = pd.DataFrame({"this run": mine})
-    for ref in refs:
-        theirs = ref.labs.get(lab, {})
-        table[ref.name] = [theirs.get(k) if theirs.get(k) is not None else math.nan for k in mine]
-        table[f"this / {ref.name}"] = table["this run"] / table[ref.name]
-    table.index.name = f"lab {lab}"
-    for ref in refs:
+    ref, why = closest(refs, asdict(card()))
+    print(why)
+    if ref is not None:
         print("reference", ref.describe())
-    if not refs:
-        print("no reference run is shipped with this memlab")
     if mode() == "quick":
         print("this run is quick mode (shorter prompts, fewer repeats): compare in full mode for like with like")
-    return table
+    table = comparison(lab, mine, ref)
+    rows = {}
+    for key, row in table.iterrows():
+        name, scale = label(key, [row["you"], row["reference"]])
+        rows[name] = [fmt(row["you"] * scale), fmt(row["reference"] * scale), fmt(row["you / reference"])]
+    shown = pd.DataFrame.from_dict(rows, orient="index", columns=["you", "reference", "you / reference"])
+    shown.index.name = f"lab {lab}"  # the reference's name is in the line printed above
+    return shown
 
 
 def build(folder: str | Path, name: str, lab_runs: dict | None = None, out_dir: str | Path | None = None) -> Path:

@@ -17,16 +17,57 @@ def test_record_build_and_compare(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MEMLAB_RECORD", str(tmp_path / "work"))
     mine = reference.compare("03", {"ttft_s": 0.2, "decode_tok_per_s": 40}, references=[])
     assert "no reference run" in capsys.readouterr().out
-    assert list(mine["this run"]) == [0.2, 40.0]
+    assert list(mine["you"]) == ["200", "40"] and mine.index[0] == "TTFT (ms)"
     written = json.loads((tmp_path / "work" / "03.json").read_text())
     assert written["mode"] == "full" and written["numbers"] == {"ttft_s": 0.2, "decode_tok_per_s": 40.0}
     path = reference.build(tmp_path / "work", "box", lab_runs={"03": {"full_wall_s": 9.0}}, out_dir=tmp_path / "ref")
     (ref,) = reference.runs(path.parent)
     assert ref.name == "box" and ref.labs["03"]["ttft_s"] == 0.2 and ref.card["host"]
     monkeypatch.delenv("MEMLAB_RECORD")
-    table = reference.compare("03", {"ttft_s": 0.4, "new_s": 1.0}, references=[ref])
-    assert table.loc["ttft_s", "this / box"] == pytest.approx(2.0)
-    assert table["box"].isna().tolist() == [False, True]  # a number the reference never recorded
+    table = reference.comparison("03", {"ttft_s": 0.4, "new_s": 1.0}, ref)
+    assert table.loc["ttft_s", "you / reference"] == pytest.approx(2.0)
+    assert table["reference"].isna().tolist() == [False, True]  # a number the reference never recorded
+    shown = reference.compare("03", {"ttft_s": 0.4, "new_s": 1.0}, references=[ref])
+    assert "compared with the reference run box" in capsys.readouterr().out
+    assert list(shown.columns) == ["you", "reference", "you / reference"]
+    assert shown.loc["TTFT (ms)"].tolist() == ["400", "200", "2"] and shown.loc["new (s)"].tolist() == ["1", "-", "-"]
+
+
+@pytest.mark.parametrize("key, values, name, scale", [
+    ("decode_tok_per_s", [12.0], "decode (tok/s)", 1.0), ("gloo_beta_gb_per_s", [0.5], "gloo beta (GB/s)", 1.0),
+    ("one_thread_matmul_gflop_per_s", [90.0], "one thread matmul (GFLOP/s)", 1.0),
+    ("cold_start_ttft_s", [2.0, 0.5], "cold start TTFT (s)", 1.0), ("ram_ttft_s", [0.02, 0.5], "RAM TTFT (ms)", 1e3),
+    ("gloo_alpha_s", [4e-5, 9e-5], "gloo alpha (µs)", 1e6), ("tensor_r2_comm_s_per_token", [0.002], "tensor 2 ranks comm (ms/token)", 1e3),
+    ("fp32_perplexity", [9.2], "fp32 perplexity", 1.0)])
+def test_headline_names_read_with_their_units(key, values, name, scale):
+    assert reference.label(key, values) == (name, scale)
+
+
+def test_numbers_show_three_significant_digits():
+    assert [reference.fmt(v) for v in (0.0012345, 12.345, 123.45, 1234.5, 2.5e7, float("nan"))] == \
+        ["0.00123", "12.3", "123", "1,234", "2.5e+07", "-"]
+
+
+def card_of(model: str, features: str, gpu: str = "") -> dict:
+    return {"cpu_model": model, "cpu_features": features, "gpu_name": gpu}
+
+
+REFS = [reference.ReferenceRun(name, card, "full", "2026-01-01T00:00:00", {}) for name, card in (
+    ("epyc", card_of("AMD EPYC", "avx2 fma")), ("xeon", card_of("Intel(R) Xeon(R)", "avx2 fma avx512f amx_bf16")),
+    ("xeon-h100", card_of("Intel(R) Xeon(R)", "avx2 fma avx512f", "NVIDIA H100 80GB HBM3")))]
+
+
+@pytest.mark.parametrize("mine, picked, why", [
+    (card_of("AMD EPYC 7B13", "avx2 fma"), "epyc", "same CPU vendor (AMD) and extensions"),
+    (card_of("AMD Ryzen 9 7950X", "avx2 fma avx512f"), "epyc", "same CPU vendor (AMD), other extensions"),
+    (card_of("Intel(R) Core(TM) i7", "avx2 fma"), "xeon", "same CPU vendor (Intel), other extensions"),
+    (card_of("Intel(R) Xeon(R) Platinum", "avx2 fma avx512f amx_bf16"), "xeon", "same CPU vendor (Intel) and"),
+    (card_of("AMD EPYC", "avx2 fma", "NVIDIA H100 80GB HBM3"), "xeon-h100", "the same GPU (NVIDIA H100"),
+    (card_of("AMD EPYC", "avx2 fma", "Tesla T4"), "xeon-h100", "a GPU run (NVIDIA H100 80GB HBM3), none with yours (Tesla T4)"),
+    (card_of("Apple M2", "unknown"), "epyc", "no shipped run shares your GPU or CPU vendor")])
+def test_compare_picks_the_closest_machine_and_says_why(mine, picked, why):
+    ref, line = reference.closest(REFS, mine)
+    assert ref.name == picked and line.startswith(f"compared with the reference run {picked}:") and why in line, line
 
 
 def test_build_refuses_quick_records_and_compare_refuses_non_numbers(tmp_path, monkeypatch):
@@ -86,3 +127,13 @@ def test_the_readme_course_table_shows_the_reference_runs_time_and_memory():
         row = next((line for line in readme.splitlines() if re.match(rf"\| `{lab}_\w+` \|", line)), None)
         assert row, f"the README's course table has no row for lab {lab}"
         assert reference.cost(run) in row, f"README row of lab {lab} should show {reference.cost(run)!r} ({ref.name})"
+
+
+@pytest.mark.parametrize("card, name", [
+    (card_of("AMD EPYC", "avx2 fma"), "epyc-avx2-2core"),
+    (card_of("Intel(R) Xeon(R) Processor", "avx2 fma avx512f avx512_vnni amx_bf16 amx_int8"), "xeon-avx512-amx-2core"),
+    (card_of("AMD Ryzen 9 7950X 16-Core Processor", "avx2 fma avx512f"), "ryzen-avx512-2core"),
+    (card_of("Intel(R) Xeon(R) CPU @ 2.20GHz", "avx2 fma"), "xeon-avx2-2core"),
+    (card_of("AMD EPYC", "avx2 fma", "NVIDIA H100 80GB HBM3"), "nvidia-h100-80gb-hbm3")])
+def test_a_reference_run_is_named_by_its_machine_class(card, name):
+    assert reference.machine_class({**card, "num_cores": 2}) == name

@@ -1,8 +1,11 @@
-"""Record a reference run: every lab under nbval in quick and in full mode, one after the other on a
-quiet machine, with its peak memory (kernel + children) and wall time; the full-mode runs record
-their headline numbers (MEMLAB_RECORD), and the lot becomes memlab/data/reference/<name>.json.
+"""Record a reference run: every lab in quick and in full mode, one after the other on a quiet machine,
+with its peak memory (kernel + children) and wall time; the full-mode runs record their headline numbers
+(MEMLAB_RECORD), and the lot becomes memlab/data/reference/<name>.json. The quick pass runs each lab under
+nbval; the full pass executes it with its outputs kept (`execute_lab.py`: a failing cell fails it too) and
+writes the executed notebook to reference/<name>/NN_name.ipynb, what the course site shows (`make site`).
 
     python tests/tools/reference_run.py --name xeon-8480-avx512-amx-2core [--labs 00,03] [--modes quick,full]
+    make reference [NAME=epyc-avx2-2core]        # every lab; NAME defaults to this machine's class
 
 Nothing else may run on the machine meanwhile: the numbers are timings. A lab that fails stops the
 build (a reference run is a good run); its records stay in the work folder for a look.
@@ -22,22 +25,33 @@ import peak_memory  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT / "memlab" / "data" / "reference"
+EXECUTED = ROOT / "reference"  # executed reference notebooks, one folder per machine
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--name", required=True, help="the machine's name, e.g. its CPU: xeon-8480-avx512-amx-2core")
+    ap.add_argument("--name", default="", help="the machine class (default: reference.machine_class of this machine's "
+                                                "card, e.g. epyc-avx2-2core, xeon-avx512-amx-2core, or the GPU)")
     ap.add_argument("--labs", default="", help="comma-separated lab numbers (default: every lab)")
     ap.add_argument("--modes", default="quick,full")
     ap.add_argument("--merge", action="store_true", help="keep the labs of the existing reference run that this run skips")
     ap.add_argument("--work", default="", help="folder for the per-lab records (default: a new temporary one)")
+    ap.add_argument("--executed", default="", help="folder for the executed notebooks (default: reference/<name>/)")
     args = ap.parse_args()
+    if not args.name:
+        from dataclasses import asdict
+
+        from memlab.core.hardware import card
+        from memlab.course.reference import machine_class
+        args.name = machine_class(asdict(card()))
+        print(f"reference run {args.name} (this machine's class)", flush=True)
     labs = sorted((ROOT / "labs").glob("[0-9][0-9]_*.ipynb"))
     if args.labs:
         wanted = set(args.labs.split(","))
         labs = [p for p in labs if p.name[:2] in wanted]
     work = Path(args.work or tempfile.mkdtemp(prefix="memlab-reference-"))
     work.mkdir(parents=True, exist_ok=True)
+    executed = Path(args.executed) if args.executed else EXECUTED / args.name
     lab_runs: dict = {}
     for lab in labs:
         key = lab.name[:2]
@@ -47,6 +61,8 @@ def main() -> int:
             if mode == "full":
                 env["MEMLAB_RECORD"] = str(work)
             argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", str(lab)]
+            if mode == "full":  # outputs kept: the executed notebook the site shows
+                argv = [sys.executable, str(Path(__file__).with_name("execute_lab.py")), str(lab), str(executed)]
             print(f"lab {key} {mode} ...", flush=True)
             r = peak_memory.run(argv, env=env)
             print(f"lab {key} {mode}: exit {r['rc']}, {r['wall_s']:.0f} s, peak {r['peak_pss_bytes'] / 2**20:.0f} MiB PSS",
