@@ -8,6 +8,12 @@ pytest, standing in for the Jupyter server), each process's PSS (proportional se
 page counts 1/n in each of the n processes sharing it; RSS where PSS is not available). The peak is
 the largest such sum, what a memory limit such as Binder's 2 GiB is up against. Sampling misses
 spikes shorter than the interval, so the peak is a lower bound.
+
+The sampler must not slow what it watches: reading a process's PSS walks its page tables (13 ms for a
+0.5 GB lab kernel here, and in proportion for a 13 GB one), and on two cores a lab's two-thread kernels
+wait for whichever thread the sampler displaces (every 0.1 s, it took a quarter of a core while lab 01
+decoded its 1B model at half the speed it reached unwatched). So it waits at least 19 times as long as
+its last sample took: at most 5 % of a core.
 """
 
 from __future__ import annotations
@@ -48,11 +54,13 @@ def run(argv: list[str], interval_s: float = 0.1, env: dict | None = None) -> di
     peak_pss = peak_rss = 0
     at_peak: list = []
     while proc.poll() is None:
+        t = time.perf_counter()
         pss, rss, each = tree_bytes(root)
+        cost_s = time.perf_counter() - t
         if pss > peak_pss:
             peak_pss, at_peak = pss, sorted(each, reverse=True)
         peak_rss = max(peak_rss, rss)
-        time.sleep(interval_s)
+        time.sleep(max(interval_s, 19 * cost_s))  # at most 5 % of a core (module docstring)
     return {"argv": argv, "rc": proc.returncode, "wall_s": time.perf_counter() - t0,
             "peak_pss_bytes": peak_pss, "peak_rss_bytes": peak_rss, "interval_s": interval_s,
             "processes_at_peak": at_peak}
