@@ -11,9 +11,10 @@ spikes shorter than the interval, so the peak is a lower bound.
 
 The sampler must not slow what it watches: reading a process's PSS walks its page tables (13 ms for a
 0.5 GB lab kernel here, and in proportion for a 13 GB one), and on two cores a lab's two-thread kernels
-wait for whichever thread the sampler displaces (every 0.1 s, it took a quarter of a core while lab 01
-decoded its 1B model at half the speed it reached unwatched). So it waits at least 19 times as long as
-its last sample took: at most 5 % of a core.
+wait for whichever thread the sampler displaces (every 0.1 s it took a quarter of a core; lab 01's 1B
+decode ran at 0.41-0.43 of its bound under it, 0.88 after this change and a kernel choice measured
+afresh on a quiet machine, the two not separated). So it waits at least 19 times as long as its last
+sample took: at most 5 % of a core.
 """
 
 from __future__ import annotations
