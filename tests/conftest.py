@@ -27,10 +27,10 @@ def tiny(tiny_dir):
 @pytest.fixture
 def quiet_machine(monkeypatch):
     """The machine counts as quiet, so a cached measurement is kept whatever else runs now: a test of
-    the cache must not depend on the load average (`measure.busy`), which a parallel build can raise."""
+    the cache must not depend on other processes' CPU time (`measure.busy_reason`), which a parallel build can raise."""
     from memlab.core import ceilings, kernels
-    monkeypatch.setattr(ceilings, "busy", lambda: False)
-    monkeypatch.setattr(kernels, "busy", lambda: False)
+    monkeypatch.setattr(ceilings, "busy_reason", lambda since=None: "")
+    monkeypatch.setattr(kernels, "busy_reason", lambda since=None: "")
 
 
 def _has_bundled_model() -> bool:

@@ -19,7 +19,7 @@ Lab 01 draws its roofline from these numbers rather than from a spec sheet.
    copies, pinned and pageable (`ceilings_gpu.py`; 0.0 in the record without one).
 
 `measure()` caches its record as JSON per machine in the memlab cache folder (unless the machine
-was busy); `refresh=True` measures again.
+was busy: other processes used the cores meanwhile, `measure.busy_reason`); `refresh=True` measures again.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from memlab.core import ckernels, models, pagecache
 from memlab.core.guard import available_bytes
 from memlab.core.hardware import last_level_cache_bytes
-from memlab.core.measure import busy, repeat, sync, torch_threads
+from memlab.core.measure import busy_reason, cpu_snapshot, repeat, sync, torch_threads
 from memlab.core.paths import write_atomic
 from memlab.core.ceilings_gpu import GPU_ABSENT, host_device_copies, on_device  # noqa: F401  (the GPU's, re-exported)
 from memlab.core.ceilings_gpu import rows as gpu_rows  # noqa: F401
@@ -223,8 +223,12 @@ def measure(quick: bool = False, refresh: bool = False, cache_dir: Path | str | 
                         return from_dict(cached)
                 except (ValueError, TypeError, KeyError):
                     pass  # unreadable or from an older version: measure again
+    start = cpu_snapshot()
     record = measure_now(quick=quick, disk_folder=folder if disk else None)
-    if not busy():  # a busy machine's ceilings are used now, but not kept for later runs
+    reason = busy_reason(start)
+    if reason:  # a busy machine's ceilings are used now, but not kept for later runs
+        print(f"ceilings: {reason}: used now, not cached")
+    else:
         write_atomic(path, json.dumps(dataclasses.asdict(record), indent=1))
     return record
 

@@ -21,7 +21,8 @@ memory roof's read kernels beside them (`roof_gb_per_s`: a shared machine's band
 kernel is held to the roof of the same minute); the engine times the rest of a step at each count
 (`FastLlama.rest_seconds`), `settle` keeps the fastest matmuls + rest, and `core.cstep` weighs the
 whole step in C against it.
-Cached per machine (`kernels/<host>-<C code hash>.json`) unless busy (`busy()`); `refresh=True` measures again;
+Cached per machine (`kernels/<host>-<C code hash>.json`) unless other processes shared the cores meanwhile
+(`measure.busy_reason`); `refresh=True` measures again;
 a choice read from the cache times its chosen kernels again (`retime`), so a step adds up this minute's parts.
 """
 
@@ -41,7 +42,7 @@ from memlab.core.models import cache_dir
 from memlab.core.paths import write_atomic
 from memlab.core.tensors import tensor_bytes
 from memlab.core.held import FLOAT_KERNELS, Gemv, QGemv, bind, wrap  # noqa: F401  (re-exported)
-from memlab.core.measure import busy, repeat, torch_threads  # noqa: F401  (torch_threads: re-exported)
+from memlab.core.measure import busy_reason, cpu_snapshot, repeat, torch_threads  # noqa: F401  (torch_threads: re-exported)
 
 # how far above `KernelChoice.roof_gb_per_s` a kernel past the caches may read before the roof probe is called
 # wrong: the two are timed seconds apart on a machine whose bandwidth moves that much (AVX2 EPYC, 2 vCPUs: the
@@ -211,7 +212,7 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
     dev, roof_key = _device(first_mats[0]), _key(first_role, first_mats, "roof", 0)
     reuse = roof_key in cache  # kernel times without their roof are timed again, with it
     times, hits, roofs, array = [], 0, [cache[roof_key]] if reuse else [], None
-    cold = _cold(roles, dev)
+    cold, start = _cold(roles, dev), cpu_snapshot()
     for role, mats in roles.items():
         timed = len(times) - hits
         for kernel in candidates(mats[0]):
@@ -231,7 +232,10 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
         if len(times) - hits > timed:  # the roof's read beside each role's timings; the best of them holds
             roofs.append(max(ceilings.read_rates(array, repeats).values()))
     cache[roof_key] = max(roofs)
-    if hits < len(times) and not busy():
+    reason = busy_reason(start) if hits < len(times) else ""
+    if reason:  # timed beside other work: used now, not kept
+        print(f"kernels: {reason}: used now, not cached")
+    elif hits < len(times):
         write_atomic(path, json.dumps(cache, indent=1))
     options = {}
     for n in sorted({t.threads for t in times}, reverse=True):

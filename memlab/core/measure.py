@@ -152,10 +152,45 @@ def repeat(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
     return summarize(times)
 
 
-def busy() -> bool:
-    """True when other work shares the cores now (1-minute load average above the core count): what
-    is timed then is used, but not kept for later runs (`ceilings.measure`, `kernels.choose`)."""
-    return hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1)
+OTHERS_MAX_CORES = 0.25  # what other processes may use of the cores while a kept measurement runs
+
+
+def cpu_snapshot() -> tuple[float, float, float] | None:
+    """(wall s, busy s of every core together, this process's own CPU s) now, to pass to `busy` after a
+    measurement; None where /proc/stat is missing (not Linux)."""
+    try:
+        ticks = [int(v) for v in open("/proc/stat").readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    own = os.times()  # every thread of this process, and its waited-for children
+    idle = ticks[3] + ticks[4]  # idle + iowait; steal (a hypervisor's other guests) counts as busy
+    return time.monotonic(), (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK"), own[0] + own[1] + own[2] + own[3]
+
+
+def others_cores(since: tuple[float, float, float] | None) -> float:
+    """Cores' worth of CPU that processes other than this one used since `since` (`cpu_snapshot`); nan unknown."""
+    now = cpu_snapshot()
+    if since is None or now is None or now[0] <= since[0]:
+        return float("nan")
+    return max(0.0, (now[1] - since[1]) - (now[2] - since[2])) / (now[0] - since[0])
+
+
+def busy_reason(since: tuple[float, float, float] | None = None) -> str:
+    """Why other work shared the cores ("" when it did not): what was timed is then used, but not kept for
+    later runs (`ceilings.measure`, `kernels.choose`). With `since` (a `cpu_snapshot` from the start of the
+    measurement): other processes used more than `OTHERS_MAX_CORES` of a core meanwhile. Without, or where
+    /proc/stat is missing: the 1-minute load average is above the core count (it lags, and one more process
+    on two cores stays under it: a stall timed then was once cached)."""
+    others = others_cores(since)
+    if others == others:
+        return f"other processes used {others:.2f} cores meanwhile" if others > OTHERS_MAX_CORES else ""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return f"the load average ({load:.1f}) is above the core count" if load > (os.cpu_count() or 1) else ""
+
+
+def busy(since: tuple[float, float, float] | None = None) -> bool:
+    """`busy_reason(since)` is not empty."""
+    return bool(busy_reason(since))
 
 
 @contextmanager

@@ -3,7 +3,7 @@
 For each size N (synthetic vectors from `memlab.rag.synthetic`, the same for every store):
   1. build every index once (cached per kind, N and parameters) and the exact answers (flat, batched);
   2. per store, open it and time one query at a time: median and p99, recall@k against the exact
-     answers, bytes in RAM (RSS growth from before the open to after the queries: measured) beside
+     answers, bytes in RAM (RSS growth over the open for an index read into RAM, to after the queries for a mapped one) beside
      the formula (`memlab.rag.indexes`), and its file's bytes on disk.
 Stores, in order:
   flat        FAISS exact flat index read into RAM          (formula 4·D·N)
@@ -83,7 +83,7 @@ class ScalePoint:
     params: str                # "M=32 efC=64 efS=48" for HNSW, "" otherwise
     cache_state: str           # "ram" (read into RAM), "warm" or "cold" (page cache of the file before each query)
     build_s: float             # building the index (0.0: read from the cache)
-    ram_bytes: int             # RSS growth from before the open to after the queries (measured)
+    ram_bytes: int             # RSS growth over the open (in RAM) or to after the queries (mapped): measured
     formula_ram_bytes: float   # what the formula says RAM holds (nan where RAM is the page cache's, not ours)
     disk_bytes: int            # the store's file
     median_s: float            # one query's search, median
@@ -200,9 +200,12 @@ def measure_store(store: str, files: dict, config: ScaleConfig, queries, truth, 
                                         min_queries=2)
         else:
             held["h"] = opener()
+            # an index read into RAM holds its bytes once opened: measured before any query, whose Python objects
+            # (a new 1 MiB interpreter arena among them) would add noise; a mapped one only once its pages are touched
+            opened = measure.rss_bytes() - rss0
             search_one(queries[0])  # warm-up: first-touch page faults and lazy set-up are not a query's cost
             times, found = time_queries(search_one, queries, config.max_query_s)
-        ram = measure.rss_bytes() - rss0
+        ram = opened if state == "ram" else measure.rss_bytes() - rss0
         held.clear()
         rows.append(ScalePoint(
             store=store, layout=config.layout, num_vectors=files["n"], dim=config.dim, threads=threads,

@@ -62,7 +62,7 @@ def test_every_kernel_gives_the_same_tokens(tiny, kernel):
 
 
 def test_a_measured_choice_is_shown_and_cached(tiny, monkeypatch):
-    monkeypatch.setattr(ml.kernels, "busy", lambda: False)  # a busy machine's timings are not kept: not here
+    monkeypatch.setattr(ml.kernels, "busy_reason", lambda since=None: "")  # a busy machine's timings are not kept: not here
     fast = fastpath.FastLlama(tiny.model, max_len=8, kernels="auto")
     choice = fast.kernels
     assert {r for r, _ in choice.kernels} == {"qkv", "o", "gate_up", "down", "head"}
@@ -185,10 +185,10 @@ def test_the_kernel_figure_marks_the_choice(tiny):
 
 def test_a_busy_machine_keeps_no_kernel_timings(tiny, monkeypatch, tmp_path):
     monkeypatch.setenv("MEMLAB_CACHE", str(tmp_path))
-    monkeypatch.setattr(ml.kernels, "busy", lambda: True)
+    monkeypatch.setattr(ml.kernels, "busy_reason", lambda since=None: "other processes used 1.00 cores meanwhile")
     assert fastpath.FastLlama(tiny.model, max_len=8).kernels is not None  # measured and used
     assert not list((tmp_path / "kernels").glob("*.json"))  # but not kept
-    monkeypatch.setattr(ml.kernels, "busy", lambda: False)
+    monkeypatch.setattr(ml.kernels, "busy_reason", lambda since=None: "")
     fastpath.FastLlama(tiny.model, max_len=8)
     assert list((tmp_path / "kernels").glob("*.json"))
 

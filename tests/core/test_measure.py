@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -72,3 +75,25 @@ def test_every_timer_waits_for_the_device(monkeypatch):
     assert t.elapsed_s >= waited[1] - start >= 0
     measure.repeat(lambda: None, repeats=3, warmup=0, device="mps")
     assert len(waited) == 2 + 2 * 3
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="counts other processes' CPU time from /proc/stat (Linux)")
+def test_busy_counts_other_processes_cpu_not_this_ones():
+    """A measurement is kept only when other processes left the cores alone: a child burning a core is
+    counted, this process burning one is not (the old rule, the 1-minute load average, saw neither)."""
+    start = measure.cpu_snapshot()
+    end = time.monotonic() + 0.6
+    while time.monotonic() < end:
+        pass
+    alone = measure.others_cores(start)
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end: pass"])
+    try:
+        time.sleep(0.3)  # the interpreter starts
+        start = measure.cpu_snapshot()
+        time.sleep(0.6)
+        beside = measure.others_cores(start)  # before the wait: a waited-for child's time counts as this process's
+        reason = measure.busy_reason(start)
+    finally:
+        child.wait()
+    assert alone <= measure.OTHERS_MAX_CORES < 0.6 < beside, (alone, beside)
+    assert "other processes used" in reason
