@@ -66,27 +66,33 @@ def source_cells(nb: dict) -> list[tuple[str, str]]:
             for c in nb["cells"]]
 
 
-def note_cell(ref, others: dict[str, str]) -> dict:
+def note_cell(ref, others: dict[str, str], current: bool = True) -> dict:
     """The note at the top of a lab page: the machine it ran on, and the same lab on the others (the lab's
-    own first cell has the Colab and Binder badges)."""
+    own first cell has the Colab and Binder badges); a warning where the run predates the lab's cells (a
+    session re-records only its own machine's class: the others' runs of a changed lab are older)."""
     other = " · ".join(f"[{name}]({path})" for name, path in others.items())
+    stale = ("" if current else
+             f":::{{warning}}\nThis run on {ref.name} predates the lab's current version (their cells differ): "
+             f"the lab you run may show other cells and checks. `make reference NAME={ref.name}` on such a machine "
+             f"records it again.\n:::\n\n")
     text = (f":::{{note}}\nThis page shows the lab **executed in {ref.mode} mode on the reference machine "
             f"{ref.name}**: {ref.describe()}. Your numbers will differ: run it yourself from the badges above, "
             f"and the lab ends with your run beside the reference closest to your machine. It ran with the worked "
             f"solutions filled in (MEMLAB_SOLUTIONS=1), so each exercise shows its answer: predict before you read on."
-            + (f"\n\nThe same lab on {other}." if other else "") + "\n:::\n")
+            + (f"\n\nThe same lab on {other}." if other else "") + "\n:::\n" + ("\n" + stale if stale else ""))
     return {"cell_type": "markdown", "id": "memlab-reference-note", "metadata": {}, "source": text}
 
 
-def stage_lab(src: Path, dst: Path, ref, others: dict[str, str]) -> None:
+def stage_lab(src: Path, dst: Path, ref, others: dict[str, str], lab: Path) -> None:
     nb = json.loads(src.read_text())
+    current = source_cells(nb) == source_cells(json.loads(lab.read_text()))
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown":
             text = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
             for url, local in BADGES.items():
                 text = text.replace(url, f"../../badges/{local}")
             cell["source"] = text
-    nb["cells"].insert(1, note_cell(ref, others))
+    nb["cells"].insert(1, note_cell(ref, others, current))
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(nb))
 
@@ -147,7 +153,7 @@ def stage(reference_dir: Path, src: Path) -> list[str]:
             if not executed.is_file():
                 raise SystemExit(f"sitebuild: {executed} is missing: run `make reference` on {n} again")
             others = {o: f"../{o}/{lab.stem}.ipynb" for o in names if o != n}
-            stage_lab(executed, src / "labs" / n / lab.name, runs[n], others)
+            stage_lab(executed, src / "labs" / n / lab.name, runs[n], others, lab)
     (src / "index.md").write_text(course_map(names))
     (src / "cli.md").write_text(cli_page())
     shutil.copy(ROOT / "INSTRUCTOR.md", src / "instructor.md")
