@@ -4,7 +4,8 @@ Linux keeps recently read file pages in RAM. A "cold" measurement must first evi
 `posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)` drops the clean pages of a file, *except* pages
 some process still has mapped (an open mmap pins them), so evict before mapping. `mincore(2)`
 over a fresh mapping tells how many pages are resident, which is how memlab checks that cold
-really is cold. Used by labs 01 (disk ceilings) and 02 (RAM vs disk).
+really is cold. Used by labs 01 (disk ceilings), 02 (RAM vs disk) and 06 (a mapped index read cold:
+`measure_read_rate(via=...)` reads a file by `read` or through a mapping, `mapping_flags` shows a mapping's advice).
 
 Both calls are Linux's. Where a platform lacks them (macOS has no `posix_fadvise`, Windows has
 neither), memlab says so instead of failing: `supports_eviction()` is False, `evict` returns
@@ -24,6 +25,8 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from memlab.core.errors import InvalidArgumentError
 
 _PAGE = mmap.PAGESIZE
 EVICTION_UNSUPPORTED = "cold page cache unsupported on this platform (no os.posix_fadvise): cold numbers are skipped"
@@ -129,25 +132,61 @@ class ReadRate:
     reason: str = ""           # why not, when is_supported is False
 
 
-def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16 * 2**20) -> ReadRate:
-    """The one disk-read probe: read `path` in `block_bytes` chunks with `readinto`; rate = bytes / s.
+READ_WAYS = ("read", "mmap", "mmap-random")
 
+
+def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16 * 2**20,
+                      via: str = "read") -> ReadRate:
+    """The one file-read probe: rate = bytes / s reading all of `path`, `via`:
+      read         `readinto` in `block_bytes` chunks (the kernel reads ahead of sequential reads);
+      mmap         mapped, one byte of every page touched in order (each fault reads around it);
+      mmap-random  the same after madvise(MADV_RANDOM): each fault reads its own page only, as a
+                   FAISS index mapped with IO_FLAG_MMAP is (lab 06; `mapping_flags` shows it).
     cold evicts the file first (and checks it): the rate is the disk's; warm: the page cache's.
     Where eviction is unsupported a cold read is skipped: the record says so, its times are nan.
     """
+    if via not in READ_WAYS:
+        raise InvalidArgumentError(f"unknown way to read {via!r}: choose {', '.join(READ_WAYS)}")
     if cold and not evict(path):
         nan = float("nan")
         return ReadRate(str(path), os.path.getsize(path), nan, nan, resident_fraction(path), True,
                         is_supported=False, reason=EVICTION_UNSUPPORTED)
     before = resident_fraction(path)
-    buf = bytearray(block_bytes)
     total = 0
     with open(path, "rb", buffering=0) as f:
-        t0 = time.perf_counter()
-        while (n := f.readinto(buf)) > 0:
-            total += n
+        if via == "read":
+            buf = bytearray(block_bytes)
+            t0 = time.perf_counter()
+            while (n := f.readinto(buf)) > 0:
+                total += n
+        else:
+            import numpy as np
+            t0 = time.perf_counter()
+            with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+                if via == "mmap-random" and hasattr(m, "madvise"):
+                    m.madvise(mmap.MADV_RANDOM)
+                pages = np.frombuffer(m, np.uint8)[::mmap.PAGESIZE]
+                int(pages.sum())  # one load per page: the faults are the cost
+                total = len(m)
+                del pages
         dt = time.perf_counter() - t0
     return ReadRate(str(path), total, dt, total / dt, before, cold)
+
+
+def mapping_flags(path: str | Path) -> list[str]:
+    """The kernel's flags (/proc/self/smaps VmFlags) of each of this process's mappings of `path`: "rr" is
+    madvise(MADV_RANDOM), "sr" MADV_SEQUENTIAL; [] where unmapped or not Linux."""
+    try:
+        text = Path("/proc/self/smaps").read_text()
+    except OSError:
+        return []
+    target, out, mapped = str(Path(path).resolve()), [], False
+    for line in text.splitlines():
+        if line[:1] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+            mapped = line.rstrip().endswith(target)
+        elif mapped and line.startswith("VmFlags:"):
+            out.append(line.split(":", 1)[1].strip())
+    return out
 
 
 def disk_read(folder: Path, file_bytes: int, block_bytes: int = 16 * 2**20) -> tuple[float, float, float]:

@@ -19,6 +19,7 @@ Shapes: N vectors, D dims, Q queries, k hits.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 import statistics
 import time
 from dataclasses import dataclass
@@ -219,6 +220,12 @@ def measure_store(store: str, files: dict, config: ScaleConfig, queries, truth, 
     return rows
 
 
+def index_file(config: ScaleConfig, n: int, kind: str = "flat", cache_dir=None) -> Path:
+    """Where `run` keeps the `kind` ("flat" or "hnsw") index of `config`'s vectors at N = n."""
+    vectors_file = synthetic.vectors_file(n, config.dim, config.layout, config.seed, cache_dir)
+    return indexes.index_path(vectors_file.parent, kind, vectors_file.stem, config.m, config.ef_construction)
+
+
 def run(config: ScaleConfig, cache_dir=None, progress: bool = True) -> tuple[list[ScalePoint], list[EfPoint]]:
     """Every store at every size (see the module docstring); also HNSW's efSearch curve per size."""
     from tqdm.auto import tqdm
@@ -229,16 +236,15 @@ def run(config: ScaleConfig, cache_dir=None, progress: bool = True) -> tuple[lis
         synthetic.check_room(0 if vectors_file.exists() else disk, vectors_file.parent, ram, what=f"N = {n:,}")
     for n in tqdm(config.sizes, desc="sizes", disable=not progress):
         indexes.set_threads(None)
-        folder = synthetic.vectors_file(n, config.dim, config.layout, config.seed, cache_dir).parent
         vectors = synthetic.make_vectors(n, config.dim, config.layout, config.seed, cache_dir, progress)
-        name = synthetic.vectors_file(n, config.dim, config.layout, config.seed, cache_dir).stem
         files, build_s = {"n": n}, {}
         for kind in ("flat", "hnsw"):  # every store reads these files
             if kind == "flat" or any(s.startswith(kind) for s in config.stores):
-                files[kind] = indexes.index_path(folder, kind, name, config.m, config.ef_construction)
+                files[kind] = index_file(config, n, kind, cache_dir)
                 build_s[kind] = indexes.build(kind, vectors, files[kind], config.m, config.ef_construction, progress)
         if "sqlite-vec" in config.stores:
-            files["sqlite-vec"] = folder / f"vec-{name}.sqlite"
+            vectors_file = synthetic.vectors_file(n, config.dim, config.layout, config.seed, cache_dir)
+            files["sqlite-vec"] = vectors_file.parent / f"vec-{vectors_file.stem}.sqlite"
             start = time.perf_counter()
             existed = files["sqlite-vec"].exists()
             vecstores.build_vec_db(files["sqlite-vec"], vectors, progress=progress)

@@ -97,3 +97,23 @@ def test_busy_counts_other_processes_cpu_not_this_ones():
         child.wait()
     assert alone <= measure.OTHERS_MAX_CORES < 0.6 < beside, (alone, beside)
     assert "other processes used" in reason
+
+
+def test_a_file_read_three_ways_and_a_mappings_advice(tmp_path):
+    import mmap
+
+    from memlab.core.errors import InvalidArgumentError
+    path = tmp_path / "blob.bin"
+    path.write_bytes(os.urandom(4 * 2**20))
+    for via in pagecache.READ_WAYS:
+        r = pagecache.measure_read_rate(path, cold=False, via=via)
+        assert r.num_bytes == 4 * 2**20 and r.read_bytes_per_s > 0, via
+    with pytest.raises(InvalidArgumentError, match="unknown way to read"):
+        pagecache.measure_read_rate(path, via="dd")
+    assert pagecache.mapping_flags(path) == []
+    if not os.path.exists("/proc/self/smaps"):
+        return
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+        m.madvise(mmap.MADV_RANDOM)
+        flags = pagecache.mapping_flags(path)
+    assert len(flags) == 1 and "rr" in flags[0].split(), flags
