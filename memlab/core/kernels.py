@@ -15,8 +15,9 @@ Quantized matrices also run torch's own kernel for memlab's Int8Linear / Int4Lin
 runs on one torch thread count, as set or one; "c" uses as many (it binds to torch's OpenMP runtime: one
 pool). "blas" keeps numpy's pool, beside which torch's idle threads spin (a step fell to 4 tok/s from 30),
 so it is timed and run with torch on one thread only. Each candidate is timed on all of a role's
-matrices (the 30 layers' q/k/v) at each thread count, each repeat after a read that evicts the caches
-where a step's matrices exceed twice the last-level cache (a step has read all the others since), with the
+matrices (the 30 layers' q/k/v) at each thread count, each repeat after a read of as many bytes as the rest
+of the step's matrices (what a step reads between two uses of them: on a CPU whose last-level cache holds
+most of a model some of a role stays cached, as in a step; where it holds a little, none does), with the
 memory roof's read kernels beside them (`roof_gb_per_s`: a shared machine's bandwidth drifts, so a
 kernel is held to the roof of the same minute); the engine times the rest of a step at each count
 (`FastLlama.rest_seconds`), `settle` keeps the fastest matmuls + rest, and `core.cstep` weighs the
@@ -191,12 +192,23 @@ def _cache_file():
     return cache_dir() / "kernels" / f"{socket.gethostname()}-{ckernels.key()[:8]}.json"  # new C code: timed again
 
 
-def _cold(roles: dict[str, list], dev: torch.device) -> bool:
-    """Whether a step's matrices together exceed twice the last-level cache: then a step has evicted each
-    before its reuse under any replacement policy (a server L3 of hundreds of MiB keeps part of a model
-    only a little larger than itself, and a step there reads that part from the cache)."""
-    held = [t for ms in roles.values() for m in ms for t in ([m] if isinstance(m, torch.Tensor) else m.state_dict().values())]
-    return dev.type == "cpu" and tensor_bytes(held) > 2 * last_level_cache_bytes()
+def _held_bytes(mats: list) -> int:
+    return tensor_bytes([t for m in mats for t in ([m] if isinstance(m, torch.Tensor) else m.state_dict().values())])
+
+
+def _between(roles: dict[str, list], role: str, dev: torch.device) -> int:
+    """Bytes a step reads between two uses of `role`'s matrices: every other role's (a CPU's caches only; 0 on
+    a GPU, whose matrices are timed as they come). The old rule (evict all, or nothing, where the model passed
+    twice the last-level cache) timed a 538 MB model warm beside a 260 MiB L3: a role read from the cache at
+    45 GB/s, past the 30 GB/s roof, and a step that came out 1.6x slower than the choice predicted."""
+    if dev.type != "cpu":
+        return 0
+    return sum(_held_bytes(ms) for r, ms in roles.items() if r != role)
+
+
+def _evict_view(array: torch.Tensor, between: int) -> torch.Tensor | None:
+    """The first `between` bytes of `array` (twice the last-level cache at least: past that, all is evicted)."""
+    return array[:between // array.element_size()] if between >= 2**20 else None
 
 
 def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = False,
@@ -212,21 +224,21 @@ def choose(roles: dict[str, list], *, torch_only: bool = False, refresh: bool = 
     dev, roof_key = _device(first_mats[0]), _key(first_role, first_mats, "roof", 0)
     reuse = roof_key in cache  # kernel times without their roof are timed again, with it
     times, hits, roofs, array = [], 0, [cache[roof_key]] if reuse else [], None
-    cold, start = _cold(roles, dev), cpu_snapshot()
+    start = cpu_snapshot()
     for role, mats in roles.items():
-        timed = len(times) - hits
+        timed, between = len(times) - hits, _between(roles, role, dev)
         for kernel in candidates(mats[0]):
             if torch_only and kernel in ("blas", "c"):
                 continue
             for threads in thread_counts(kernel, dev)[:1 if torch_only else None]:
-                key = _key(role, mats, kernel, threads)
+                key = _key(role, mats, kernel, threads) + f"|after{between >> 20}MiB"
                 if reuse and key in cache:
                     hits, row = hits + 1, cache[key]
                     times.append(KernelTime(**{**row, "shape": tuple(row["shape"])}))
                     continue
-                if array is None:  # evicts the caches (`cold`) and reads the roof beside each role
+                if array is None:  # read between repeats (`_between`), and the roof beside each role
                     array = torch.ones(ceilings.array_size(quick=True) // 4, device=dev)
-                t = time_role(role, mats, kernel, threads, repeats, evict=array if cold else None)
+                t = time_role(role, mats, kernel, threads, repeats, evict=_evict_view(array, between))
                 cache[key] = asdict(t)
                 times.append(t)
         if len(times) - hits > timed:  # the roof's read beside each role's timings; the best of them holds
@@ -269,8 +281,8 @@ def retime(choice: KernelChoice, roles: dict[str, list], repeats: int = 5) -> Ke
         return choice
     n, dev = choice.step_threads, _device(next(iter(roles.values()))[0])
     array = torch.ones(ceilings.array_size(quick=True) // 4, device=dev)
-    evict = array if _cold(roles, dev) else None
-    now = {(r, k): time_role(r, roles[r], k, n, repeats, evict=evict) for r, k in choice.kernels}
+    now = {(r, k): time_role(r, roles[r], k, n, repeats, evict=_evict_view(array, _between(roles, r, dev)))
+           for r, k in choice.kernels}
     mm = sum(t.seconds for t in now.values())
     return replace(choice, times=tuple(now.get((t.role, t.kernel), t) if t.threads == n else t for t in choice.times),
                    matmul_s=mm, roof_gb_per_s=max(ceilings.read_rates(array, repeats).values()),
