@@ -8,7 +8,8 @@ writes the executed notebook to reference/<name>/NN_name.ipynb, what the course 
     make reference [NAME=epyc-avx2-2core]        # every lab; NAME defaults to this machine's class
 
 Nothing else may run on the machine meanwhile: the numbers are timings. A lab that fails stops the
-build (a reference run is a good run); its records stay in the work folder for a look.
+build (a reference run is a good run); its records stay in the work folder, and a rerun with `--work` that
+folder and `--labs` the rest resumes it.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def main() -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="memlab-reference-"))
     work.mkdir(parents=True, exist_ok=True)
     executed = Path(args.executed) if args.executed else EXECUTED / args.name
-    lab_runs: dict = {}
+    done = work / "lab_runs.txt"  # written after each lab: a run stopped by a failing lab resumes with --work
+    lab_runs: dict = json.loads(done.read_text()) if done.exists() else {}
     for lab in labs:
         key = lab.name[:2]
         for mode in args.modes.split(","):
@@ -68,11 +70,12 @@ def main() -> int:
             print(f"lab {key} {mode}: exit {r['rc']}, {r['wall_s']:.0f} s, peak {r['peak_pss_bytes'] / 2**20:.0f} MiB PSS",
                   flush=True)
             if r["rc"] != 0:
-                print(f"lab {key} failed in {mode} mode: no reference built (records in {work})", file=sys.stderr)
+                print(f"lab {key} failed in {mode} mode: no reference built (records in {work}; once fixed, resume "
+                      f"with --work {work} --labs <this lab and those after it>)", file=sys.stderr)
                 return 1
             lab_runs.setdefault(key, {})[f"{mode}_peak_bytes"] = r["peak_pss_bytes"]
             lab_runs[key][f"{mode}_wall_s"] = round(r["wall_s"], 1)
-    (work / "lab_runs.txt").write_text(json.dumps(lab_runs, indent=1))
+            done.write_text(json.dumps(lab_runs, indent=1))
     from memlab.course import reference
     old = REF / f"{args.name}.json"
     if args.merge and old.exists():  # a rerun of some labs: keep the others' records
