@@ -287,6 +287,8 @@ def single_lab_sections() -> list[str]:
 KEPT_IN_CORE = {
     "memlab.core.ckernels.pack_q4": "the C kernels' int4 layout, beside the kernels that read it (gemv.c, step.c); "
                                     "lab 04's quantizer writes it",
+    "memlab.core.measure.busy": "the yes/no form of measure.busy_reason, the core's one rule for a quiet machine "
+                                "(ceilings and kernels ask the reason); lab 09 asks yes or no",
 }
 
 

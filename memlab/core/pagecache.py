@@ -26,7 +26,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from memlab.core.errors import InvalidArgumentError
+from memlab.core.errors import InvalidArgumentError, MemlabError
 
 _PAGE = mmap.PAGESIZE
 EVICTION_UNSUPPORTED = "cold page cache unsupported on this platform (no os.posix_fadvise): cold numbers are skipped"
@@ -165,6 +165,9 @@ def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16
             with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
                 if via == "mmap-random" and hasattr(m, "madvise"):
                     m.madvise(mmap.MADV_RANDOM)
+                    held = mapping_flags(path)  # the kernel holds the advice: VmFlags 'rr' ([] off Linux: not known)
+                    if held and not any("rr" in f.split() for f in held):
+                        raise MemlabError(f"madvise(MADV_RANDOM) did not hold on {path} (VmFlags {held})")
                 pages = np.frombuffer(m, np.uint8)[::mmap.PAGESIZE]
                 int(pages.sum())  # one load per page: the faults are the cost
                 total = len(m)

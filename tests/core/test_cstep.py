@@ -68,7 +68,7 @@ def test_quantized_c_step_equals_the_torch_step_over_the_same_kernels(tiny, kind
 
 
 def test_the_choice_times_the_c_step_and_keeps_the_faster(tiny, monkeypatch):
-    monkeypatch.setattr(ml.kernels, "busy", lambda: False)
+    monkeypatch.setattr(ml.kernels, "busy_reason", lambda since=None: "")
     fast = fastpath.FastLlama(tiny.model, max_len=8)
     choice = fast.kernels
     assert choice.c_options and all(mm > 0 and rest > 0 for _, mm, rest in choice.c_options)
