@@ -38,7 +38,6 @@ import torch
 
 from memlab.core import ceilings, ckernels, limits
 from memlab.core.errors import InvalidArgumentError
-from memlab.core.hardware import last_level_cache_bytes
 from memlab.core.models import cache_dir
 from memlab.core.paths import write_atomic
 from memlab.core.tensors import tensor_bytes

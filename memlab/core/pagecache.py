@@ -141,7 +141,7 @@ def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16
       read         `readinto` in `block_bytes` chunks (the kernel reads ahead of sequential reads);
       mmap         mapped, one byte of every page touched in order (each fault reads around it);
       mmap-random  the same after madvise(MADV_RANDOM): each fault reads its own page only, as a
-                   FAISS index mapped with IO_FLAG_MMAP is (lab 06; `mapping_flags` shows it).
+                   FAISS index mapped by `read_index` is (lab 06; `mapping_flags` shows it).
     cold evicts the file first (and checks it): the rate is the disk's; warm: the page cache's.
     Where eviction is unsupported a cold read is skipped: the record says so, its times are nan.
     """
@@ -161,13 +161,13 @@ def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16
                 total += n
         else:
             import numpy as np
-            t0 = time.perf_counter()
             with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
                 if via == "mmap-random" and hasattr(m, "madvise"):
                     m.madvise(mmap.MADV_RANDOM)
                     held = mapping_flags(path)  # the kernel holds the advice: VmFlags 'rr' ([] off Linux: not known)
-                    if held and not any("rr" in f.split() for f in held):
+                    if held and not any("rr" in flags.split() for flags in held):
                         raise MemlabError(f"madvise(MADV_RANDOM) did not hold on {path} (VmFlags {held})")
+                t0 = time.perf_counter()  # the faults, not the mapping's set-up nor reading /proc/self/smaps
                 pages = np.frombuffer(m, np.uint8)[::mmap.PAGESIZE]
                 int(pages.sum())  # one load per page: the faults are the cost
                 total = len(m)
