@@ -131,37 +131,92 @@ def consider(choice: kernel_choice.KernelChoice, rest_s: dict[int, float],
                    matmul_s=mm, rest_s=rest)
 
 
+def plans(choice: kernel_choice.KernelChoice, roles: dict[str, list]) -> dict[str, kernel_choice.KernelChoice]:
+    """The whole-step plans `weigh` times: "parts" (each role's fastest kernel, from the parts), "linear"
+    (torch's F.linear on every float matrix, its own kernel on a quantized one) at its fastest thread
+    count, and "c" (the whole step in C) where it can run; the same plan twice is timed once."""
+    out, torch_step = {}, choice
+    if choice.step == "c":  # the parts' torch step, as `kernel_choice.settle` left it before the C step
+        torch_step = kernel_choice.settle(replace(choice, step="torch"), {n: r for n, _, r in choice.options})
+    out["parts"] = torch_step
+    linear = {r: "linear" if isinstance(ms[0], torch.Tensor) else "aten" for r, ms in roles.items()}
+    at = {}
+    for n, _, rest in choice.options:
+        times = {t.role: t.seconds for t in choice.times if t.threads == n and linear.get(t.role) == t.kernel}
+        if set(times) == set(roles):
+            at[n] = (sum(times.values()), rest)
+    if at:
+        n, (mm, rest) = min(at.items(), key=lambda kv: kv[1][0] + (kv[1][1] if kv[1][1] == kv[1][1] else 0.0))
+        out["linear"] = replace(torch_step, kernels=tuple(linear.items()), step_threads=n, matmul_s=mm, rest_s=rest)
+    if choice.c_options:
+        n, mm, rest = min(choice.c_options, key=lambda o: o[1] + o[2])
+        out["c"] = replace(choice, step="c", kernels=tuple((r, "c") for r in roles), step_threads=n, matmul_s=mm,
+                           rest_s=rest)
+    seen, unique = set(), {}
+    for name, plan in out.items():
+        key = (plan.kernels, plan.step, plan.step_threads)
+        if key not in seen:
+            seen.add(key)
+            unique[name] = plan
+    return unique
+
+
+def _apply(fast, model, roles: dict[str, list], pairs, threads: int, step: str) -> None:
+    """Hold each role's matrices for its kernel (from the matrices `roles` holds as the model had them:
+    a plan tried before leaves nothing behind) and run the step through torch or in C."""
+    for role, kernel in pairs:
+        held = roles[role] if kernel == "aten" else kernel_choice.bind(
+            roles[role], kernel, [[model.lm_head]] if role == "head" else [w["mods"][role] for w in fast.layers])
+        if role == "head":
+            fast.lm_head = held[0]
+        else:
+            for w, g in zip(fast.layers, held):
+                w[role] = g
+    fast.threads = 0 if threads == torch.get_num_threads() else threads
+    fast.cstep = CStep(fast) if step == "c" else None
+
+
+def weigh(fast, model, choice: kernel_choice.KernelChoice, roles: dict[str, list],
+          repeats: int = 7) -> kernel_choice.KernelChoice:
+    """The plan (`plans`) whose whole decode step, timed here halfway through the cache, is fastest: parts
+    timed apart do not always add up to a step (on an AVX-512 Xeon with a 260 MiB L3, F.linear everywhere
+    decoded at 1.1-1.3x the step built from each role's fastest part). `steps` records every plan's time."""
+    options, ids = plans(choice, roles), torch.zeros(fast.batch_size, 1, dtype=torch.long, device=fast.device)
+    timed = []
+    for name, plan in options.items():
+        _apply(fast, model, roles, plan.kernels, plan.step_threads, plan.step)
+        fast.step(ids, fast.max_len // 2)  # first call: the C step's scratch, torch's pools
+        timed.append((name, plan.step_threads, repeat(lambda: fast.step(ids, fast.max_len // 2), repeats).median))
+    best = min(timed, key=lambda t: t[2])[0]
+    return replace(options[best], steps=tuple(timed))
+
+
 def install(fast, model, kernels: str, step: str, torch_only: bool, refresh: bool) -> None:
-    """Measure (or read from the cache) each role's fastest kernel, or take `kernels` for all; hold the
-    float matrices in its layout, pointing the model's own modules at views of those bytes (no byte
-    held twice); and run the step in C where `step` asks for it or ("auto") where it measures faster.
-    `torch_only`: a compiled step (torch's kernels at torch's thread count, no C)."""
+    """Measure (or read from the cache) each role's fastest kernel, or take `kernels` for all; weigh the
+    whole steps those parts suggest (`weigh`) and keep the fastest; hold the float matrices in its
+    layout, pointing the model's own modules at views of those bytes (no byte held twice); and run the
+    step in C where `step` asks for it or ("auto") where it measures faster.
+    `torch_only`: a compiled step (torch's kernels at torch's thread count, no C, nothing weighed)."""
     if step not in STEPS:
         raise InvalidArgumentError(f"step must be one of {', '.join(STEPS)}, got {step!r}")
     why = "a compiled step runs torch's kernels only" if torch_only else reason(fast)
     if step == "c" and (why or kernels not in ("auto", "c")):
         raise InvalidArgumentError(f"step='c': {why or 'its matmuls run memlab C kernels: kernels=auto or c'}")
-    roles = {r: [w[r] for w in fast.layers] for r in ("qkv", "o", "gate_up", "down")}
-    roles["head"] = [fast.lm_head]
-    if kernels == "auto":
-        choice = kernel_choice.choose(roles, torch_only=torch_only, refresh=refresh)
-        if not torch_only:  # the rest of a step, timed at each thread count (even one: labs predict a step from it)
-            choice = kernel_choice.settle(choice, {n: fast.rest_seconds(n) for n, _, _ in choice.options})
-            if not why and step != "torch":
-                choice = consider(choice, {n: rest_seconds(fast, n) for n, _, _ in choice.options}, step == "c")
-        choice = kernel_choice.retime(choice, roles)
-        fast.kernels, pairs = choice, choice.kernels
-        fast.threads = 0 if choice.step_threads == torch.get_num_threads() else choice.step_threads
-    else:
-        pairs, fast.threads = kernel_choice.fixed(roles, kernels), int(kernels == "blas")
-    for role, kernel in pairs:
-        if kernel != "aten":
-            mods = [[model.lm_head]] if role == "head" else [w["mods"][role] for w in fast.layers]
-            held = kernel_choice.bind(roles[role], kernel, mods)
-            if role == "head":
-                fast.lm_head = held[0]
-            else:
-                for w, g in zip(fast.layers, held):
-                    w[role] = g
-    if step == "c" or (fast.kernels is not None and fast.kernels.step == "c"):
-        fast.cstep = CStep(fast)
+    def own(m):  # a float matrix as a tensor of its own over the same bytes: `bind` re-points the model's
+        return m.detach() if isinstance(m, torch.Tensor) else m  # Parameters, and a plan tried leaves them moved
+    roles = {r: [own(w[r]) for w in fast.layers] for r in ("qkv", "o", "gate_up", "down")}
+    roles["head"] = [own(fast.lm_head)]
+    if kernels != "auto":
+        pairs = kernel_choice.fixed(roles, kernels)
+        _apply(fast, model, roles, pairs, 1 if kernels == "blas" else torch.get_num_threads(), "c" if step == "c" else "torch")
+        return
+    choice = kernel_choice.choose(roles, torch_only=torch_only, refresh=refresh)
+    if not torch_only:  # the rest of a step, timed at each thread count (even one: labs predict a step from it)
+        choice = kernel_choice.settle(choice, {n: fast.rest_seconds(n) for n, _, _ in choice.options})
+        if not why and step != "torch":
+            choice = consider(choice, {n: rest_seconds(fast, n) for n, _, _ in choice.options}, step == "c")
+        if step == "auto":
+            choice = weigh(fast, model, choice, roles)
+    choice = kernel_choice.retime(choice, roles)
+    fast.kernels = choice
+    _apply(fast, model, roles, choice.kernels, choice.step_threads, choice.step)

@@ -130,11 +130,11 @@ class FastLlama:
         self.cos, self.sin = cos[0].to(self.dtype), sin[0].to(self.dtype) * sign
         self.positions = torch.arange(max_len, device=self.device)
         self.matmul = matmul  # what decoder_layer calls (`rest_seconds` swaps it for a stub)
+        self.compiled = torch.compile(self.static_step, dynamic=False, fullgraph=True) if compile else None
+        self.compile_s = 0.0
         if kernels != "linear" or step == "c":
             with torch.no_grad():
                 cstep.install(self, model, kernels, step, torch_only=compile, refresh=refresh_kernels)
-        self.compiled = torch.compile(self.static_step, dynamic=False, fullgraph=True) if compile else None
-        self.compile_s = 0.0
         self.setup_s = time.perf_counter() - t0
 
     @torch.inference_mode()

@@ -82,6 +82,7 @@ class KernelChoice:
     roof_gb_per_s: float = float("nan")  # the best roof read (`ceilings.read_rates`) timed beside each role's `times`
     step: str = "torch"       # between the matmuls: torch's operators, or "c": the whole step in C (`core.cstep`)
     c_options: tuple = ()     # (threads, matmul_s, rest_s) of the C step at each count (none where it cannot run)
+    steps: tuple = ()         # (plan, threads, step_s): whole decode steps timed under each plan (`cstep.weigh`)
 
     def rows(self) -> list[dict]:
         """One row per role and candidate: the table labs 01 and 04 show."""

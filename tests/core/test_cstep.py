@@ -94,6 +94,53 @@ def test_consider_picks_the_c_step_only_where_it_predicts_a_shorter_step():
     assert dataclasses.replace(slow, c_options=()) == _choice(0.030, 0.001)  # nothing else changed
 
 
+def test_the_plans_weighed_are_the_parts_linear_everywhere_and_the_c_step():
+    roles = {"qkv": [torch.zeros(4, 4)], "head": [torch.zeros(4, 4)]}
+    choice = dataclasses.replace(_choice(0.010, 0.001), c_options=((2, 0.010, 0.001),))
+    plans = cstep.plans(choice, roles)
+    assert list(plans) == ["parts", "c"]  # the parts chose F.linear everywhere: one plan, timed once
+    assert plans["c"].step == "c" and dict(plans["c"].kernels) == {"qkv": "c", "head": "c"}
+    mixed = dataclasses.replace(choice, kernels=(("qkv", "c"), ("head", "linear")))
+    plans = cstep.plans(mixed, roles)
+    assert list(plans) == ["parts", "linear", "c"]
+    assert dict(plans["linear"].kernels) == {"qkv": "linear", "head": "linear"} and plans["linear"].matmul_s == 0.020
+
+
+@pytest.mark.parametrize("fastest", ["linear", "c"])
+def test_the_whole_step_timed_fastest_is_the_one_kept(tiny, monkeypatch, fastest):
+    """Whatever the parts predicted, the plan whose whole step measures fastest runs (times planted here)."""
+    import types
+
+    def plan_now(fast):
+        return "c" if fast.cstep is not None else fast.layers[0]["qkv"].kernel
+
+    def planted(fn, repeats, **kw):
+        if fast is None:  # the C step's rest, timed before the plans are weighed
+            return real_repeat(fn, repeats, **kw)
+        fn()
+        return types.SimpleNamespace(median=0.001 if plan_now(fast) == fastest else 0.002)
+    real_repeat = cstep.repeat
+    monkeypatch.setattr(ml.kernels, "busy_reason", lambda since=None: "")
+    monkeypatch.setattr(cstep, "repeat", planted)
+    fast = None
+    real_weigh = cstep.weigh
+
+    def weigh(f, *a, **kw):
+        nonlocal fast
+        fast = f
+        return real_weigh(f, *a, **kw)
+    monkeypatch.setattr(cstep, "weigh", weigh)
+    fast = fastpath.FastLlama(tiny.model, max_len=16)
+    choice = fast.kernels
+    assert {name for name, _, _ in choice.steps} >= {"linear", "c"}
+    assert plan_now(fast) == fastest and (choice.step == "c") == (fastest == "c")
+    if fastest == "linear":
+        assert {k for _, k in choice.kernels} == {"linear"}
+    ids = torch.tensor([[3, 1, 4, 1, 5]])
+    ref = fastpath.fast_generate(tiny.model, ids, 6, fast=fastpath.FastLlama(tiny.model, max_len=16, kernels="linear"))
+    assert fastpath.fast_generate(tiny.model, ids, 6, fast=fast).token_ids == ref.token_ids
+
+
 def test_the_rest_alone_reads_no_weight(tiny):
     fast = fastpath.FastLlama(tiny.model, max_len=16, kernels="linear")
     assert cstep.rest_seconds(fast, 1) > 0  # a bare step holds no weight pointer: it would crash if it read one
