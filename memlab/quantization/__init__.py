@@ -7,6 +7,7 @@ quantcompare    every variant measured side by side (`memlab quant`)
 fastcompare     every precision through the one fast decode path (`memlab quant --fast`)
 gguf_reference  the bundled GGUF file run by llama.cpp (optional)
 fits            what fits where: footprints against every device's memory (`memlab fits`)
+shaped          a shape-true model built in int4 from the start (Llama-3.1-8B's size, random codes)
 plots           the trade-off, the variants on a roofline, the fits heatmap
 solutions       the worked solutions of the lab's exercises
 """
@@ -15,4 +16,4 @@ from memlab.core.lazy import submodules
 
 # each module imports when first read, so importing this topic (or its cli) stays light: core/lazy.py
 __getattr__, __dir__ = submodules(__name__, (
-    "fastcompare", "fits", "gguf_reference", "plots", "quality", "quantcompare", "quantize", "records", "solutions"))
+    "fastcompare", "fits", "gguf_reference", "plots", "quality", "quantcompare", "quantize", "records", "shaped", "solutions"))

@@ -40,4 +40,20 @@ def kv_crossover_tokens(config, weights_bytes: int, dtype_bytes: int = 4) -> flo
 # On an AVX2 EPYC (2 vCPUs): the step in C (`core.cstep`), four fresh kernel choices: 0.72-0.91; through
 # torch's operators, quick mode: 0.86-1.30 in four runs. The bound alone (int4's bytes over the roof) as the
 # prediction lands near 0.55 in C, near 0.3 through torch; fp32's step time (int4 no faster) above 2.
-INT4_FAST_BAND = (0.6, 1.45)
+# Up to 1.6: on an AVX-512 Xeon with a 260 MiB L3 the whole step outran its parts (lab 01's FAST_STEP_BAND).
+INT4_FAST_BAND = (0.6, 1.6)
+
+
+def big_int4_tok_per_s(read_bytes: int, matmul_gb_per_s: float) -> float:
+    """A step's time is its bytes over the rate its kernels read them: the 8B model's int4 codes and int8
+    head go through the same kernels as the 135M model's int4-fast, at the rate section 5 measured, and
+    the rest of the step (a few ms) is small beside seconds of matmuls."""
+    return matmul_gb_per_s * 1e9 / read_bytes
+
+
+# measured / predicted that 04-8b accepts. An AVX-512 Xeon (260 MiB L3, 2 vCPUs), full mode: 0.98 (the 8B read
+# 13.5 GB/s, its kernels chosen for its own shapes). Low to 0.35: where a last-level cache holds most of the 135M
+# model's 95 MB (480 MiB on an AMX Xeon) its rate is partly the cache's, and the 8B, read from DRAM, lands below;
+# the roof alone as the rate (bytes / the roof) is a fair guess where the kernels reach it (0.48 on that Xeon).
+# Forgetting the quantization (fp32 bytes) predicts 6x too slow; the 135M model's tok/s unscaled, 45x too fast.
+BIG_INT4_BAND = (0.35, 1.5)
