@@ -47,6 +47,8 @@ def reason(fast) -> str:
     """Why the C step cannot run this FastLlama ("" when it can)."""
     if fast.device.type != "cpu" or fast.dtype not in (torch.float32, torch.bfloat16):
         return "the C step runs fp32 or bf16 models on a CPU only"
+    if any(b is not None for w in fast.layers for b in w["bias"].values()):
+        return "the C step adds no linear biases (this model's q/k/v have them)"
     mats = [w[r] for w in fast.layers for r in ("qkv", "o", "gate_up", "down")] + [fast.lm_head]
     if any("c" not in kernel_choice.candidates(m) for m in mats):
         return "memlab's C kernels cannot run every matrix here: " + (ckernels.reason() or "a quantized layer offers no C layout")

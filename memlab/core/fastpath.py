@@ -72,22 +72,27 @@ def matmul(x: torch.Tensor, w) -> torch.Tensor:
 def _fuse(mods: list, linear: Callable | None):
     """Stack the weights of `mods` (nn.Linear, same input) into one matrix; for fp32/bf16 the modules'
     weights are rebound as views of it (the model keeps working over the same bytes); with `linear`,
-    the stacked matrix goes through it (e.g. a quantizer) and the modules are left alone."""
+    the stacked matrix goes through it (e.g. a quantizer) and the modules are left alone. Returns
+    (matrix or module, bias): biases (Qwen2's q/k/v) are stacked alike, handed to `linear`'s module
+    with its matrix (None returned), or returned for the step to add."""
     if any(type(m) is not nn.Linear for m in mods):
         raise InvalidArgumentError("fast path: pass the fp32/bf16 model; quantize through FastLlama(linear=...)")
-    if any(m.bias is not None for m in mods):
-        raise NotImplementedError("fast path: linear biases are not supported")
     fused = torch.cat([m.weight.data for m in mods])
+    bias = None
+    if any(m.bias is not None for m in mods):
+        bias = torch.cat([m.bias.data if m.bias is not None else m.weight.new_zeros(m.weight.shape[0]) for m in mods])
     if linear is not None:  # the stacked matrix as one nn.Linear, for the constructor
-        lin = nn.Linear(fused.shape[1], fused.shape[0], bias=False, device="meta")
+        lin = nn.Linear(fused.shape[1], fused.shape[0], bias=bias is not None, device="meta")
         lin.weight = nn.Parameter(fused, requires_grad=False)
-        return linear(lin)
+        if bias is not None:
+            lin.bias = nn.Parameter(bias, requires_grad=False)
+        return linear(lin), None
     start = 0
     for m in mods:
         n = m.weight.shape[0]
         m.weight.data = fused[start:start + n]
         start += n
-    return fused
+    return fused, bias
 
 
 class FastLlama:
@@ -159,26 +164,30 @@ class FastLlama:
         attn, mlp = layer.self_attn, layer.mlp
         out = {"mods": {"qkv": [attn.q_proj, attn.k_proj, attn.v_proj], "gate_up": [mlp.gate_proj, mlp.up_proj],
                         "o": [attn.o_proj], "down": [mlp.down_proj]},
-               "qkv": _fuse([attn.q_proj, attn.k_proj, attn.v_proj], linear),
-               "gate_up": _fuse([mlp.gate_proj, mlp.up_proj], linear),
                "ffn": mlp.gate_proj.weight.shape[0],
                "ln1": layer.input_layernorm.weight, "ln2": layer.post_attention_layernorm.weight,
                "eps1": layer.input_layernorm.variance_epsilon,
                "eps2": layer.post_attention_layernorm.variance_epsilon}
-        for name, m in (("o", attn.o_proj), ("down", mlp.down_proj)):
-            out[name] = linear(m) if linear else m.weight
+        out["bias"] = {}  # a float role's bias, added after its matmul (a quantized module adds its own)
+        for name, mods in out["mods"].items():
+            out[name], out["bias"][name] = _fuse(mods, linear) if len(mods) > 1 else (
+                (linear(mods[0]), None) if linear else (mods[0].weight, mods[0].bias))
         return out
 
     def decoder_layer(self, x, w, attend) -> torch.Tensor:
         """One decoder layer on x (B, T, d); `attend(q, k, v)` writes the cache and attends."""
         B, T, _ = x.shape
         H, K, D = self.num_heads, self.num_kv_heads, self.head_dim
-        mm = self.matmul
-        qkv = mm(_rms_norm(x, w["ln1"], w["eps1"]), w["qkv"]).view(B, T, H + 2 * K, D).transpose(1, 2)
+        bias = w["bias"]
+
+        def mm(x, role):
+            y = self.matmul(x, w[role])
+            return y if bias[role] is None else y + bias[role]
+        qkv = mm(_rms_norm(x, w["ln1"], w["eps1"]), "qkv").view(B, T, H + 2 * K, D).transpose(1, 2)
         a = attend(qkv[:, :H + K], qkv[:, H + K:])  # (B, H, T, D)
-        x = x + mm(a.transpose(1, 2).reshape(B, T, H * D), w["o"])
-        gate_up = mm(_rms_norm(x, w["ln2"], w["eps2"]), w["gate_up"])
-        return x + mm(F.silu(gate_up[..., :w["ffn"]]) * gate_up[..., w["ffn"]:], w["down"])
+        x = x + mm(a.transpose(1, 2).reshape(B, T, H * D), "o")
+        gate_up = mm(_rms_norm(x, w["ln2"], w["eps2"]), "gate_up")
+        return x + mm(F.silu(gate_up[..., :w["ffn"]]) * gate_up[..., w["ffn"]:], "down")
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.matmul(_rms_norm(x, self.final_norm, self.eps), self.lm_head)  # (B, V) or (B, T, V)

@@ -54,7 +54,7 @@ def streamed_bytes(fast: fastpath.FastLlama) -> int:
     """Bytes one decode step of `fast` reads: every layer matrix (scales and zeros included), the
     norms and the lm_head; one embedding row is not counted (records.streamed_bytes's convention)."""
     held = [*(fast.layers[i][k] for i in range(len(fast.layers)) for k in ("qkv", "o", "gate_up", "down", "ln1", "ln2")),
-            fast.final_norm, fast.lm_head]
+            *(b for w in fast.layers for b in w["bias"].values() if b is not None), fast.final_norm, fast.lm_head]
     return tensors.tensor_bytes([t for h in held for t in (h.state_dict(keep_vars=True).values()
                                                           if isinstance(h, torch.nn.Module) else [h])])
 

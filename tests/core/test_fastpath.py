@@ -216,3 +216,36 @@ def test_a_role_is_timed_after_the_bytes_a_step_reads_between_its_uses():
     assert kernels._evict_view(array, 2 * 2**20).numel() == 2**19  # 2 MiB of a 4 MiB array
     assert kernels._evict_view(array, 64 * 2**20).numel() == 2**20  # past the array: all of it
     assert kernels._evict_view(array, 1000) is None  # a few KiB evict nothing worth a read
+
+
+def test_qwen2_biases_give_the_same_logits():
+    """Qwen2's q/k/v biases: stacked with their matrices, added after the matmul (the C step refuses them)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from memlab.core import cstep
+    from memlab.quantization import fastcompare, quantize
+    cfg = AutoConfig.for_model("qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                               num_key_value_heads=2, vocab_size=256, max_position_embeddings=64, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0, 0.5)  # init leaves them 0: nonzero, or a dropped bias would pass
+    ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    fast = fastpath.FastLlama(model, max_len=16)
+    assert fast.cstep is None and "bias" in cstep.reason(fast)
+    with torch.inference_mode():
+        cache = ml.generation.new_cache(model)
+        ref = ml.generation.prefill(model, ids, cache)
+        torch.testing.assert_close(fast.prefill(ids), ref, rtol=1e-4, atol=1e-5)
+        tok = ref.argmax(-1, keepdim=True)
+        for pos in range(8, 11):
+            ref = ml.generation.decode_step(model, tok, cache)
+            torch.testing.assert_close(fast.step(tok, pos), ref, rtol=1e-4, atol=1e-5)
+            tok = ref.argmax(-1, keepdim=True)
+    assert fastcompare.streamed_bytes(fast) == sum(p.numel() * 4 for p in model.parameters())  # the biases counted
+    int8 = quantize.build(model, quantize.VARIANTS["int8"])
+    q = fastpath.FastLlama(model, max_len=16, linear=quantize.Int8Linear)
+    with torch.inference_mode():
+        torch.testing.assert_close(q.prefill(ids), ml.generation.prefill(int8, ids, ml.generation.new_cache(int8)),
+                                   rtol=1e-3, atol=1e-3)
