@@ -12,6 +12,19 @@ def _reference(loaded, ids, n):
     return list(r.token_ids)
 
 
+def _same_logits(fast, model, ids, **tol):
+    """The fast path's prefill and three steps against transformers' (memlab's generation loop), logit by logit."""
+    with torch.inference_mode():
+        cache = ml.generation.new_cache(model)
+        ref = ml.generation.prefill(model, ids, cache)
+        torch.testing.assert_close(fast.prefill(ids), ref, **tol)
+        tok = ref.argmax(-1, keepdim=True)
+        for pos in range(ids.shape[1], ids.shape[1] + 3):
+            ref = ml.generation.decode_step(model, tok, cache)
+            torch.testing.assert_close(fast.step(tok, pos), ref, **tol)
+            tok = ref.argmax(-1, keepdim=True)
+
+
 def test_same_tokens_as_generation(tiny):
     ids = list(range(5, 25))
     ref = _reference(tiny, ids, 12)
@@ -108,15 +121,7 @@ def test_quantized_fast_path_matches_the_quantized_eager_model(tiny, kind, kerne
     ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
     fast = fastpath.FastLlama(tiny.model, max_len=16, linear=make, lm_head=head, kernels=kernel)
     assert fast.weights == make.__name__
-    with torch.inference_mode():
-        cache = ml.generation.new_cache(eager)
-        ref = ml.generation.prefill(eager, ids, cache)
-        torch.testing.assert_close(fast.prefill(ids), ref, rtol=2e-2, atol=2e-2)
-        tok = ref.argmax(-1, keepdim=True)
-        for pos in range(8, 11):
-            ref = ml.generation.decode_step(eager, tok, cache)
-            torch.testing.assert_close(fast.step(tok, pos), ref, rtol=2e-2, atol=2e-2)
-            tok = ref.argmax(-1, keepdim=True)
+    _same_logits(fast, eager, ids, rtol=2e-2, atol=2e-2)
     if kernel == "linear":
         assert isinstance(fast.layers[0]["qkv"], make)  # the quantized module is the matmul
     else:
@@ -234,15 +239,7 @@ def test_qwen2_biases_give_the_same_logits():
     ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
     fast = fastpath.FastLlama(model, max_len=16)
     assert fast.cstep is None and "bias" in cstep.reason(fast)
-    with torch.inference_mode():
-        cache = ml.generation.new_cache(model)
-        ref = ml.generation.prefill(model, ids, cache)
-        torch.testing.assert_close(fast.prefill(ids), ref, rtol=1e-4, atol=1e-5)
-        tok = ref.argmax(-1, keepdim=True)
-        for pos in range(8, 11):
-            ref = ml.generation.decode_step(model, tok, cache)
-            torch.testing.assert_close(fast.step(tok, pos), ref, rtol=1e-4, atol=1e-5)
-            tok = ref.argmax(-1, keepdim=True)
+    _same_logits(fast, model, ids, rtol=1e-4, atol=1e-5)
     assert fastcompare.streamed_bytes(fast) == sum(p.numel() * 4 for p in model.parameters())  # the biases counted
     int8 = quantize.build(model, quantize.VARIANTS["int8"])
     q = fastpath.FastLlama(model, max_len=16, linear=quantize.Int8Linear)
