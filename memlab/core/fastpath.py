@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memlab.core import cstep
+from memlab.core import cstep, held
 from memlab.core import kernels as kernel_choice
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import compile_reason  # noqa: F401  (labs ask ml.fastpath whether compile can run)
@@ -67,32 +67,6 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
 def matmul(x: torch.Tensor, w) -> torch.Tensor:
     """x @ w^T for a weight tensor, or w's kernel for a module (`held.Gemv`, a quantized linear)."""
     return F.linear(x, w) if isinstance(w, torch.Tensor) else w.forward(x)
-
-
-def _fuse(mods: list, linear: Callable | None):
-    """Stack the weights of `mods` (nn.Linear, same input) into one matrix; for fp32/bf16 the modules'
-    weights are rebound as views of it (the model keeps working over the same bytes); with `linear`,
-    the stacked matrix goes through it (e.g. a quantizer) and the modules are left alone. Returns
-    (matrix or module, bias): biases (Qwen2's q/k/v) are stacked alike, handed to `linear`'s module
-    with its matrix (None returned), or returned for the step to add."""
-    if any(type(m) is not nn.Linear for m in mods):
-        raise InvalidArgumentError("fast path: pass the fp32/bf16 model; quantize through FastLlama(linear=...)")
-    fused = torch.cat([m.weight.data for m in mods])
-    bias = None
-    if any(m.bias is not None for m in mods):
-        bias = torch.cat([m.bias.data if m.bias is not None else m.weight.new_zeros(m.weight.shape[0]) for m in mods])
-    if linear is not None:  # the stacked matrix as one nn.Linear, for the constructor
-        lin = nn.Linear(fused.shape[1], fused.shape[0], bias=bias is not None, device="meta")
-        lin.weight = nn.Parameter(fused, requires_grad=False)
-        if bias is not None:
-            lin.bias = nn.Parameter(bias, requires_grad=False)
-        return linear(lin), None
-    start = 0
-    for m in mods:
-        n = m.weight.shape[0]
-        m.weight.data = fused[start:start + n]
-        start += n
-    return fused, bias
 
 
 class FastLlama:
@@ -170,7 +144,7 @@ class FastLlama:
                "eps2": layer.post_attention_layernorm.variance_epsilon}
         out["bias"] = {}  # a float role's bias, added after its matmul (a quantized module adds its own)
         for name, mods in out["mods"].items():
-            out[name], out["bias"][name] = _fuse(mods, linear) if len(mods) > 1 else (
+            out[name], out["bias"][name] = held.fuse(mods, linear) if len(mods) > 1 else (
                 (linear(mods[0]), None) if linear else (mods[0].weight, mods[0].bias))
         return out
 

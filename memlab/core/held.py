@@ -1,5 +1,6 @@
 """Weight matrices held for one decode kernel, and run by it (`core.kernels` chooses which; labs 01, 04).
 
+`fuse` stacks the matrices that read one input (q/k/v, gate/up) into one, as `FastLlama` holds them;
 `Gemv` holds a float matrix in its kernel's layout (its only copy: (N, K) for "linear" and "c", (K, N)
 for "matmul-t" and "blas", numpy's view for "blas"); `QGemv` hands a quantized module's codes to
 memlab's C kernel; `bind` holds a role's matrices in a kernel's layout and points the model's own
@@ -8,11 +9,14 @@ modules at views of the held bytes, so the model keeps working and no byte is he
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from memlab.core import ckernels
+from memlab.core.errors import InvalidArgumentError
 
 FLOAT_KERNELS = ("linear", "matmul-t", "blas", "c")
 MAX_GEMM_ROWS = 16  # kernel "c" runs up to this many rows in C (a verify of k drafts); more (a prefill): torch's
@@ -87,3 +91,29 @@ def bind(mats: list, kernel: str, modules: list[list[nn.Linear]]) -> list:
                 m.weight.data = view[start:start + n]
                 start += n
     return held
+
+
+def fuse(mods: list, linear: Callable | None):
+    """Stack the weights of `mods` (nn.Linear, same input) into one matrix; for fp32/bf16 the modules'
+    weights are rebound as views of it (the model keeps working over the same bytes); with `linear`,
+    the stacked matrix goes through it (e.g. a quantizer) and the modules are left alone. Returns
+    (matrix or module, bias): biases (Qwen2's q/k/v) are stacked alike, handed to `linear`'s module
+    with its matrix (None returned), or returned for the step to add."""
+    if any(type(m) is not nn.Linear for m in mods):
+        raise InvalidArgumentError("fast path: pass the fp32/bf16 model; quantize through FastLlama(linear=...)")
+    fused = torch.cat([m.weight.data for m in mods])
+    bias = None
+    if any(m.bias is not None for m in mods):
+        bias = torch.cat([m.bias.data if m.bias is not None else m.weight.new_zeros(m.weight.shape[0]) for m in mods])
+    if linear is not None:  # the stacked matrix as one nn.Linear, for the constructor
+        lin = nn.Linear(fused.shape[1], fused.shape[0], bias=bias is not None, device="meta")
+        lin.weight = nn.Parameter(fused, requires_grad=False)
+        if bias is not None:
+            lin.bias = nn.Parameter(bias, requires_grad=False)
+        return linear(lin), None
+    start = 0
+    for m in mods:
+        n = m.weight.shape[0]
+        m.weight.data = fused[start:start + n]
+        start += n
+    return fused, bias

@@ -100,6 +100,7 @@ def test_ceilings_disk_probe_in_quick_mode(bare, tmp_path, monkeypatch, quiet_ma
 @pytest.mark.parametrize("platform", ["macos", "bare"])
 def test_cold_load_warns_and_loads_warm(platform, request, tiny_dir, tiny):
     request.getfixturevalue(platform)
+    loading.checkpoint_file(tiny_dir).read_bytes()  # in the page cache now, whatever an earlier test evicted
     with pytest.warns(RuntimeWarning, match=COLD):
         loaded = loading.load(str(tiny_dir), cold=True)
     assert loaded.result.is_cold  # asked for; page_cache_before says it did not happen
