@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from memlab.core import fastpath, guard, shapetrue
-from memlab.core.errors import WontFitError
+from memlab.core.errors import UnsupportedArchitectureError, WontFitError
 from memlab.quantization.quantize import GROUP_SIZE, Int4Linear, Int8Linear
 
 # the RAM a build asks over what it holds: one fp32 matrix drawn, its quantizer's temporaries and int32 codes, the
@@ -43,7 +43,11 @@ class Plan:
 
 
 def _config(name: str):
-    return shapetrue.hf_config(shapetrue.published(name))
+    c = shapetrue.hf_config(shapetrue.published(name))
+    if c.model_type == "qwen2" or getattr(c, "attention_bias", False) or getattr(c, "mlp_bias", False):
+        raise UnsupportedArchitectureError(f"{name}: its linears have biases, which the int4 shape-true build neither "
+                                           "draws nor counts: take a Llama or Mistral shape")
+    return c
 
 
 def plan(name: str, available: int | None = None) -> Plan:

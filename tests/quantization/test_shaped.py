@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from memlab.core import fastpath, shapetrue
-from memlab.core.errors import WontFitError
+from memlab.core.errors import UnsupportedArchitectureError, WontFitError
 from memlab.quantization import fastcompare, shaped
 
 SMALL = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -37,3 +37,8 @@ def test_a_build_that_will_not_fit_is_refused_in_one_line(small, monkeypatch):
     with pytest.raises(WontFitError, match=r"needs about .* GiB of RAM .* is available here"):
         shaped.build(small, max_len=16)
     assert not shaped.plan(small).fits
+
+
+def test_a_shape_with_biases_is_refused_in_one_line():
+    with pytest.raises(UnsupportedArchitectureError, match="biases"):
+        shaped.plan("shape:qwen2.5-7b")
