@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from memlab.core import fastpath, guard, shapetrue
+from memlab.core import fastpath, footprint, guard, shapetrue
 from memlab.core.errors import UnsupportedArchitectureError, WontFitError
-from memlab.quantization.quantize import GROUP_SIZE, Int4Linear, Int8Linear
+from memlab.quantization.quantize import Int4Linear, Int8Linear
 
 # the RAM a build asks over what it holds: one fp32 matrix drawn, its quantizer's temporaries and int32 codes, the
 # allocator's freed pages (Llama-3.1-8B on an AVX-512 Xeon: 11.35 GB held, a peak RSS of 18.0 GB: 1.59x)
@@ -53,12 +53,11 @@ def _config(name: str):
 def plan(name: str, available: int | None = None) -> Plan:
     """Count, from the published config alone, what `build` will hold and what a step reads."""
     c = _config(name)
-    d, f, L, V = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
-    hd = getattr(c, "head_dim", None) or d // c.num_attention_heads
-    per_layer = d * (c.num_attention_heads * hd) * 2 + d * (2 * c.num_key_value_heads * hd) + 3 * d * f
-    layers, head = L * per_layer, V * d
-    int4 = layers // 2 + layers // GROUP_SIZE * 4  # 4 bits a value; two bf16 (scale, zero) per group
-    norms = (2 * L + 1) * d * 4
+    d, V = c.hidden_size, c.vocab_size
+    parts = footprint.weights_bytes_by_part(c, "int4", kept_dtype="fp32", active=True)  # the fits table's own count
+    int4, norms = parts["matrices"], parts["vectors"]  # 4 bits a layer weight + a bf16 scale and zero per group; fp32 norms
+    head = V * d
+    layers = footprint.num_params(c) - head * (1 if c.tie_word_embeddings else 2) - norms // 4
     read = int4 + head + 2 * V + norms
     held = 2 * int4 + head + 2 * V + norms + V * d * 4  # two layouts of the codes; the fp32 embedding
     free = guard.available_bytes() if available is None else int(available)
