@@ -59,7 +59,7 @@ def record_fields(command: str) -> set[str]:
     from memlab.core.ceilings import Ceilings
     from memlab.core.generation import GenerationResult
     from memlab.core.loading import LoadResult
-    from memlab.disaggregation.calibration import Validation
+    from memlab.disaggregation.validation import Validation
     from memlab.disaggregation.disagg import SplitResult
     from memlab.disaggregation.simstats import SimSummary
     from memlab.memory_wall.report import RooflineReport

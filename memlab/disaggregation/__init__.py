@@ -11,7 +11,8 @@ prefix_cache the simulator's LRU prefix cache of 512-token KV blocks
 simulator    the request-level serving simulator (SimPy), chunked prefill included
 simstats     what its records mean: latency distributions, SLOs, goodput search
 slo          published SLO presets (DistServe, MLPerf Inference), each with its source
-calibration  where the simulator's numbers come from, and how wrong it is
+calibration  where the simulator's numbers come from: the machine measured by two real workers
+validation   how wrong the simulator is: calibration bursts between chunks of a trace served for real
 linkcheck    the simulator checked against a real link of known speed (core.shaped)
 widgets      offline ipywidgets explorers
 plots        the split, KV transports, sweeps, timeline, validation
@@ -23,4 +24,4 @@ from memlab.core.lazy import submodules
 # each module imports when first read, so importing this topic (or its cli) stays light: core/lazy.py
 __getattr__, __dir__ = submodules(__name__, (
     "calibration", "disagg", "kv_transfer", "linkcheck", "plots", "prefix_cache", "profiles", "published", "serve", "simstats",
-    "simulator", "slo", "solutions", "traces", "widgets", "workload"))
+    "simulator", "slo", "solutions", "traces", "validation", "widgets", "workload"))

@@ -1,4 +1,4 @@
-"""Where the simulator's numbers come from, and how wrong it is (lab 07).
+"""Where the simulator's numbers come from (lab 07); `validation` says how wrong it is.
 
 Two ways to get a `simulator.Profile`, in the order the lab uses them:
   1. measured: time prefill vs prompt length, one decode step vs batch and context, and KV-sized
@@ -12,14 +12,12 @@ Two ways to get a `simulator.Profile`, in the order the lab uses them:
        decode step base  = weights_bytes / bandwidth, per sequence in the batch 2 * matmul params / (peak * mfu),
        per context token = kv_bytes_per_token / bandwidth,
      labelled "spec-derived" because nothing was run on that hardware.
-Validation: the same trace served for real (`serve.serve_trace`) and simulated with the measured
-profile; the relative error of the median TTFT and TPOT is (sim - real) / real.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +27,9 @@ from memlab.core import footprint, generation, launch, measure
 from memlab.core.hardware import card
 from memlab.core.models import DEFAULT_MODEL
 from memlab.core.text import prompt_ids
-from memlab.disaggregation import serve
 from memlab.disaggregation.kv_transfer import recv_gloo, send_gloo
 from memlab.disaggregation.profiles import Profile, load_profile, profile_path, save_profile
-from memlab.disaggregation.serve import to_records, worker_model
-from memlab.disaggregation.simulator import simulate
-from memlab.disaggregation.workload import Cluster, RequestRecord, Traffic, trace_at_utilization, validation_workload
+from memlab.disaggregation.serve import worker_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,32 +41,6 @@ class Calibration:
     link_points: tuple           # (bytes, transfer_s)
     kv_bytes_per_token: int
     host: str
-
-
-@dataclass(frozen=True, slots=True)
-class Validation:
-    num_requests: int
-    real_ttft_p50_s: float
-    sim_ttft_p50_s: float
-    ttft_rel_error: float         # (sim - real) / real
-    real_tpot_p50_s: float
-    sim_tpot_p50_s: float
-    tpot_rel_error: float
-    real_transfer_p50_s: float
-    sim_transfer_p50_s: float
-    prefill_rel_error: float      # median over requests of predicted / real prefill time - 1
-    decode_step_rel_error: float  # same for the mean decode step (service time, no queueing)
-    contended_ttft_rel_error: float    # the same, simulated with the profile measured next to a busy neighbour
-    contended_tpot_rel_error: float
-    prefill_contention_slowdown: float # contended / alone: 256-token prefill
-    decode_contention_slowdown: float  # contended / alone: decode step, batch 1, 256 tokens of context
-    load_avg_1m: float            # os.getloadavg() after the run: other work on this machine
-    num_cpus: int
-    profile_source: str
-    ttft_p90_rel_error: float = float("nan")   # the same error of the 90th percentiles
-    tpot_p90_rel_error: float = float("nan")
-    backend: str = "gloo"                # of the two real workers' group
-    hosts: tuple = ()                    # the prefill and the decode worker's hosts (two under torchrun across nodes)
 
 
 def _lstsq(rows, ys) -> list[float]:
@@ -100,6 +69,22 @@ def fit_profile(cal: Calibration, name: str = "measured") -> Profile:
     lat, inv_bw = _lstsq([(1, nb) for nb, _ in cal.link_points], [t for _, t in cal.link_points])
     return Profile(name, f"measured on {cal.host}", pb, pa, p2, db, ds, dc,
                    1.0 / inv_bw if inv_bw > 0 else 1e12, lat, cal.kv_bytes_per_token)
+
+
+def merged(bursts) -> Calibration:
+    """One calibration from several bursts of it: each prefill and decode point's median over the
+    bursts (the machine's typical speed over the minutes they span), each transfer size's fastest."""
+    def median_of(points):
+        groups = {}
+        for *key, t in points:
+            groups.setdefault(tuple(key), []).append(t)
+        return tuple((*key, float(np.median(ts))) for key, ts in groups.items())
+    link = {}
+    for nb, t in (p for c in bursts for p in c.link_points):
+        link[nb] = min(t, link.get(nb, t))
+    return Calibration(median_of(p for c in bursts for p in c.prefill_points),
+                       median_of(p for c in bursts for p in c.decode_points), tuple(sorted(link.items())),
+                       bursts[0].kv_bytes_per_token, bursts[0].host)
 
 
 def _synthetic_cache(model, batch: int, context: int, dtype):
@@ -140,12 +125,13 @@ def _busy_until_told(model, tokenizer, phase: str, dtype) -> None:
 
 def measure_points(rank: int, loaded, prompt_lengths=(32, 128, 384), batches=(1, 4),
                    contexts=(64, 512), link_tokens=(64, 512), repeats: int = 2,
-                   neighbour_busy: bool = False) -> Calibration | None:
+                   neighbour_busy: bool = False, warmup: int = 1) -> Calibration | None:
     """Inside a 2-rank group: rank 0 times prefill and decode; both time the link.
 
     neighbour_busy=False: rank 1 waits (each phase alone, as on its own machine).
     neighbour_busy=True: rank 1 decodes while rank 0 times prefill, and prefills while rank 0
     times decode, as the two workers of the real split do on one shared machine.
+    warmup=0: no untimed call before each point (a model already warmed by an earlier burst).
     """
     import torch.distributed as dist
 
@@ -157,13 +143,14 @@ def measure_points(rank: int, loaded, prompt_lengths=(32, 128, 384), batches=(1,
         if rank == 0:
             for n in prompt_lengths:
                 ids = torch.tensor([prompt_ids(loaded.tokenizer, n)])
-                pre.append((n, measure.repeat(lambda: generation.prefill(model, ids, generation.new_cache(model)), repeats).median))
+                pre.append((n, measure.repeat(lambda: generation.prefill(model, ids, generation.new_cache(model)), repeats, warmup).median))
             if neighbour_busy:
                 _flag_path("decode").touch()
             for b in batches:
                 for c in contexts:
                     cache, tok = _synthetic_cache(model, b, c, dtype), torch.ones(b, 1, dtype=torch.long)
-                    generation.decode_step(model, tok, cache)     # warm-up step
+                    for _ in range(warmup):
+                        generation.decode_step(model, tok, cache)     # warm-up step
                     dec.append((b, c, measure.repeat(lambda: generation.decode_step(model, tok, cache), repeats + 1).median))
             if neighbour_busy:
                 _flag_path("prefill").touch()
@@ -193,7 +180,7 @@ def measure_points(rank: int, loaded, prompt_lengths=(32, 128, 384), batches=(1,
                        footprint.kv_bytes_per_token(cfg, dtype=dtype), card().host)
 
 
-def _warm_worker_model(model_name, quick):
+def worker_grid(model_name, quick):
     """One worker's model, loaded and warmed by a tiny prefill, and its measurement grid."""
     loaded = worker_model(model_name)
     kw = dict(prompt_lengths=(32, 128, 384), repeats=2) if quick else dict(
@@ -201,69 +188,8 @@ def _warm_worker_model(model_name, quick):
     return loaded, kw
 
 
-def _validate_worker(rank, world_size, model_name, trace, workload, utilization, quick):
-    import torch.distributed as dist
-
-    loaded, kw = _warm_worker_model(model_name, quick)
-    cal = measure_points(rank, loaded, **kw)
-    # a neighbour on another host (torchrun across nodes) shares no cores, and cannot see the stop flag
-    one_host = len(set(launch.rank_hosts())) == 1
-    busy = measure_points(rank, loaded, **kw, neighbour_busy=True) if one_host else cal
-    box = [trace or (trace_at_utilization(fit_profile(cal), workload, utilization) if rank == 0 else None)]
-    dist.broadcast_object_list(box, src=0)
-    return (cal, busy), box[0], serve.serve_rows(rank, loaded, box[0])
-
-
-def validate(model: str = DEFAULT_MODEL, trace=None, quick: bool = True, utilization: float = 0.5,
-             workload: Traffic | None = None, timeout_s: float = 900):
-    """Calibrate on this machine, serve a trace for real, simulate it; (Validation, profile, cal, real, sim).
-
-    Two calibrations: each phase alone (the profile the simulator uses), and each phase next to
-    the other one running on the second process (to measure the interference the real split
-    suffers on one machine, the usual missing cost). Without `trace`, the requests come from `workload` at `utilization` of the measured capacity,
-    so the real workers are loaded but not saturated (queueing would amplify any cost error).
-    """
-    workload = workload or validation_workload(quick)
-    ranks = launch.run_ranks(_validate_worker, world_size=2, timeout_s=timeout_s,
-                             args=(str(model), tuple(trace) if trace else None, workload, utilization, quick))
-    out = ranks.results
-    (cal, busy), trace = out[0][0], out[0][1]
-    profile, contended = fit_profile(cal), fit_profile(busy, "measured next to a busy neighbour")
-    real = to_records(trace, out[0][2], out[1][2])
-    cluster = Cluster("disagg", 1, 1, max_prefill_batch=1, max_decode_batch=1)
-    sim = simulate(profile, cluster, trace)
-    v = replace(compare(real, sim, profile, simulate(contended, cluster, trace), contended),
-                backend=ranks.backend, hosts=ranks.hosts)
-    return v, profile, cal, real, sim
-
-
-def compare(real: tuple[RequestRecord, ...], sim: tuple[RequestRecord, ...], profile: Profile,
-            sim_contended: tuple[RequestRecord, ...] | None = None, contended: Profile | None = None) -> Validation:
-    """Relative error of the simulated median TTFT and TPOT against the real run's.
-
-    Also splits the error: service times alone (prefill, decode step: cost model and contention)
-    vs the whole latency (service times amplified by queueing).
-    """
-    import os
-    med = lambda recs, f: float(np.median([getattr(r, f) for r in recs]))  # noqa: E731
-    rt, st, rp, sp = med(real, "ttft_s"), med(sim, "ttft_s"), med(real, "tpot_s"), med(sim, "tpot_s")
-    pre = [profile.prefill_s([r.prompt_tokens]) / r.prefill_s - 1 for r in real]
-    dec = [sum(profile.decode_step_s(1, r.prompt_tokens + 1 + j) for j in range(r.output_tokens - 1))
-           / (r.finished_at_s - r.decode_started_at_s) - 1 for r in real if r.output_tokens > 1]
-    sim_contended, contended = sim_contended or sim, contended or profile
-    ct, cp = med(sim_contended, "ttft_s"), med(sim_contended, "tpot_s")
-    p90 = lambda recs, f: float(np.percentile([getattr(r, f) for r in recs], 90))  # noqa: E731
-    return Validation(len(real), rt, st, (st - rt) / rt, rp, sp, (sp - rp) / rp,
-                      med(real, "transfer_s"), med(sim, "transfer_s"), float(np.median(pre)),
-                      float(np.median(dec)), (ct - rt) / rt, (cp - rp) / rp,
-                      contended.prefill_s([256]) / profile.prefill_s([256]),
-                      contended.decode_step_s(1, 256) / profile.decode_step_s(1, 256),
-                      os.getloadavg()[0], os.cpu_count() or 1, profile.source,
-                      p90(sim, "ttft_s") / p90(real, "ttft_s") - 1, p90(sim, "tpot_s") / p90(real, "tpot_s") - 1)
-
-
 def _calibrate_worker(rank, world_size, model_name, quick):
-    loaded, kw = _warm_worker_model(model_name, quick)
+    loaded, kw = worker_grid(model_name, quick)
     return measure_points(rank, loaded, **kw)
 
 

@@ -59,8 +59,8 @@ def _slo(args):
 
 
 def _print_validation(args) -> int:
-    from memlab.disaggregation import calibration
-    v = calibration.validate(args.model, quick=not args.full)[0]
+    from memlab.disaggregation import validation
+    v = validation.validate(args.model, quick=not args.full)[0]
     if args.json:
         print_json(v)
     else:
@@ -70,7 +70,9 @@ def _print_validation(args) -> int:
               f"TPOT {v.tpot_p90_rel_error:+.1%} over {v.num_requests} requests\n(service-time errors: prefill "
               f"{v.prefill_rel_error:+.1%}, decode step {v.decode_step_rel_error:+.1%}; load average "
               f"{v.load_avg_1m:.1f} on {v.num_cpus} CPUs; next to a busy neighbour prefill ran "
-              f"{v.prefill_contention_slowdown:.2f}x and a decode step {v.decode_contention_slowdown:.2f}x as long)")
+              f"{v.prefill_contention_slowdown:.2f}x and a decode step {v.decode_contention_slowdown:.2f}x as long)\n"
+              f"calibrated in {v.rounds + 1} bursts between {v.rounds} served chunks; the slowest burst's decode step "
+              f"took {v.calibration_spread:.2f}x the fastest's (this machine's drift during the run)")
     return 0
 
 

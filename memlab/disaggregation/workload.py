@@ -140,5 +140,5 @@ def trace_at_utilization(profile, workload: Traffic, utilization: float) -> tupl
 
 def validation_workload(quick: bool = True, seed: int = 0) -> Traffic:
     """The default validation workload (its rate is set from the measured profile)."""
-    return Traffic(num_requests=6 if quick else 16, rate_per_s=1.0, prompt_tokens=160, prompt_spread=0.5,
+    return Traffic(num_requests=15 if quick else 32, rate_per_s=1.0, prompt_tokens=160, prompt_spread=0.5,
                     output_tokens=12 if quick else 24, seed=seed)

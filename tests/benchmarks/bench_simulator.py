@@ -37,9 +37,9 @@ def main() -> int:
               f"{cpu_rate:9,.0f} per CPU s")
     if "--no-real" in sys.argv:
         return 0
-    from memlab.disaggregation import calibration
+    from memlab.disaggregation import validation
     t = time.perf_counter()
-    v = calibration.validate("smollm2-135m", quick=True)[0]
+    v = validation.validate("smollm2-135m", quick=True)[0]
     print(f"sim vs real ({v.num_requests} requests, {time.perf_counter() - t:.0f} s wall): "
           f"median TTFT error {v.ttft_rel_error:+.1%} (real {v.real_ttft_p50_s:.3f} s, sim {v.sim_ttft_p50_s:.3f} s); "
           f"median TPOT error {v.tpot_rel_error:+.1%} (real {v.real_tpot_p50_s * 1e3:.1f} ms, "

@@ -1,8 +1,10 @@
 """Fitting profiles, spec-derived profiles, and the validation arithmetic."""
 
+from dataclasses import replace
+
 import pytest
 
-from memlab.disaggregation import calibration, profiles, workload
+from memlab.disaggregation import calibration, profiles, validation, workload
 from memlab.core import models
 from memlab.disaggregation.profiles import Profile, simple_profile
 from memlab.disaggregation.simulator import simulate
@@ -59,7 +61,7 @@ def test_trace_at_utilization_sets_rate():
 def test_compare_zero_error_against_itself():
     prof = simple_profile()
     recs = simulate(prof, Cluster(max_prefill_batch=1, max_decode_batch=1), Traffic(20, 2.0))
-    v = calibration.compare(recs, recs, prof)
+    v = validation.compare(recs, recs, prof)
     assert v.ttft_rel_error == 0 and v.tpot_rel_error == 0
     assert abs(v.prefill_rel_error) < 1e-9 and abs(v.decode_step_rel_error) < 1e-6
 
@@ -67,3 +69,30 @@ def test_compare_zero_error_against_itself():
 def test_profile_save_load(tmp_path):
     p = simple_profile()
     assert profiles.load_profile(profiles.save_profile(p, tmp_path / "p.json")) == p
+
+
+def test_merged_takes_each_points_median_over_the_bursts():
+    burst = lambda t, link: calibration.Calibration(  # noqa: E731
+        ((32, t), (128, 2 * t)), ((1, 64, t / 10),), link, 100, "h")
+    m = calibration.merged([burst(1.0, ((1e6, 0.02),)), burst(5.0, ()), burst(2.0, ((1e6, 0.01), (2e6, 0.03)))])
+    assert m.prefill_points == ((32, 2.0), (128, 4.0))
+    assert m.decode_points == ((1, 64, pytest.approx(0.2)),)
+    assert m.link_points == ((1e6, 0.01), (2e6, 0.03))   # each size's fastest transfer
+
+
+def test_chunks_served_apart_simulate_as_the_whole_trace():
+    """Three bursts of requests 100 s apart: the system empties between them, so simulating each chunk
+    from an empty system (arrivals rebased, records shifted back) gives the whole trace's records."""
+    prof = simple_profile()
+    specs = Traffic(4, 2.0, seed=3).requests()
+    trace = tuple(replace(s, request_id=10 * k + s.request_id, arrived_at_s=s.arrived_at_s + 100 * k)
+                  for k in range(3) for s in specs)
+    cluster = Cluster(max_prefill_batch=1, max_decode_batch=1)
+    parts = validation._chunks(trace, 3)
+    assert [len(c) for _, c in parts] == [4, 4, 4] and all(c[0].arrived_at_s == 0 for _, c in parts)
+    chunked = sum((validation._shifted(simulate(prof, cluster, c), start) for start, c in parts), ())
+    whole = simulate(prof, cluster, trace)
+    for a, b in zip(sorted(chunked, key=lambda r: r.request_id), sorted(whole, key=lambda r: r.request_id)):
+        assert a.request_id == b.request_id
+        for f in ("arrived_at_s", "first_token_at_s", "finished_at_s", "ttft_s", "tpot_s"):
+            assert getattr(a, f) == pytest.approx(getattr(b, f), abs=1e-9), f
