@@ -56,7 +56,8 @@ def test_ttft_at_k_is_exact_on_a_fixed_part_plus_flops_over_a_rate(tiny):
 
 
 def test_a_forgotten_term_misses_the_band(tiny):
-    # TTFT flat in K (the retrieved tokens forgotten): the last K's TTFT is predicted as the previous K's
+    # TTFT flat in K (the retrieved tokens forgotten): the last K's TTFT (quick mode: K = 4, two steps past
+    # the sweep's K = 2) is predicted as K = 2's
     true = lambda t: 0.04 + ml.roofline.prefill_workload(tiny.config, t).flops / 2e9
     flat = true(530)
     lo, hi = ml.rag.solutions.TTFT_K_BAND
