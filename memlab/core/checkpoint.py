@@ -89,18 +89,22 @@ def entries_bytes(entries: dict[str, TensorEntry]) -> int:
 
 def read_tensors(fd: int, entries: dict[str, TensorEntry],
                  into: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Read tensors with `pread` (one read per contiguous span) into anonymous memory.
+    """Read tensors with `pread` into anonymous memory, in file order.
 
-    `into`: a uint8 buffer of at least `entries_bytes(entries)` to reuse; without it, fresh memory
-    is allocated, and every first touch of it is a page fault the kernel must zero-fill.
+    Without `into`, each tensor gets memory of its own, so a tensor the caller later replaces (the fast
+    path stacks q/k/v into one matrix, or lays a matrix out for its kernel) is freed with its last
+    reference: one buffer for the whole file would keep every byte alive while any tensor of it lives
+    (a 135M model held its 513 MB twice). Every first touch of fresh memory is a page fault the kernel
+    must zero-fill. `into`: a uint8 buffer of at least `entries_bytes(entries)` to reuse (paging reads
+    each layer into the same one); adjacent tensors are then read as one span: fewer, larger reads.
     """
     ordered = sorted(entries.items(), key=lambda kv: kv[1].start_byte)
     out = {}
     i, offset = 0, 0
-    while i < len(ordered):  # merge adjacent ranges into one span: fewer, larger reads
+    while i < len(ordered):
         j, end = i, ordered[i][1].end_byte
-        while j + 1 < len(ordered) and ordered[j + 1][1].start_byte == end:
-            j += 1
+        while into is not None and j + 1 < len(ordered) and ordered[j + 1][1].start_byte == end:
+            j += 1  # merge adjacent ranges into one span
             end = ordered[j][1].end_byte
         start = ordered[i][1].start_byte
         if into is None:

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import torch
 
-from memlab.core import ckernels
+from memlab.core import ckernels, held
 from memlab.core import kernels as kernel_choice
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.measure import repeat
@@ -166,14 +166,17 @@ def plans(choice: kernel_choice.KernelChoice, roles: dict[str, list]) -> dict[st
 def _apply(fast, model, roles: dict[str, list], pairs, threads: int, step: str) -> None:
     """Hold each role's matrices for its kernel (from the matrices `roles` holds as the model had them:
     a plan tried before leaves nothing behind) and run the step through torch or in C."""
-    for role, kernel in pairs:
-        held = roles[role] if kernel == "aten" else kernel_choice.bind(
-            roles[role], kernel, [[model.lm_head]] if role == "head" else [w["mods"][role] for w in fast.layers])
-        if role == "head":
-            fast.lm_head = held[0]
-        else:
-            for w, g in zip(fast.layers, held):
-                w[role] = g
+    for role, kernel in pairs:  # one matrix at a time: the layout it replaces is freed before the next is made
+        slots = [(fast, "lm_head", [model.lm_head])] if role == "head" else [(w, role, w["mods"][role]) for w in fast.layers]
+        for (owner, key, mods), m in zip(slots, roles[role]):
+            if kernel != "aten":
+                m = kernel_choice.bind([m], kernel, [mods])[0]
+            elif isinstance(m, torch.Tensor):
+                held.point(mods, m)  # the modules leave the layout a plan tried before
+            if key == "lm_head":
+                fast.lm_head = m
+            else:
+                owner[key] = m
     fast.threads = 0 if threads == torch.get_num_threads() else threads
     fast.cstep = CStep(fast) if step == "c" else None
 
@@ -211,6 +214,8 @@ def install(fast, model, kernels: str, step: str, torch_only: bool, refresh: boo
     if kernels != "auto":
         pairs = kernel_choice.fixed(roles, kernels)
         _apply(fast, model, roles, pairs, 1 if kernels == "blas" else torch.get_num_threads(), "c" if step == "c" else "torch")
+        del roles
+        held.release_freed()
         return
     choice = kernel_choice.choose(roles, torch_only=torch_only, refresh=refresh)
     if not torch_only:  # the rest of a step, timed at each thread count (even one: labs predict a step from it)
@@ -222,3 +227,5 @@ def install(fast, model, kernels: str, step: str, torch_only: bool, refresh: boo
     choice = kernel_choice.retime(choice, roles)
     fast.kernels = choice
     _apply(fast, model, roles, choice.kernels, choice.step_threads, choice.step)
+    del roles
+    held.release_freed()

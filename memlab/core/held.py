@@ -85,12 +85,18 @@ def bind(mats: list, kernel: str, modules: list[list[nn.Linear]]) -> list:
     held = [wrap(w, kernel) for w in mats]
     for g, mods in zip(held, modules):
         if isinstance(g, Gemv):
-            start, view = 0, g.weight_view()
-            for m in mods:
-                n = m.weight.shape[0]
-                m.weight.data = view[start:start + n]
-                start += n
+            point(mods, g.weight_view())
     return held
+
+
+def point(mods: list[nn.Linear], matrix: torch.Tensor) -> None:
+    """Make the weights of `mods` views of consecutive row blocks of `matrix` (their stacking), so the
+    bytes they held before are freed with their last reference."""
+    start = 0
+    for m in mods:
+        n = m.weight.shape[0]
+        m.weight.data = matrix[start:start + n]
+        start += n
 
 
 def fuse(mods: list, linear: Callable | None):
@@ -111,9 +117,17 @@ def fuse(mods: list, linear: Callable | None):
         if bias is not None:
             lin.bias = nn.Parameter(bias, requires_grad=False)
         return linear(lin), None
-    start = 0
-    for m in mods:
-        n = m.weight.shape[0]
-        m.weight.data = fused[start:start + n]
-        start += n
+    point(mods, fused)
     return fused, bias
+
+
+def release_freed() -> None:
+    """Give the heap pages freed while matrices were laid out back to the OS (glibc's `malloc_trim`; nothing
+    elsewhere). glibc keeps freed blocks below its mmap threshold in its heap, where they still count as this
+    process's memory and against a container's limit: the 135M model's fast path left 160 MB of them."""
+    import ctypes
+    import ctypes.util
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc (macOS, musl): its allocator returns what it returns
