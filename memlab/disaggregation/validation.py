@@ -28,7 +28,7 @@ import numpy as np
 from memlab.core import launch
 from memlab.core.models import DEFAULT_MODEL
 from memlab.disaggregation import serve
-from memlab.disaggregation.calibration import worker_grid, fit_profile, measure_points, merged
+from memlab.disaggregation.calibration import fit_profile, measure_points, merged, worker_grid
 from memlab.disaggregation.profiles import Profile
 from memlab.disaggregation.serve import to_records
 from memlab.disaggregation.simulator import simulate
