@@ -29,7 +29,7 @@ lab: setup
 
 test: setup
 	$(BIN)/memlab prepare
-	MEMLAB_QUICK=1 MEMLAB_SOLUTIONS=1 $(BIN)/pytest -q --durations=20 --nbval-lax tests labs
+	MEMLAB_QUICK=1 MEMLAB_SOLUTIONS=1 $(BIN)/pytest -q --durations=20 --nbval-lax --nbval-cell-timeout=900 tests labs
 
 # not part of `make test`: every lab twice, timed, so nothing else may run meanwhile (INSTRUCTOR.md says how long)
 reference: setup
