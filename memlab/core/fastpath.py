@@ -26,7 +26,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from memlab.core import cstep, held
 from memlab.core import kernels as kernel_choice

@@ -126,8 +126,7 @@ def release_freed() -> None:
     elsewhere). glibc keeps freed blocks below its mmap threshold in its heap, where they still count as this
     process's memory and against a container's limit: the 135M model's fast path left 160 MB of them."""
     import ctypes
-    import ctypes.util
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols: glibc's, where it is the C library
     except (OSError, AttributeError):
         pass  # not glibc (macOS, musl): its allocator returns what it returns
