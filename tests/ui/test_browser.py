@@ -4,8 +4,10 @@ One fresh JupyterLab server on a temporary copy of labs/ (its own config, runtim
 workspace folders), its kernels in quick mode (MEMLAB_QUICK=1, MEMLAB_SOLUTIONS=1, as `make test`; time bands reported,
 not raised: MEMLAB_TIME_BANDS=report).
 Lab 00 is run from the Run menu: every code cell must get an execution number, no cell may show
-an error, and a figure must render. Lab 07 is run the same way, then its explorer widget must
-answer a slider moved with the keyboard. Chromium is Debian's (`apt-get install chromium`; never
+an error, and a figure must render. Lab 07's explorer widget must answer a slider moved with the
+keyboard: it runs in a notebook made of lab 07's own cells (its constants, its imports, its
+explorer cell) on a profile calibrated here as the lab's is; the whole of lab 07 runs under nbval in
+`make test`, and running it a second time here cost 100-120 s of a 25-minute budget. Chromium is Debian's (`apt-get install chromium`; never
 `playwright install`, which downloads a browser); the test skips without it or without Playwright.
 CHROMIUM_PATH names another browser binary (CHROMIUM_PATH=/nonexistent checks that it skips).
 """
@@ -82,11 +84,17 @@ def chromium():
 
 
 @pytest.fixture(scope="module")
-def server(chromium, tmp_path_factory):
-    """A fresh JupyterLab on a fresh copy of the course; yields its base URL, stops it after."""
-    top = tmp_path_factory.mktemp("ui")
-    course = top / "course"
+def course(tmp_path_factory) -> Path:
+    """A fresh copy of the course (its labs/), in a folder of its own."""
+    course = tmp_path_factory.mktemp("ui") / "course"
     shutil.copytree(ROOT / "labs", course / "labs", ignore=shutil.ignore_patterns("results", ".ipynb_checkpoints"))
+    return course
+
+
+@pytest.fixture(scope="module")
+def server(chromium, course):
+    """A fresh JupyterLab on the fresh copy of the course; yields its base URL, stops it after."""
+    top = course.parent
     settings = top / "settings"
     for name, value in {"apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
                         "notebook-extension/tracker": {"windowingMode": "none"}}.items():
@@ -213,11 +221,28 @@ def test_lab00_runs_from_the_run_menu(page, server):
     shut_down_kernels(server, page)
 
 
-def test_lab07_widget_answers_a_slider(page, server):
+def widget_notebook(folder: Path) -> str:
+    """A notebook of lab 07's own cells: its constants, its imports, a profile calibrated on this machine
+    (the measurement behind the lab's, without the served trace), the lab's SLO line, its explorer cell."""
+    import nbformat
+    lab = nbformat.read(ROOT / "labs" / "07_disaggregation.ipynb", as_version=4)
+    code = [c.source for c in lab.cells if c.cell_type == "code"]
+    explorer = next(s for s in code if "disagg_explorer(" in s)
+    slo = next(line for s in code for line in s.splitlines() if line.startswith("TTFT_SLO, TPOT_SLO ="))
+    cells = [code[0], next(s for s in code if "import memlab as ml" in s),
+             "profile, _ = ml.disaggregation.calibration.calibrate(MODEL, quick=True, save=False)\n" + slo, explorer]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in cells], metadata=lab.metadata)  # its kernel
+    name = "07_widget_check.ipynb"
+    nbformat.write(nb, folder / "labs" / name)
+    return name
+
+
+def test_lab07_widget_answers_a_slider(page, server, course):
     t0 = time.monotonic()
-    panel, prompts = run_all(page, server, "07_disaggregation.ipynb")
-    check_ran(page, "07_disaggregation.ipynb", prompts)
+    notebook = widget_notebook(course)
+    panel, prompts = run_all(page, server, notebook)
+    check_ran(page, notebook, prompts)
     t_ran = time.monotonic() - t0
     check_slider_redraws(page, panel.locator(".widget-vbox").last)
-    print(f"lab 07: {len(prompts)} code cells ran in {t_ran:.1f} s; the widget answered {time.monotonic() - t0 - t_ran:.1f} s later")
+    print(f"lab 07's explorer: {len(prompts)} code cells ran in {t_ran:.1f} s; the widget answered {time.monotonic() - t0 - t_ran:.1f} s later")
     shut_down_kernels(server, page)
