@@ -136,7 +136,7 @@ READ_WAYS = ("read", "mmap", "mmap-random")
 
 
 def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16 * 2**20,
-                      via: str = "read") -> ReadRate:
+                      via: str = "read", settle_s: float = 0.0) -> ReadRate:
     """The one file-read probe: rate = bytes / s reading all of `path`, `via`:
       read         `readinto` in `block_bytes` chunks (the kernel reads ahead of sequential reads);
       mmap         mapped, one byte of every page touched in order (each fault reads around it);
@@ -144,6 +144,11 @@ def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16
                    FAISS index mapped by `read_index` is (lab 06; `mapping_flags` shows it).
     cold evicts the file first (and checks it): the rate is the disk's; warm: the page cache's.
     Where eviction is unsupported a cold read is skipped: the record says so, its times are nan.
+    settle_s: wait this long between the eviction and the read. Below the page cache there may be a
+    layer this machine cannot see (a virtual disk on a host): on a 2-vCPU Xeon VM the 135M checkpoint
+    read right after its eviction came at 0.9-1.5 GB/s and 3 s later at 0.4-0.8 GB/s, six pairs in one
+    run (other runs there were erratic either way, 0.3-1.6 GB/s). A process that evicts, imports for
+    seconds and then loads meets the second: a floor for it is read as late (bench_decode.py does).
     """
     if via not in READ_WAYS:
         raise InvalidArgumentError(f"unknown way to read {via!r}: choose {', '.join(READ_WAYS)}")
@@ -151,6 +156,8 @@ def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16
         nan = float("nan")
         return ReadRate(str(path), os.path.getsize(path), nan, nan, resident_fraction(path), True,
                         is_supported=False, reason=EVICTION_UNSUPPORTED)
+    if cold and settle_s > 0:
+        time.sleep(settle_s)
     before = resident_fraction(path)
     total = 0
     with open(path, "rb", buffering=0) as f:

@@ -117,3 +117,19 @@ def test_a_file_read_three_ways_and_a_mappings_advice(tmp_path):
         m.madvise(mmap.MADV_RANDOM)
         flags = pagecache.mapping_flags(path)
     assert len(flags) == 1 and "rr" in flags[0].split(), flags
+
+
+def test_a_settled_cold_read_waits_after_the_eviction_and_before_the_read(tmp_path, monkeypatch):
+    """settle_s: the eviction, then the wait, then the read (a floor read as late as a fresh process loads)."""
+    if not pagecache.supports_eviction():
+        pytest.skip(pagecache.EVICTION_UNSUPPORTED)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(os.urandom(2**20))
+    seen = []
+    monkeypatch.setattr(pagecache, "evict", lambda p, _evict=pagecache.evict: seen.append("evict") or _evict(p))
+    monkeypatch.setattr(pagecache.time, "sleep", lambda s: seen.append(("sleep", s)))
+    r = pagecache.measure_read_rate(path, cold=True, settle_s=2.5)
+    assert seen == ["evict", ("sleep", 2.5)] and r.is_cold and r.num_bytes == 2**20
+    seen.clear()
+    pagecache.measure_read_rate(path, cold=False, settle_s=2.5)  # nothing evicted: nothing to wait for
+    assert seen == []
