@@ -34,7 +34,8 @@ def main() -> int:
     ap.add_argument("--name", default="", help="the machine class (default: reference.machine_class of this machine's "
                                                 "card, e.g. epyc-avx2-2core, xeon-avx512-amx-2core, or the GPU)")
     ap.add_argument("--labs", default="", help="comma-separated lab numbers (default: every lab)")
-    ap.add_argument("--modes", default="quick,full")
+    ap.add_argument("--modes", default="quick,full", help="quick,full (default) or one of them; quick alone "
+                    "rebuilds the reference only with --merge (the lab's full-mode records and time are kept)")
     ap.add_argument("--merge", action="store_true", help="keep the labs of the existing reference run that this run skips")
     ap.add_argument("--work", default="", help="folder for the per-lab records (default: a new temporary one)")
     ap.add_argument("--executed", default="", help="folder for the executed notebooks (default: reference/<name>/)")
@@ -85,7 +86,7 @@ def main() -> int:
                 (work / f"{lab}.json").write_text(json.dumps({"lab": lab, "mode": "full", "card": kept["card"],
                                                              "numbers": numbers}))
         lab_runs = {**kept["lab_runs"], **{k: {**kept["lab_runs"].get(k, {}), **v} for k, v in lab_runs.items()}}
-    if "full" in args.modes.split(","):
+    if "full" in args.modes.split(",") or (args.merge and old.exists()):  # quick only, merged: the full records kept
         print("wrote", reference.build(work, args.name, lab_runs=lab_runs))
     else:
         print(json.dumps(lab_runs, indent=1))
