@@ -4,7 +4,7 @@ A safetensors file is an 8-byte little-endian header length N, N bytes of JSON (
 shape, byte range), then the raw tensor bytes. Readers, simplest first:
   read_header     the JSON header as {name: TensorEntry} (absolute byte ranges)
   map_checkpoint  every tensor as a view into one private mmap: nothing read until touched
-  read_tensors    chosen tensors read with pread into anonymous memory (one read per span)
+  read_tensors    chosen tensors read with pread into anonymous memory (16 MiB reads, several in flight)
 (lab 05 reads one tensor or a block of its rows or columns by name: sharding/reads.py.)
 Building a model around tensors: `read_config`, `skeleton` (a meta-device model) and `assign_weights`,
 which refuses weights that are another architecture's (`ARCHITECTURES`: what memlab runs).
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from memlab.core import dtypes
+from memlab.core import dtypes, pagecache
 from memlab.core.errors import UnsupportedArchitectureError
 
 READ_CHUNK_BYTES = 16 * 2**20
@@ -99,7 +99,7 @@ def read_tensors(fd: int, entries: dict[str, TensorEntry],
     each layer into the same one); adjacent tensors are then read as one span: fewer, larger reads.
     """
     ordered = sorted(entries.items(), key=lambda kv: kv[1].start_byte)
-    out = {}
+    out, pieces = {}, []
     i, offset = 0, 0
     while i < len(ordered):
         j, end = i, ordered[i][1].end_byte
@@ -112,16 +112,16 @@ def read_tensors(fd: int, entries: dict[str, TensorEntry],
         else:
             buf = into[offset:offset + end - start]
             offset += end - start
-        view, got = memoryview(buf.numpy()), 0
-        while got < len(view):  # 16 MiB per call: one huge call measured slower, and erratic
-            n = os.preadv(fd, [view[got:got + READ_CHUNK_BYTES]], start + got)
-            if n <= 0:
-                raise OSError(f"short read at byte {start + got} of the checkpoint")
-            got += n
+        view = memoryview(buf.numpy())
+        # 16 MiB per read: one huge call measured slower, and erratic
+        pieces += [(view[got:got + READ_CHUNK_BYTES], start + got) for got in range(0, len(view), READ_CHUNK_BYTES)]
         for name, e in ordered[i:j + 1]:
             lo = e.start_byte - start
             out[name] = buf[lo:lo + e.end_byte - e.start_byte].view(e.dtype).reshape(e.shape)
         i = j + 1
+    # a whole load keeps READ_STREAMS reads in flight (a virtual disk serves one at a time slowly: see
+    # pagecache.READ_STREAMS); paging reads a layer at a time into `into` in its own thread, one read at a time
+    pagecache.pread_pieces(fd, pieces, pagecache.READ_STREAMS if into is None else 1)
     return out
 
 

@@ -23,6 +23,7 @@ import os
 import random
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,22 +134,45 @@ class ReadRate:
 
 
 READ_WAYS = ("read", "mmap", "mmap-random")
+# reads a whole-checkpoint load keeps in flight. A virtual disk serves one request at a time slowly and
+# unevenly: on a 2-vCPU Xeon VM, 16 MiB reads of the 135M checkpoint one at a time came at 0.25-1.1 GB/s
+# (slowest a few seconds after the file's eviction), four in flight at 0.94-1.31 GB/s, three runs each
+READ_STREAMS = 4
+
+
+def pread_pieces(fd: int, pieces, streams: int = 1) -> int:
+    """Fill each (writable buffer, file offset) of `pieces` from `fd` with `pread`, `streams` reads in
+    flight (threads: a read waits in the kernel without the GIL), handed out in the order given; bytes read."""
+    def one(piece) -> int:
+        view, offset = memoryview(piece[0]).cast("B"), piece[1]
+        got = 0
+        while got < len(view):
+            n = os.preadv(fd, [view[got:]], offset + got)
+            if n <= 0:
+                raise OSError(f"short read at byte {offset + got} of {len(view)} asked at {offset}")
+            got += n
+        return got
+    if streams <= 1 or len(pieces) <= 1:
+        return sum(map(one, pieces))
+    with ThreadPoolExecutor(min(streams, len(pieces))) as pool:
+        return sum(pool.map(one, pieces))
 
 
 def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16 * 2**20,
-                      via: str = "read", settle_s: float = 0.0) -> ReadRate:
+                      via: str = "read", settle_s: float = 0.0, streams: int = 1) -> ReadRate:
     """The one file-read probe: rate = bytes / s reading all of `path`, `via`:
-      read         `readinto` in `block_bytes` chunks (the kernel reads ahead of sequential reads);
+      read         `readinto` in `block_bytes` chunks (the kernel reads ahead of sequential reads); with
+                   `streams` > 1, that many `pread`s in flight (`pread_pieces`, as a resident load reads);
       mmap         mapped, one byte of every page touched in order (each fault reads around it);
       mmap-random  the same after madvise(MADV_RANDOM): each fault reads its own page only, as a
                    FAISS index mapped by `read_index` is (lab 06; `mapping_flags` shows it).
     cold evicts the file first (and checks it): the rate is the disk's; warm: the page cache's.
     Where eviction is unsupported a cold read is skipped: the record says so, its times are nan.
-    settle_s: wait this long between the eviction and the read. Below the page cache there may be a
-    layer this machine cannot see (a virtual disk on a host): on a 2-vCPU Xeon VM the 135M checkpoint
-    read right after its eviction came at 0.9-1.5 GB/s and 3 s later at 0.4-0.8 GB/s, six pairs in one
-    run (other runs there were erratic either way, 0.3-1.6 GB/s). A process that evicts, imports for
-    seconds and then loads meets the second: a floor for it is read as late (bench_decode.py does).
+    settle_s: wait this long between the eviction and the read. A virtual disk's speed can depend on
+    how recently it was asked: on a 2-vCPU Xeon VM the 135M checkpoint, read one chunk at a time right
+    after its eviction, came at 0.9-1.5 GB/s and 3 s later at 0.4-0.8 GB/s (six pairs in one run); four
+    reads in flight took the difference away (`READ_STREAMS`). A process that evicts, imports for
+    seconds and then loads meets the later disk: a floor for it is read as late (bench_decode.py does).
     """
     if via not in READ_WAYS:
         raise InvalidArgumentError(f"unknown way to read {via!r}: choose {', '.join(READ_WAYS)}")
@@ -161,7 +185,14 @@ def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16
     before = resident_fraction(path)
     total = 0
     with open(path, "rb", buffering=0) as f:
-        if via == "read":
+        if via == "read" and streams > 1:
+            size = os.path.getsize(path)
+            bufs = [bytearray(block_bytes) for _ in range(streams)]  # chunk k lands in buffer k % streams
+            pieces = [(memoryview(bufs[k % streams])[:min(block_bytes, size - o)], o)
+                      for k, o in enumerate(range(0, size, block_bytes))]
+            t0 = time.perf_counter()
+            total = pread_pieces(f.fileno(), pieces, streams)
+        elif via == "read":
             buf = bytearray(block_bytes)
             t0 = time.perf_counter()
             while (n := f.readinto(buf)) > 0:

@@ -133,3 +133,19 @@ def test_a_settled_cold_read_waits_after_the_eviction_and_before_the_read(tmp_pa
     seen.clear()
     pagecache.measure_read_rate(path, cold=False, settle_s=2.5)  # nothing evicted: nothing to wait for
     assert seen == []
+
+
+def test_reads_in_flight_fill_every_piece_and_a_short_file_is_refused(tmp_path):
+    """pread_pieces: each buffer gets its own file range whatever the order the threads finish in; a read
+    past the end of the file raises instead of leaving zeros."""
+    data = os.urandom(3 * 2**20 + 5)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    bufs = [bytearray(2**20) for _ in range(3)] + [bytearray(5)]
+    with open(path, "rb") as f:
+        got = pagecache.pread_pieces(f.fileno(), [(b, k * 2**20) for k, b in enumerate(bufs)], streams=4)
+        assert got == len(data) and b"".join(bufs) == data
+        with pytest.raises(OSError, match="short read"):
+            pagecache.pread_pieces(f.fileno(), [(bytearray(10), len(data) - 5)], streams=2)
+    r = pagecache.measure_read_rate(path, cold=False, block_bytes=2**20, streams=4)
+    assert r.num_bytes == len(data) and r.read_bytes_per_s > 0
