@@ -187,7 +187,7 @@ def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16
     with open(path, "rb", buffering=0) as f:
         if via == "read" and streams > 1:
             size = os.path.getsize(path)
-            bufs = [bytearray(block_bytes) for _ in range(streams)]  # chunk k lands in buffer k % streams
+            bufs = [bytearray(block_bytes) for _ in range(streams)]  # chunk k lands in buffer k % streams (thrown away)
             pieces = [(memoryview(bufs[k % streams])[:min(block_bytes, size - o)], o)
                       for k, o in enumerate(range(0, size, block_bytes))]
             t0 = time.perf_counter()
