@@ -7,8 +7,9 @@ Lab 00 is run from the Run menu: every code cell must get an execution number, n
 an error, and a figure must render. Lab 07's explorer widget must answer a slider moved with the
 keyboard: it runs in a notebook made of lab 07's own cells (its constants, its imports, its
 explorer cell) on a profile calibrated here as the lab's is; the whole of lab 07 runs under nbval in
-`make test`, and running it a second time here cost 100-120 s of a 25-minute budget. Chromium is Debian's (`apt-get install chromium`; never
-`playwright install`, which downloads a browser); the test skips without it or without Playwright.
+`make test`, and running it a second time here cost 100-120 s of a 25-minute budget. Chromium is
+Debian's (`apt-get install chromium`; never `playwright install`, which downloads a browser); the
+test skips without it or without Playwright.
 CHROMIUM_PATH names another browser binary (CHROMIUM_PATH=/nonexistent checks that it skips).
 """
 
