@@ -171,8 +171,9 @@ def measure_read_rate(path: str | Path, cold: bool = True, block_bytes: int = 16
     settle_s: wait this long between the eviction and the read. A virtual disk's speed can depend on
     how recently it was asked: on a 2-vCPU Xeon VM the 135M checkpoint, read one chunk at a time right
     after its eviction, came at 0.9-1.5 GB/s and 3 s later at 0.4-0.8 GB/s (six pairs in one run); four
-    reads in flight took the difference away (`READ_STREAMS`). A process that evicts, imports for
-    seconds and then loads meets the later disk: a floor for it is read as late (bench_decode.py does).
+    reads in flight took most of the difference away (1.1-1.2 vs 0.9-1.0 GB/s: `READ_STREAMS`). A
+    process that evicts, imports for seconds and then loads meets the later disk: a floor for it is read
+    as late (bench_decode.py does).
     """
     if via not in READ_WAYS:
         raise InvalidArgumentError(f"unknown way to read {via!r}: choose {', '.join(READ_WAYS)}")
