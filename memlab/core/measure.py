@@ -38,6 +38,13 @@ def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
+def anon_rss_bytes() -> int:
+    """The anonymous part of the RSS (heap, arrays): RSS less file-backed pages (library code, mapped files)
+    and shared memory. Where the OS gives no split (not Linux), the whole RSS."""
+    info = psutil.Process().memory_info()
+    return info.rss - getattr(info, "shared", 0)
+
+
 class Timer:
     """`with Timer(device) as t: ...` then `t.elapsed_s`."""
 

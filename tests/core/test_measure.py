@@ -63,6 +63,22 @@ def test_release_freed_memory_hands_a_freed_model_back():
         assert rss_bytes() - before < 100 * 2**20
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the anonymous/file split is Linux's")
+def test_anon_rss_counts_arrays_not_mapped_files(tmp_path):
+    """An array read into RAM grows the anonymous RSS; a mapped file's pages, touched, grow the RSS only."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(64 * 2**20))
+    measure.release_freed_memory()
+    anon0, rss0 = measure.anon_rss_bytes(), measure.rss_bytes()
+    mapped = np.memmap(path, np.uint8, mode="r")
+    total = int(mapped[::4096].sum())  # touch every page
+    assert measure.rss_bytes() - rss0 > 48 * 2**20 and abs(measure.anon_rss_bytes() - anon0) < 8 * 2**20, total
+    del mapped
+    anon0 = measure.anon_rss_bytes()
+    held = np.fromfile(path, np.uint8)
+    assert abs(measure.anon_rss_bytes() - anon0 - held.nbytes) < 8 * 2**20
+
+
 def test_every_timer_waits_for_the_device(monkeypatch):
     """A timed call on a GPU returns before its work is done: the clock stops only after `sync` waited
     (here a fake mps whose queued work the sync records)."""
