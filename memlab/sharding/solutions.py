@@ -34,9 +34,11 @@ def last_stage_weights_bytes(config, world_size: int = 2, dtype_bytes: int = 4) 
 # what the whole batch cost it (decode streams the stage's weights once per micro-batch) and leaves out
 # the messages' latency, which grows with M. It is an upper estimate where the per-sequence work is not
 # negligible: a 135M model's slot of one sequence costs a CPU less than a slot of four, so the step grows
-# less than M + R - 1. On an AVX2 EPYC (2 vCPUs), quiet: quick (M = 1 -> 2) 0.87-1.12 in three runs (1.40
-# beside another lab running); full (M = 1 -> 4, slots of one sequence) 0.58 and 0.60. Predicting no
-# change (step(M) = step(1)) gave 1.45 (full) and 1.66 (quick), a step that shrinks with the bubble more.
+# less than M + R - 1. On an AVX2 EPYC (2 vCPUs), quiet: M = 1 -> 2 (quick mode's step once) 0.87-1.12 in three
+# runs (1.40 beside another lab running); M = 1 -> 4 (full, slots of one sequence) 0.58 and 0.60. Predicting no
+# change (step(M) = step(1)) gave 1.45 (M = 4) and 1.66 (M = 2), a step that shrinks with the bubble more. On a
+# Xeon (AVX-512, 260 MiB L3) M = 2's step once came out shorter than M = 1's (0.64 of the prediction), so quick
+# mode now steps to M = 4 as full does: 0.90 of the prediction there, quick (6 tokens).
 MICRO_STEP_BAND = (0.5, 1.35)
 
 
