@@ -64,11 +64,12 @@ def _cmd_rag_scale(args) -> int:
         return 0
     print(f"{config.layout} vectors, D = {config.dim}, k = {config.k}, faiss threads while searching: {points[0].threads}")
     print(f"{'store':10s} {'N':>10s} {'cache':5s} {'median':>9s} {'p99':>9s} {'recall':>6s} "
-          f"{'RAM (RSS)':>10s} {'formula':>10s} {'disk':>10s}  params")
+          f"{'RAM (RSS)':>10s} {'allocated':>10s} {'formula':>10s} {'disk':>10s}  params")
     for p in points:
-        formula = "-" if p.formula_ram_bytes != p.formula_ram_bytes else fmt_bytes(p.formula_ram_bytes)
+        formula, heap = ("-" if b != b else fmt_bytes(b) for b in (p.formula_ram_bytes, p.heap_bytes))
         print(f"{p.store:10s} {p.num_vectors:>10,} {p.cache_state:5s} {fmt_time(p.median_s):>9s} {fmt_time(p.p99_s):>9s} "
-              f"{p.recall_at_k:6.3f} {fmt_bytes(max(p.ram_bytes, 0)):>10s} {formula:>10s} {fmt_bytes(p.disk_bytes):>10s}  {p.params}")
+              f"{p.recall_at_k:6.3f} {fmt_bytes(max(p.ram_bytes, 0)):>10s} {heap:>10s} {formula:>10s} "
+              f"{fmt_bytes(p.disk_bytes):>10s}  {p.params}")
     print(rag.sweep.claim_vs_measured(points))
     return 0
 

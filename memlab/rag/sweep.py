@@ -3,8 +3,8 @@
 For each size N (synthetic vectors from `memlab.rag.synthetic`, the same for every store):
   1. build every index once (cached per kind, N and parameters) and the exact answers (flat, batched);
   2. per store, open it and time one query at a time: median and p99, recall@k against the exact
-     answers, bytes in RAM (RSS growth over the open for an index read into RAM, to after the queries for a mapped one) beside
-     the formula (`memlab.rag.indexes`), and its file's bytes on disk.
+     answers, bytes in RAM (for an index read into RAM, what the allocator handed out and the RSS grown by an open;
+     for a mapped one, the RSS grown to after the queries) beside the formula (`memlab.rag.indexes`), and its file's bytes on disk.
 Stores, in order:
   flat        FAISS exact flat index read into RAM          (formula 4·D·N)
   hnsw        FAISS HNSW graph in RAM at efSearch            (formula 4·D·N + links, `indexes.hnsw_bytes`)
@@ -84,7 +84,9 @@ class ScalePoint:
     params: str                # "M=32 efC=64 efS=48" for HNSW, "" otherwise
     cache_state: str           # "ram" (read into RAM), "warm" or "cold" (page cache of the file before each query)
     build_s: float             # building the index (0.0: read from the cache)
-    ram_bytes: int             # RSS growth over a second open (in RAM: anonymous) or to after the queries (mapped)
+    ram_bytes: int             # RSS growth: in RAM, the anonymous part over an open (`measure.held_by`); mapped,
+                               # to after the queries
+    heap_bytes: float          # in RAM, the bytes the C allocator handed out for it (`measure.heap_bytes`); else nan
     formula_ram_bytes: float   # what the formula says RAM holds (nan where RAM is the page cache's, not ours)
     disk_bytes: int            # the store's file
     median_s: float            # one query's search, median
@@ -193,28 +195,26 @@ def measure_store(store: str, files: dict, config: ScaleConfig, queries, truth, 
 
         if state == "warm":
             warm(path)
-        if state == "ram":  # a first open pays one-time costs (library code paged in, lazy set-up): not the index
-            opener()
-        rss = measure.anon_rss_bytes if state == "ram" else measure.rss_bytes  # in RAM: heap, not code or files
         measure.release_freed_memory()
-        rss0 = rss()
+        rss0, held_ram = measure.rss_bytes(), None
         if state == "cold":
             # at least 2: a cold mapped flat index at N = 1e6 took 34 s a query (page faults, under load)
             times, found = time_queries(search_one, queries[:config.num_cold], config.max_query_s, before=evict,
                                         min_queries=2)
         else:
-            held["h"] = opener()
-            # an index read into RAM holds its bytes once opened: measured before any query, whose Python objects
-            # (a new 1 MiB interpreter arena among them) would add noise; a mapped one only once its pages are touched
-            opened = rss() - rss0
+            if state == "ram":  # an index read into RAM holds its bytes once opened, before any query
+                held["h"], held_ram = measure.held_by(opener)
+            else:
+                held["h"] = opener()
             search_one(queries[0])  # warm-up: first-touch page faults and lazy set-up are not a query's cost
             times, found = time_queries(search_one, queries, config.max_query_s)
-        ram = opened if state == "ram" else rss() - rss0
+        ram = held_ram.rss_bytes if held_ram else measure.rss_bytes() - rss0
         held.clear()
         rows.append(ScalePoint(
             store=store, layout=config.layout, num_vectors=files["n"], dim=config.dim, threads=threads,
             params=f"M={config.m} efC={config.ef_construction} efS={ef_search}" if kind == "hnsw" else "",
             cache_state=state, build_s=build_s, ram_bytes=int(ram),
+            heap_bytes=held_ram.heap_bytes if held_ram else float("nan"),
             # a mapped HNSW index brings in only the pages its walks touch: no formula for that
             formula_ram_bytes=formula if state == "ram" or store == "flat-mmap" and state == "warm" else float("nan"),
             disk_bytes=path.stat().st_size, median_s=statistics.median(times),

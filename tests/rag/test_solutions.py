@@ -72,7 +72,7 @@ def test_wrong_answers_are_misses(monkeypatch):
 
 
 def test_hnsw_solution_is_the_index_faiss_writes_and_forgetting_level_0s_doubling_misses(tmp_path):
-    # the file is the arrays an HNSW index holds in RAM (lab 06 grades against RSS growth, within 5%)
+    # the file is the arrays an HNSW index holds in RAM (lab 06 grades against the allocator's count, within 5%)
     faiss = pytest.importorskip("faiss")
     x = np.random.default_rng(0).standard_normal((3000, 384)).astype(np.float32)
     index = rag.indexes.new_index("hnsw", 384, m=32, ef_construction=16)
