@@ -119,14 +119,3 @@ def fuse(mods: list, linear: Callable | None):
         return linear(lin), None
     point(mods, fused)
     return fused, bias
-
-
-def release_freed() -> None:
-    """Give the heap pages freed while matrices were laid out back to the OS (glibc's `malloc_trim`; nothing
-    elsewhere). glibc keeps freed blocks below its mmap threshold in its heap, where they still count as this
-    process's memory and against a container's limit: the 135M model's fast path left 160 MB of them."""
-    import ctypes
-    try:
-        ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols: glibc's, where it is the C library
-    except (OSError, AttributeError):
-        pass  # not glibc (macOS, musl): its allocator returns what it returns

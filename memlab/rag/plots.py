@@ -122,7 +122,6 @@ def ttft_vs_context(records) -> Figure:
 
 def latency_vs_size(points, ttft_s: float) -> Figure:
     """Median search time against N per store and cache state (log-log), the TTFT as a line."""
-    import numpy as np
     fig, ax = plt.subplots(figsize=(8, 5))
     groups: dict[str, list] = {}
     for p in points:

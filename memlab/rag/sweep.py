@@ -30,7 +30,7 @@ from memlab.core import guard, limits, measure, pagecache
 from memlab.core.errors import InvalidArgumentError
 from memlab.core.hardware import HardwareCard, card
 from memlab.core.units import fmt_time
-from memlab.rag import indexes, synthetic, vecstores
+from memlab.rag import indexes, memory, synthetic, vecstores
 
 STORES = ("flat", "hnsw", "flat-mmap", "hnsw-mmap", "sqlite-vec")
 EF_CHOICES = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
@@ -84,9 +84,9 @@ class ScalePoint:
     params: str                # "M=32 efC=64 efS=48" for HNSW, "" otherwise
     cache_state: str           # "ram" (read into RAM), "warm" or "cold" (page cache of the file before each query)
     build_s: float             # building the index (0.0: read from the cache)
-    ram_bytes: int             # RSS growth: in RAM, the anonymous part over an open (`measure.held_by`); mapped,
+    ram_bytes: int             # RSS growth: in RAM, the anonymous part over an open (`memory.held_by`); mapped,
                                # to after the queries
-    heap_bytes: float          # in RAM, the bytes the C allocator handed out for it (`measure.heap_bytes`); else nan
+    heap_bytes: float          # in RAM, the bytes the C allocator handed out for it (`memory.heap_bytes`); else nan
     formula_ram_bytes: float   # what the formula says RAM holds (nan where RAM is the page cache's, not ours)
     disk_bytes: int            # the store's file
     median_s: float            # one query's search, median
@@ -203,7 +203,7 @@ def measure_store(store: str, files: dict, config: ScaleConfig, queries, truth, 
                                         min_queries=2)
         else:
             if state == "ram":  # an index read into RAM holds its bytes once opened, before any query
-                held["h"], held_ram = measure.held_by(opener)
+                held["h"], held_ram = memory.held_by(opener)
             else:
                 held["h"] = opener()
             search_one(queries[0])  # warm-up: first-touch page faults and lazy set-up are not a query's cost

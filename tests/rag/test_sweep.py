@@ -35,7 +35,7 @@ def test_every_store_gives_its_rows_and_exact_ones_find_the_exact_answers(tiny_s
     flat = points[0]
     assert flat.formula_ram_bytes == rag.indexes.flat_bytes(600, 384) and flat.disk_bytes >= flat.formula_ram_bytes
     for p in points:  # in RAM, the allocator's count of what an open took is the formula (glibc keeps that count)
-        if p.cache_state != "ram" or math.isnan(rag.sweep.measure.heap_bytes()):
+        if p.cache_state != "ram" or math.isnan(rag.memory.heap_bytes()):
             assert p.cache_state == "ram" or math.isnan(p.heap_bytes), p
         else:
             assert abs(p.heap_bytes / p.formula_ram_bytes - 1) < 0.02 and p.ram_bytes > 0.9 * p.heap_bytes, p
