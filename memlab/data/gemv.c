@@ -27,20 +27,28 @@
 static inline float hsum(__m256 v){ __m128 a=_mm_add_ps(_mm256_castps256_ps128(v),_mm256_extractf128_ps(v,1));
   a=_mm_add_ps(a,_mm_movehl_ps(a,a)); a=_mm_add_ss(a,_mm_shuffle_ps(a,a,1)); return _mm_cvtss_f32(a); }
 #endif
+/* software prefetch in the GEMV loops: the weight bytes this far ahead, asked for before the loop reaches them.
+   Without it one thread streamed bf16, int8 and int4 weights at 0.55-0.65x its fp32 rate and two threads read
+   13, 11 and 12 GB/s; with it 21, 16 and 17 (fp32 20 -> 23) on a Xeon (AVX-512, 260 MiB L3, 2 vCPUs); 4-16 KiB
+   ahead did about as well, 1 KiB and 32 KiB worse. A prefetch never faults: past the last row it reads nothing. */
+#define PF_GEMV 8192
+#define PF(p) __builtin_prefetch((const char*)(p)+PF_GEMV, 0, 3)
 static inline float bf16f(uint16_t h){ uint32_t u=(uint32_t)h<<16; float f; memcpy(&f,&u,4); return f; }
 
 static inline float dot_f32(const float* x, const float* r, int K){
   float s[32]={0}, a=0.f; int k=0;
-  for(;k+32<=K;k+=32)  /* 32 partial sums: four vectors' worth of independent FMA chains */
-    for(int i=0;i<32;i++) s[i]+=x[k+i]*r[k+i];
+  for(;k+32<=K;k+=32){  /* 32 partial sums: four vectors' worth of independent FMA chains */
+    PF(r+k); PF(r+k+16);
+    for(int i=0;i<32;i++) s[i]+=x[k+i]*r[k+i]; }
   for(;k<K;k++) a+=x[k]*r[k];
   for(int i=0;i<32;i++) a+=s[i];
   return a;
 }
 static inline float dot_bf16(const float* x, const uint16_t* r, int K){
   float s[32]={0}, a=0.f; int k=0;
-  for(;k+32<=K;k+=32)
-    for(int i=0;i<32;i++) s[i]+=x[k+i]*bf16f(r[k+i]);
+  for(;k+32<=K;k+=32){
+    PF(r+k);
+    for(int i=0;i<32;i++) s[i]+=x[k+i]*bf16f(r[k+i]); }
   for(;k<K;k++) a+=x[k]*bf16f(r[k]);
   for(int i=0;i<32;i++) a+=s[i];
   return a;
@@ -50,6 +58,7 @@ static inline float dot_q8(const float* x, const int8_t* r, uint16_t scale, int 
 #ifdef HAVE_AVX2
   __m256 a0=_mm256_setzero_ps(), a1=_mm256_setzero_ps();
   for(;k+16<=K;k+=16){
+    if(!(k&63)) PF(r+k);
     __m128i b=_mm_loadu_si128((const __m128i*)(r+k));
     __m256 w0=_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
     __m256 w1=_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b,8)));
@@ -79,6 +88,7 @@ static inline float dot_q4(const float* x, const int8_t* xq, const float* dx, co
   const __m256i ones=_mm256_set1_epi16(1), hi=_mm256_set1_epi32((int)0xffff0000);
   float sc[8] __attribute__((aligned(32)));
   for(;g+8<=G;g+=8){  /* eight groups' scales and zeros at once: (s, z) bf16 pairs are 32-bit lanes */
+    PF(r+16*g); PF(r+16*g+64); __builtin_prefetch((const char*)(q+2*g)+PF_GEMV/4, 0, 3);  /* 4 bytes of sz per 16 */
     __m256i szv=_mm256_loadu_si256((const __m256i*)(q+2*g));
     __m256 sv=_mm256_castsi256_ps(_mm256_slli_epi32(szv,16)), zv=_mm256_castsi256_ps(_mm256_and_si256(szv,hi));
     zacc=_mm256_fmadd_ps(_mm256_fnmadd_ps(_mm256_set1_ps(8.f),sv,zv),_mm256_loadu_ps(xs+g),zacc);
@@ -100,6 +110,7 @@ static inline float dot_q4(const float* x, const int8_t* xq, const float* dx, co
 #else
   (void)xq; (void)dx;
   for(;g<G;g++){ const uint8_t* b=r+16*g; const float* xg=x+32*g; float d=0.f;
+    if(!(g&3)) PF(b);
     for(int j=0;j<16;j++) d+=xg[j]*(float)(b[j]&15)+xg[j+16]*(float)(b[j]>>4);
     float s=bf16f(q[2*g]), z=bf16f(q[2*g+1]);
     a+=s*d+(z-8.f*s)*xs[g]; }
