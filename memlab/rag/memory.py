@@ -32,8 +32,8 @@ def heap_bytes() -> float:
     import ctypes.util
 
     class MallInfo2(ctypes.Structure):
-        _fields_ = [(f, ctypes.c_size_t) for f in
-                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+        _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                   "fsmblks", "uordblks", "fordblks", "keepcost")]
     try:
         info = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
     except (OSError, AttributeError):

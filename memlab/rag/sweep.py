@@ -4,7 +4,8 @@ For each size N (synthetic vectors from `memlab.rag.synthetic`, the same for eve
   1. build every index once (cached per kind, N and parameters) and the exact answers (flat, batched);
   2. per store, open it and time one query at a time: median and p99, recall@k against the exact
      answers, bytes in RAM (for an index read into RAM, what the allocator handed out and the RSS grown by an open;
-     for a mapped one, the RSS grown to after the queries) beside the formula (`memlab.rag.indexes`), and its file's bytes on disk.
+     for a mapped one, the RSS grown to after the queries) beside the formula (`memlab.rag.indexes`), and its
+     file's bytes on disk.
 Stores, in order:
   flat        FAISS exact flat index read into RAM          (formula 4·D·N)
   hnsw        FAISS HNSW graph in RAM at efSearch            (formula 4·D·N + links, `indexes.hnsw_bytes`)
