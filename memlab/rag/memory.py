@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -24,10 +25,9 @@ def anon_rss_bytes() -> int:
     return info.rss - getattr(info, "shared", 0)
 
 
-def heap_bytes() -> float:
-    """Bytes the C allocator has handed out and not freed, over all its arenas and its mapped blocks (glibc's
-    `mallinfo2`: in-use chunks + mmapped chunks): what code asked malloc for, whatever pages the kernel backs
-    it with. nan where the allocator keeps no such count (glibc before 2.33, macOS, musl)."""
+@functools.cache
+def _mallinfo2():
+    """glibc's `mallinfo2`, looked up once (find_library runs ldconfig: not between two counts), or None."""
     import ctypes
     import ctypes.util
 
@@ -37,8 +37,18 @@ def heap_bytes() -> float:
     try:
         info = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
     except (OSError, AttributeError):
-        return float("nan")
+        return None
     info.restype = MallInfo2
+    return info
+
+
+def heap_bytes() -> float:
+    """Bytes the C allocator has handed out and not freed, over all its arenas and its mapped blocks (glibc's
+    `mallinfo2`: in-use chunks + mmapped chunks): what code asked malloc for, whatever pages the kernel backs
+    it with. nan where the allocator keeps no such count (glibc before 2.33, macOS, musl)."""
+    info = _mallinfo2()
+    if info is None:
+        return float("nan")
     got = info()
     return float(got.uordblks + got.hblkhd)
 
